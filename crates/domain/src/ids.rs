@@ -1,0 +1,81 @@
+//! Immutable identifiers of organizations and admins. Tokens and references between
+//! records use these ids, never names, so that a rename cannot redirect them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The text given is not a valid identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid identifier (expected a UUID)")]
+pub struct IdError;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// Generates a new random (version 4) identifier.
+            #[allow(clippy::new_without_default)]
+            pub fn new() -> Self {
+                Self(Uuid::new_v4())
+            }
+
+            /// Wraps an existing UUID, for adapters that read ids back from storage.
+            pub fn from_uuid(uuid: Uuid) -> Self {
+                Self(uuid)
+            }
+
+            /// The UUID inside.
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+
+            /// Parses the hyphenated text form.
+            pub fn parse(text: &str) -> Result<Self, IdError> {
+                Uuid::parse_str(text).map(Self).map_err(|_| IdError)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// The immutable id of an organization.
+    ///
+    /// ```
+    /// use domain::OrgId;
+    /// let id = OrgId::new();
+    /// assert_eq!(OrgId::parse(&id.to_string()), Ok(id));
+    /// assert!(OrgId::parse("acme").is_err());
+    /// ```
+    OrgId
+);
+
+id_type!(
+    /// The immutable id of an admin.
+    ///
+    /// ```
+    /// use domain::AdminId;
+    /// let id = AdminId::new();
+    /// assert_eq!(id.to_string().parse::<AdminId>(), Ok(id));
+    /// ```
+    AdminId
+);

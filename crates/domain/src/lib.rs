@@ -1,0 +1,45 @@
+//! The domain of the Organization Management Service: organizations, their admins, the
+//! rules their names, emails and passwords obey, and the errors each operation can end in.
+//!
+//! This crate has no I/O and no async runtime so that other teams can reuse it as a plain
+//! library. Every value type is parsed once by a validating constructor and stays valid
+//! forever after: nothing else can build one.
+//!
+//! ```
+//! use domain::{CollectionNaming, CollectionName, OrgId, OrganizationName};
+//!
+//! let name = OrganizationName::parse("  Acme   Corp ").unwrap();
+//! assert_eq!(name.as_str(), "Acme Corp");
+//! assert_eq!(name.key().as_str(), "acme_corp");
+//!
+//! let collection = CollectionName::for_organization(CollectionNaming::Key, OrgId::new(), name.key());
+//! assert_eq!(collection.as_str(), "org_acme_corp");
+//! ```
+
+mod collection;
+mod email;
+mod entities;
+mod errors;
+mod ids;
+mod name;
+mod password;
+
+pub use collection::{CollectionName, CollectionNameError, CollectionNaming};
+pub use email::{Email, EmailError};
+pub use entities::{Admin, NewAdmin, NewOrganization, Organization, OrganizationChanges, Rename};
+pub use errors::{CreateOrgError, DeleteOrgError, StoreError, UpdateOrgError};
+pub use ids::{AdminId, IdError, OrgId};
+pub use name::{OrgKey, OrganizationName, OrganizationNameError};
+pub use password::{Password, PasswordError, PasswordHash, PasswordHashError};
+
+/// Truncates a timestamp to whole milliseconds, the precision every store keeps, so that a
+/// value read back compares equal to the value written whatever the storage.
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+/// let t = Utc.timestamp_opt(1, 123_456_789).unwrap();
+/// assert_eq!(domain::truncate_to_millis(t).timestamp_subsec_nanos(), 123_000_000);
+/// ```
+pub fn truncate_to_millis(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}

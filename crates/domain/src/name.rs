@@ -1,0 +1,286 @@
+//! Organization names and the keys that make them unique.
+//!
+//! Invariants: a display name is trimmed, has its inner whitespace collapsed to single
+//! spaces, holds 1 to 64 characters and no control or invisible formatting characters; its
+//! key is non-empty, made of lowercase letters, digits, combining marks and single `_`
+//! separators, and short enough that `org_<key>` fits in a MongoDB collection name.
+
+use std::fmt;
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::is_combining_mark;
+
+/// The longest display name, in characters (Unicode scalar values).
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// The longest key, in UTF-8 bytes: `org_` plus the key must fit in 120 bytes.
+pub const MAX_KEY_BYTES: usize = 120 - "org_".len();
+
+/// Why a text is not a valid organization name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrganizationNameError {
+    /// Nothing is left once whitespace is trimmed.
+    #[error("must not be empty")]
+    Empty,
+    /// Longer than [`MAX_NAME_CHARS`] characters after whitespace is collapsed.
+    #[error("must be at most {MAX_NAME_CHARS} characters long")]
+    TooLong,
+    /// Holds a control character or an invisible formatting character.
+    #[error("must not contain control or invisible formatting characters")]
+    ControlCharacter,
+    /// Holds no letter or digit, so its key would be empty.
+    #[error("must contain at least one letter or digit")]
+    NoLetterOrDigit,
+    /// Its key does not fit in a collection name (possible only with multi-byte scripts).
+    #[error("is too long once normalized: its key must be at most {MAX_KEY_BYTES} bytes in UTF-8")]
+    KeyTooLong,
+}
+
+/// The display name of an organization, as the user typed it but tidied.
+///
+/// ```
+/// use domain::OrganizationName;
+///
+/// let a = OrganizationName::parse("Acme Corp").unwrap();
+/// let b = OrganizationName::parse("acme-corp").unwrap();
+/// let c = OrganizationName::parse(" ACME  corp ").unwrap();
+/// assert_eq!(c.as_str(), "ACME corp");
+/// assert_eq!(a.key(), b.key());
+/// assert_eq!(b.key(), c.key());
+/// assert!(OrganizationName::parse("---").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct OrganizationName {
+    display: String,
+    key: OrgKey,
+}
+
+/// The normalized form of an organization name: what uniqueness, lookups and the tenant
+/// collection name are based on.
+///
+/// ```
+/// use domain::OrganizationName;
+/// assert_eq!(OrganizationName::parse("Société Générale!").unwrap().key().as_str(), "société_générale");
+/// assert_eq!(OrganizationName::parse("東京 Tech").unwrap().key().as_str(), "東京_tech");
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OrgKey(String);
+
+impl OrganizationName {
+    /// Parses a name typed by a user.
+    pub fn parse(input: &str) -> Result<Self, OrganizationNameError> {
+        if input.chars().any(is_forbidden) {
+            return Err(OrganizationNameError::ControlCharacter);
+        }
+        let display = input.split_whitespace().collect::<Vec<_>>().join(" ");
+        if display.is_empty() {
+            return Err(OrganizationNameError::Empty);
+        }
+        if display.chars().count() > MAX_NAME_CHARS {
+            return Err(OrganizationNameError::TooLong);
+        }
+        let key = OrgKey::derive(&display);
+        if key.0.is_empty() {
+            return Err(OrganizationNameError::NoLetterOrDigit);
+        }
+        if key.0.len() > MAX_KEY_BYTES {
+            return Err(OrganizationNameError::KeyTooLong);
+        }
+        Ok(Self { display, key })
+    }
+
+    /// The display name.
+    pub fn as_str(&self) -> &str {
+        &self.display
+    }
+
+    /// The key that identifies the organization.
+    pub fn key(&self) -> &OrgKey {
+        &self.key
+    }
+}
+
+impl OrgKey {
+    /// Lowercases the compatibility-normalized (NFKC) text and turns every run of
+    /// characters that are neither letters, digits nor combining marks into one `_`.
+    ///
+    /// NFKC comes first so that visually identical spellings (a precomposed `é` and an `e`
+    /// followed by a combining accent, full-width `Ａ` and `A`) get the same key; combining
+    /// marks count as part of the letter they decorate for the same reason.
+    fn derive(display: &str) -> Self {
+        let mut key = String::with_capacity(display.len());
+        let mut pending_separator = false;
+        for c in display.nfkc().flat_map(char::to_lowercase) {
+            if c.is_alphanumeric() || is_combining_mark(c) {
+                if pending_separator && !key.is_empty() {
+                    key.push('_');
+                }
+                pending_separator = false;
+                key.push(c);
+            } else {
+                pending_separator = true;
+            }
+        }
+        Self(key.nfc().collect())
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Control characters (Unicode category Cc) and the invisible formatting characters that
+/// make two names look alike or reorder text (zero-width and bidirectional controls).
+fn is_forbidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
+impl fmt::Display for OrganizationName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+impl fmt::Debug for OrganizationName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OrganizationName({:?})", self.display)
+    }
+}
+
+impl fmt::Display for OrgKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for OrgKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OrgKey({:?})", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OrganizationNameError as E;
+    use super::*;
+
+    /// Checks one input: `Ok((display, key))` or the expected error.
+    fn check(input: &str, expected: Result<(&str, &str), E>) {
+        let actual = OrganizationName::parse(input).map(|n| (n.display.clone(), n.key.0.clone()));
+        let expected = expected.map(|(d, k)| (d.to_owned(), k.to_owned()));
+        assert_eq!(actual, expected, "input {input:?}");
+    }
+
+    #[test]
+    fn whitespace_is_trimmed_and_collapsed() {
+        for (input, display, key) in [
+            ("Acme", "Acme", "acme"),
+            ("  Acme Corp  ", "Acme Corp", "acme_corp"),
+            ("ACME  corp", "ACME corp", "acme_corp"),
+            ("Acme\u{00A0}\u{2003}Corp", "Acme Corp", "acme_corp"),
+            ("a", "a", "a"),
+        ] {
+            check(input, Ok((display, key)));
+        }
+    }
+
+    #[test]
+    fn punctuation_runs_become_one_separator_and_edges_are_stripped() {
+        for (input, key) in [
+            ("acme-corp", "acme_corp"),
+            ("Acme, Inc.", "acme_inc"),
+            ("--Acme--", "acme"),
+            ("a!!!b???c", "a_b_c"),
+            ("_a_", "a"),
+            ("a_b", "a_b"),
+            ("a__b", "a_b"),
+            ("R&D 2024", "r_d_2024"),
+            ("(1)", "1"),
+            ("Acme 🚀 Rockets", "acme_rockets"),
+        ] {
+            check(input, Ok((input.trim(), key)));
+        }
+    }
+
+    #[test]
+    fn unicode_letters_and_digits_of_any_script_are_kept() {
+        for (input, key) in [
+            ("Société Générale", "société_générale"),
+            ("ÜBER GmbH", "über_gmbh"),
+            ("東京 Tech", "東京_tech"),
+            ("Москва-Сити", "москва_сити"),
+            ("مرحبا عالم", "مرحبا_عالم"),
+            ("Ελλάδα", "ελλάδα"),
+            ("١٢٣", "١٢٣"),
+        ] {
+            check(input, Ok((input, key)));
+        }
+    }
+
+    #[test]
+    fn equivalent_spellings_collide() {
+        let groups: &[&[&str]] = &[
+            &["Acme Corp", "acme-corp", "ACME  corp", "acme_corp", "Acme.Corp!", " acme corp "],
+            // Precomposed and decomposed accents, full-width letters.
+            &["Café", "Cafe\u{0301}", "CAFÉ", "ｃａｆé"],
+        ];
+        for group in groups {
+            let keys: Vec<_> = group
+                .iter()
+                .map(|n| OrganizationName::parse(n).unwrap().key().clone())
+                .collect();
+            assert!(keys.windows(2).all(|w| w[0] == w[1]), "{group:?} gave {keys:?}");
+        }
+        let distinct = ["Acme Corp", "Acme Corp 2", "AcmeCorp", "Acme Corps"];
+        let keys: std::collections::HashSet<_> = distinct
+            .iter()
+            .map(|n| OrganizationName::parse(n).unwrap().key().clone())
+            .collect();
+        assert_eq!(keys.len(), distinct.len());
+    }
+
+    #[test]
+    fn empty_and_keyless_names_are_rejected() {
+        for input in ["", " ", "\u{3000}"] {
+            check(input, Err(E::Empty));
+        }
+        for input in ["-", "!!!", "_", "🚀", ". . ."] {
+            check(input, Err(E::NoLetterOrDigit));
+        }
+    }
+
+    #[test]
+    fn control_and_invisible_characters_are_rejected() {
+        for input in ["Acme\0Corp", "Acme\nCorp", "Acme\tCorp", "\u{7f}Acme", "Ac\u{200B}me", "\u{202E}emcA", "\u{FEFF}Acme"] {
+            check(input, Err(E::ControlCharacter));
+        }
+    }
+
+    #[test]
+    fn lengths_are_counted_in_characters_after_collapsing() {
+        let max = "a".repeat(64);
+        check(&max, Ok((&max, &max)));
+        check(&"a".repeat(65), Err(E::TooLong));
+        let spaced = format!("  {}  ", "a".repeat(64));
+        check(&spaced, Ok((&max, &max)));
+        // 64 two-byte letters make a 128-byte name whose 128-byte key is still too long.
+        check(&"é".repeat(58), Ok((&"é".repeat(58), &"é".repeat(58))));
+        check(&"é".repeat(59), Err(E::KeyTooLong));
+        check(&"東".repeat(39), Err(E::KeyTooLong));
+        check(&"東".repeat(38), Ok((&"東".repeat(38), &"東".repeat(38))));
+    }
+
+    #[test]
+    fn every_valid_key_makes_a_collection_name_that_fits() {
+        for input in ["a", &"a".repeat(64), &"é".repeat(58), &"東".repeat(38), &"😀a".repeat(32)] {
+            if let Ok(name) = OrganizationName::parse(input) {
+                assert!(4 + name.key().as_str().len() <= 120, "{input:?}");
+                assert!(!name.key().as_str().contains(['$', '.', '\0']));
+            }
+        }
+    }
+}
