@@ -1,6 +1,10 @@
-//! The errors each store operation can end in. The store adapters map their driver's
-//! errors (a duplicate key, an unreachable server) onto these; the HTTP adapter maps these
-//! onto status codes.
+//! The errors each operation can end in, one enum per operation. Store adapters map their
+//! driver's errors (a duplicate key, an unreachable server) onto these; the HTTP adapter
+//! maps these onto status codes.
+//!
+//! Every enum has an `Unavailable` arm (a dependency is down or saturated: retrying later
+//! may succeed) and an `Unknown` arm (a bug, corrupt data, a broken invariant) besides the
+//! outcomes a caller can act on.
 
 /// A failure of the store that is not about the request itself.
 #[derive(Debug, thiserror::Error)]
@@ -8,49 +12,75 @@ pub enum StoreError {
     /// The store cannot be reached now; retrying later may succeed.
     #[error("the store is unavailable")]
     Unavailable(#[source] anyhow::Error),
-    /// Anything else: a bug, corrupt data, a broken invariant.
+    /// Anything else.
     #[error(transparent)]
     Unknown(#[from] anyhow::Error),
 }
 
-/// Why an organization could not be created.
-#[derive(Debug, thiserror::Error)]
-pub enum CreateOrgError {
-    /// Another organization already has this name's key.
-    #[error("an organization with this name already exists")]
-    NameTaken,
-    /// Another admin already uses this email.
-    #[error("an admin with this email already exists")]
-    EmailTaken,
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
+macro_rules! operation_error {
+    (
+        $(#[$doc:meta])*
+        $name:ident { $($(#[$vdoc:meta])* $variant:ident => $message:literal,)* }
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, thiserror::Error)]
+        pub enum $name {
+            $($(#[$vdoc])* #[error($message)] $variant,)*
+            /// A dependency is down or saturated; retrying later may succeed.
+            #[error("service temporarily unavailable")]
+            Unavailable(#[source] anyhow::Error),
+            /// An unexpected failure.
+            #[error(transparent)]
+            Unknown(anyhow::Error),
+        }
+
+        impl From<StoreError> for $name {
+            fn from(error: StoreError) -> Self {
+                match error {
+                    StoreError::Unavailable(e) => Self::Unavailable(e),
+                    StoreError::Unknown(e) => Self::Unknown(e),
+                }
+            }
+        }
+    };
 }
 
-/// Why an organization could not be updated.
-#[derive(Debug, thiserror::Error)]
-pub enum UpdateOrgError {
-    /// The organization (or its admin) does not exist (any more).
-    #[error("organization not found")]
-    NotFound,
-    /// Another organization already has the new name's key.
-    #[error("an organization with this name already exists")]
-    NameTaken,
-    /// Another admin already uses the new email.
-    #[error("an admin with this email already exists")]
-    EmailTaken,
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+operation_error!(
+    /// Why an organization could not be created.
+    CreateOrgError {
+        /// Another organization already has this name's key.
+        NameTaken => "an organization with this name already exists",
+        /// Another admin already uses this email.
+        EmailTaken => "an admin with this email already exists",
+    }
+);
 
-/// Why an organization could not be deleted.
-#[derive(Debug, thiserror::Error)]
-pub enum DeleteOrgError {
-    /// The organization does not exist (any more).
-    #[error("organization not found")]
-    NotFound,
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+operation_error!(
+    /// Why an organization could not be read.
+    GetOrgError {
+        /// No active organization has this key.
+        NotFound => "organization not found",
+    }
+);
+
+operation_error!(
+    /// Why an organization could not be updated.
+    UpdateOrgError {
+        /// The organization (or its admin) does not exist (any more).
+        NotFound => "organization not found",
+        /// Another organization already has the new name's key.
+        NameTaken => "an organization with this name already exists",
+        /// Another admin already uses the new email.
+        EmailTaken => "an admin with this email already exists",
+    }
+);
+
+operation_error!(
+    /// Why an organization could not be deleted.
+    DeleteOrgError {
+        /// No active organization has this name.
+        NotFound => "organization not found",
+        /// The organization is not the caller's.
+        NotOwner => "the organization belongs to another admin",
+    }
+);

@@ -27,7 +27,7 @@ mod password;
 pub use collection::{CollectionName, CollectionNameError, CollectionNaming};
 pub use email::{Email, EmailError};
 pub use entities::{Admin, NewAdmin, NewOrganization, Organization, OrganizationChanges, Rename};
-pub use errors::{CreateOrgError, DeleteOrgError, StoreError, UpdateOrgError};
+pub use errors::{CreateOrgError, DeleteOrgError, GetOrgError, StoreError, UpdateOrgError};
 pub use ids::{AdminId, IdError, OrgId};
 pub use name::{OrgKey, OrganizationName, OrganizationNameError};
 pub use password::{Password, PasswordError, PasswordHash, PasswordHashError};

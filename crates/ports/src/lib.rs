@@ -1,0 +1,24 @@
+//! The ports of the Organization Management Service, and the use cases written against
+//! them.
+//!
+//! A port is a trait in the language of the domain: no BSON, no HTTP, no driver types.
+//! Adapters implement the secondary ports ([`OrganizationRepository`], [`AdminRepository`],
+//! [`TenantStore`], [`PasswordHasher`], [`TokenIssuer`], [`Clock`]); the HTTP adapter
+//! drives the primary port, [`OrganizationApi`], which [`OrgService`] implements.
+
+mod clock;
+#[cfg(feature = "contract")]
+pub mod contract;
+mod hasher;
+mod repository;
+mod service;
+mod token;
+
+pub use clock::{Clock, SystemClock};
+pub use hasher::{HashError, PasswordHasher};
+pub use repository::{AdminRepository, OrganizationRepository, TenantStore};
+pub use service::{
+    AuthError, CreateOrganizationRequest, CreatedOrganization, LoginError, LoginRequest,
+    OrgService, OrganizationApi, OrganizationView, Principal, UpdateOrganizationRequest,
+};
+pub use token::{AccessToken, TokenClaims, TokenError, TokenIssuer};
