@@ -1,0 +1,184 @@
+//! Argon2id password hashing. Hashing costs tens of milliseconds of CPU and ~19 MiB of
+//! memory, so it runs on the blocking pool (never on an executor thread), at most
+//! `concurrency` at once, with at most `queue` more waiting; beyond that callers get
+//! [`HashError::Busy`] rather than a growing queue that exhausts memory.
+
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Params, Version};
+use async_trait::async_trait;
+use domain::{Password, PasswordHash};
+use ports::{HashError, PasswordHasher};
+use tokio::sync::Semaphore;
+
+/// How many hashes may run and wait at once.
+#[derive(Debug, Clone, Copy)]
+pub struct HashingLimits {
+    /// Hashes running at once.
+    pub concurrency: usize,
+    /// Hashes waiting for a slot; more are refused.
+    pub queue: usize,
+}
+
+impl Default for HashingLimits {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        Self { concurrency: cores, queue: cores * 64 }
+    }
+}
+
+/// Argon2id hashing with explicit parameters.
+#[derive(Clone)]
+pub struct Argon2Hasher {
+    params: Params,
+    running: Arc<Semaphore>,
+    admitted: Arc<Semaphore>,
+    dummy: Arc<str>,
+}
+
+impl std::fmt::Debug for Argon2Hasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Argon2Hasher").field("params", &self.params).finish_non_exhaustive()
+    }
+}
+
+impl Argon2Hasher {
+    /// The OWASP recommendation: 19 MiB, 2 iterations, 1 lane.
+    pub fn owasp_params() -> Params {
+        Params::DEFAULT
+    }
+
+    /// A hasher with these parameters and limits. It computes its dummy hash (for unknown
+    /// accounts) once, here, with the same parameters, so that a check against it costs as
+    /// much as a real one.
+    pub fn new(params: Params, limits: HashingLimits) -> anyhow::Result<Self> {
+        let concurrency = limits.concurrency.max(1);
+        let argon2 = argon2(&params);
+        let dummy_password: [u8; 16] = rand::random();
+        let dummy = argon2
+            .hash_password(&dummy_password)
+            .map_err(|e| anyhow!("computing the dummy hash: {e}"))?
+            .to_string();
+        Ok(Self {
+            params,
+            running: Arc::new(Semaphore::new(concurrency)),
+            admitted: Arc::new(Semaphore::new(concurrency + limits.queue)),
+            dummy: dummy.into(),
+        })
+    }
+
+    /// Runs `work` on the blocking pool once admitted and given a slot.
+    async fn run<R: Send + 'static>(&self, work: impl FnOnce(Argon2<'static>) -> R + Send + 'static) -> Result<R, HashError> {
+        let _admitted = self.admitted.try_acquire().map_err(|_| HashError::Busy)?;
+        let _running = self.running.acquire().await.context("hashing semaphore closed")?;
+        let argon2 = argon2(&self.params);
+        tokio::task::spawn_blocking(move || work(argon2)).await.context("hashing task failed").map_err(HashError::Failed)
+    }
+}
+
+fn argon2(params: &Params) -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+}
+
+#[async_trait]
+impl PasswordHasher for Argon2Hasher {
+    async fn hash(&self, password: Password) -> Result<PasswordHash, HashError> {
+        let phc = self
+            .run(move |argon2| argon2.hash_password(password.expose().as_bytes()).map(|h| h.to_string()))
+            .await?
+            .map_err(|e| HashError::Failed(anyhow!("hashing failed: {e}")))?;
+        PasswordHash::from_phc(phc).context("argon2 produced an unexpected hash").map_err(HashError::Failed)
+    }
+
+    async fn verify(&self, password: Password, hash: Option<PasswordHash>) -> Result<bool, HashError> {
+        let known = hash.is_some();
+        let phc = hash.map_or_else(|| self.dummy.to_string(), |h| h.as_phc().to_owned());
+        // The parameters come from the PHC string, so hashes made with older parameters
+        // still verify.
+        let matches = self.run(move |argon2| argon2.verify_password(password.expose().as_bytes(), phc.as_str()).is_ok()).await?;
+        Ok(known && matches)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast() -> Params {
+        Params::new(1024, 1, 1, None).expect("params")
+    }
+
+    fn password(text: &str) -> Password {
+        Password::parse(text.to_owned()).expect("password")
+    }
+
+    #[tokio::test]
+    async fn hashes_are_salted_argon2id_and_verify() {
+        let hasher = Argon2Hasher::new(Argon2Hasher::owasp_params(), HashingLimits::default()).expect("hasher");
+        let a = hasher.hash(password("correct horse")).await.expect("hash");
+        let b = hasher.hash(password("correct horse")).await.expect("hash");
+        assert!(a.as_phc().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{}", a.as_phc());
+        assert_ne!(a, b, "each hash has its own salt");
+        assert!(!a.as_phc().contains("correct horse"));
+        assert!(hasher.verify(password("correct horse"), Some(a.clone())).await.expect("verify"));
+        assert!(!hasher.verify(password("wrong horse"), Some(a)).await.expect("verify"));
+    }
+
+    #[tokio::test]
+    async fn no_hash_never_verifies_even_with_the_dummy_password() {
+        let hasher = Argon2Hasher::new(fast(), HashingLimits::default()).expect("hasher");
+        assert!(!hasher.verify(password("anything at all"), None).await.expect("verify"));
+    }
+
+    #[tokio::test]
+    async fn hashes_made_with_other_parameters_still_verify() {
+        let old = Argon2Hasher::new(fast(), HashingLimits::default()).expect("hasher");
+        let hash = old.hash(password("correct horse")).await.expect("hash");
+        let new = Argon2Hasher::new(Argon2Hasher::owasp_params(), HashingLimits::default()).expect("hasher");
+        assert!(new.verify(password("correct horse"), Some(hash)).await.expect("verify"));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn hashing_runs_off_the_executor_thread() {
+        // On a current-thread runtime a hash computed on the executor would block this
+        // ticker; on the blocking pool the ticker keeps running while the hash is computed.
+        let hasher = Argon2Hasher::new(Argon2Hasher::owasp_params(), HashingLimits::default()).expect("hasher");
+        let ticks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let ticker = {
+            let ticks = Arc::clone(&ticks);
+            tokio::spawn(async move {
+                loop {
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        hasher.hash(password("correct horse")).await.expect("hash");
+        ticker.abort();
+        assert!(ticks.load(std::sync::atomic::Ordering::SeqCst) > 1);
+    }
+
+    #[tokio::test]
+    async fn beyond_the_queue_callers_are_told_to_retry() {
+        let hasher = Argon2Hasher::new(Argon2Hasher::owasp_params(), HashingLimits { concurrency: 1, queue: 1 }).expect("hasher");
+        let calls: Vec<_> = (0..6)
+            .map(|_| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move { hasher.hash(password("correct horse")).await })
+            })
+            .collect();
+        let mut busy = 0;
+        let mut done = 0;
+        for call in calls {
+            match call.await.expect("task") {
+                Ok(_) => done += 1,
+                Err(HashError::Busy) => busy += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(done >= 2 && busy >= 1, "done {done}, busy {busy}");
+        assert_eq!(done + busy, 6);
+    }
+}
