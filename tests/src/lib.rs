@@ -1,1 +1,128 @@
-//! Helpers shared by the black-box API tests.
+//! Helpers shared by the black-box API tests: spawn the real application on port 0 with
+//! its own fresh store, and talk to it over HTTP like any client.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use orgsvc::{Application, Settings};
+use ports::TenantStore;
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::{Value, json};
+
+/// A running application and a client for it.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
+    /// The HTTP client.
+    pub client: reqwest::Client,
+    /// Direct access to the tenant collections behind the API.
+    pub tenants: Arc<dyn TenantStore>,
+}
+
+/// The settings every test starts from: a free port, a fixed signing key, and the real
+/// argon2id with cheaper parameters so that hundreds of hashes stay fast.
+pub fn test_settings() -> Settings {
+    let mut settings = Settings::from_lookup(|_| None).expect("default settings");
+    settings.http_addr = "127.0.0.1:0".parse().expect("address");
+    settings.http_workers = 2;
+    settings.argon2.memory_kib = 4096;
+    settings.argon2.iterations = 1;
+    settings
+}
+
+impl TestApp {
+    /// Starts the application with the test settings.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(test_settings()).await
+    }
+
+    /// Starts the application with these settings.
+    pub async fn spawn_with(settings: Settings) -> Self {
+        if std::env::var_os("TEST_LOG").is_some() {
+            orgsvc::telemetry::init();
+        }
+        let app = Application::build(settings).await.expect("build application");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let tenants = app.tenants();
+        tokio::spawn(app.run_until_stopped());
+        Self { address, client: reqwest::Client::new(), tenants }
+    }
+
+    /// A request to a path of the application.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.address))
+    }
+
+    /// `POST /org/create`.
+    pub async fn create(&self, name: &str, email: &str, password: &str) -> Response {
+        self.request(Method::POST, "/org/create")
+            .json(&json!({"organization_name": name, "email": email, "password": password}))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Creates an organization, failing the test unless it gets 201; returns the body.
+    pub async fn create_ok(&self, name: &str, email: &str, password: &str) -> Value {
+        let response = self.create(name, email, password).await;
+        assert_eq!(response.status(), 201, "create {name}");
+        response.json().await.expect("json")
+    }
+
+    /// `POST /admin/login`.
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.request(Method::POST, "/admin/login").json(&json!({"email": email, "password": password})).send().await.expect("request")
+    }
+
+    /// Logs in, failing the test unless it gets 200; returns the access token.
+    pub async fn token(&self, email: &str, password: &str) -> String {
+        let response = self.login(email, password).await;
+        assert_eq!(response.status(), 200, "login {email}");
+        let body: Value = response.json().await.expect("json");
+        body["access_token"].as_str().expect("access_token").to_owned()
+    }
+
+    /// `GET /org/get?organization_name=...`, with a token if given.
+    pub async fn get(&self, name: &str, token: Option<&str>) -> Response {
+        let mut request = self.request(Method::GET, "/org/get").query(&[("organization_name", name)]);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request")
+    }
+
+    /// `PUT /org/update` with a JSON body.
+    pub async fn update(&self, token: &str, body: Value) -> Response {
+        self.request(Method::PUT, "/org/update").bearer_auth(token).json(&body).send().await.expect("request")
+    }
+
+    /// `DELETE /org/delete?organization_name=...`.
+    pub async fn delete(&self, token: &str, name: &str) -> Response {
+        self.request(Method::DELETE, "/org/delete").query(&[("organization_name", name)]).bearer_auth(token).send().await.expect("request")
+    }
+}
+
+/// Reads a problem+json response, checking its status, content type and shape.
+pub async fn problem(response: Response, status: u16) -> Value {
+    assert_eq!(response.status(), status);
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.expect("problem json");
+    assert_eq!(body["status"], status);
+    assert!(body["type"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    body
+}
+
+/// The fields named in a validation problem's `errors`.
+pub fn error_fields(problem: &Value) -> Vec<String> {
+    problem["errors"].as_array().map(|errors| errors.iter().filter_map(|e| e["field"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+}
+
+/// The decoded payload of a JWT, without verifying it.
+pub fn jwt_payload(token: &str) -> Value {
+    let part = token.split('.').nth(1).expect("jwt payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).expect("base64url");
+    serde_json::from_slice(&bytes).expect("json payload")
+}

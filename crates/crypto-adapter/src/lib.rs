@@ -6,4 +6,4 @@ mod hasher;
 mod jwt;
 
 pub use hasher::{Argon2Hasher, HashingLimits};
-pub use jwt::{JwtIssuer, SigningKey};
+pub use jwt::{JwtIssuer, MIN_KEY_BYTES, SigningKey};

@@ -1,0 +1,71 @@
+//! Bearer authentication. A protected handler takes [`Authenticated`]: the token is
+//! verified and its admin and organization are checked to still exist on every request,
+//! so a deleted organization's tokens stop working at once.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use ports::{AuthError, Principal};
+
+use crate::AppState;
+use crate::problem::ApiError;
+
+/// The caller of a protected endpoint.
+pub(crate) struct Authenticated(pub Principal);
+
+/// The caller of a public endpoint that shows more to an authenticated admin: anonymous
+/// when there is no token or an unusable one.
+pub(crate) struct MaybeAuthenticated(pub Option<Principal>);
+
+fn bearer_token(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+}
+
+fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>().cloned().ok_or_else(|| ApiError::Internal(anyhow::anyhow!("app state missing")))
+}
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer_token(req);
+        let state = state(req);
+        Box::pin(async move {
+            let Some(token) = token else {
+                return Err(ApiError::Unauthorized { detail: "a bearer token is required", invalid_token: false });
+            };
+            match state?.api.authenticate(&token).await {
+                Ok(principal) => Ok(Authenticated(principal)),
+                Err(AuthError::InvalidToken) => Err(ApiError::Unauthorized { detail: "the token is invalid or expired", invalid_token: true }),
+                Err(AuthError::Unavailable(e)) => Err(ApiError::Unavailable(e)),
+                Err(AuthError::Unknown(e)) => Err(ApiError::Internal(e)),
+            }
+        })
+    }
+}
+
+impl FromRequest for MaybeAuthenticated {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer_token(req);
+        let state = state(req);
+        Box::pin(async move {
+            let Some(token) = token else { return Ok(MaybeAuthenticated(None)) };
+            match state?.api.authenticate(&token).await {
+                Ok(principal) => Ok(MaybeAuthenticated(Some(principal))),
+                Err(AuthError::InvalidToken) => Ok(MaybeAuthenticated(None)),
+                Err(AuthError::Unavailable(e)) => Err(ApiError::Unavailable(e)),
+                Err(AuthError::Unknown(e)) => Err(ApiError::Internal(e)),
+            }
+        })
+    }
+}

@@ -1,0 +1,228 @@
+//! The endpoints. Each handler parses its input into domain values, calls one use case
+//! and maps the outcome; the mapping of domain errors onto statuses lives here only.
+
+use actix_web::http::header::{self, CacheControl, CacheDirective};
+use actix_web::{HttpResponse, ResponseError, web};
+use domain::{CreateOrgError, DeleteOrgError, GetOrgError, UpdateOrgError};
+use ports::LoginError;
+use secrecy::ExposeSecret;
+
+use crate::AppState;
+use crate::auth::{Authenticated, MaybeAuthenticated};
+use crate::dto::{
+    CreateOrganizationBody, CreatedOrganizationResponse, DeleteOrganizationBody, HealthResponse, LoginBody,
+    OrganizationNameQuery, OrganizationResponse, TokenResponse, UpdateOrganizationBody, parse_organization_name,
+};
+use crate::extract::{JsonBody, OptionalJsonBody};
+use crate::problem::{ApiError, Problem};
+
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/org/create").post(create_organization))
+        .service(resource("/org/get").get(get_organization))
+        .service(resource("/org/update").put(update_organization))
+        .service(resource("/org/delete").delete(delete_organization))
+        .service(resource("/admin/login").post(login))
+        .service(resource("/health/live").get(live))
+        .service(resource("/health/ready").get(ready));
+}
+
+/// A resource that answers other methods with a 405 problem.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|| async { ApiError::MethodNotAllowed.error_response() }))
+}
+
+impl From<CreateOrgError> for ApiError {
+    fn from(error: CreateOrgError) -> Self {
+        match error {
+            CreateOrgError::NameTaken => {
+                Self::Conflict { slug: "organization-name-taken", detail: "an organization with this name (or one that normalizes to the same key) already exists".to_owned() }
+            }
+            CreateOrgError::EmailTaken => Self::Conflict { slug: "email-taken", detail: "an admin with this email already exists".to_owned() },
+            CreateOrgError::Unavailable(e) => Self::Unavailable(e),
+            CreateOrgError::Unknown(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<UpdateOrgError> for ApiError {
+    fn from(error: UpdateOrgError) -> Self {
+        match error {
+            UpdateOrgError::NotFound => Self::NotFound("organization not found".to_owned()),
+            UpdateOrgError::NameTaken => {
+                Self::Conflict { slug: "organization-name-taken", detail: "another organization with this name (or one that normalizes to the same key) already exists".to_owned() }
+            }
+            UpdateOrgError::EmailTaken => Self::Conflict { slug: "email-taken", detail: "another admin already uses this email".to_owned() },
+            UpdateOrgError::Unavailable(e) => Self::Unavailable(e),
+            UpdateOrgError::Unknown(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<GetOrgError> for ApiError {
+    fn from(error: GetOrgError) -> Self {
+        match error {
+            GetOrgError::NotFound => Self::NotFound("no organization has this name".to_owned()),
+            GetOrgError::Unavailable(e) => Self::Unavailable(e),
+            GetOrgError::Unknown(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<DeleteOrgError> for ApiError {
+    fn from(error: DeleteOrgError) -> Self {
+        match error {
+            DeleteOrgError::NotFound => Self::NotFound("no organization has this name".to_owned()),
+            DeleteOrgError::NotOwner => Self::Forbidden("the organization is not the one this token belongs to"),
+            DeleteOrgError::Unavailable(e) => Self::Unavailable(e),
+            DeleteOrgError::Unknown(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(error: LoginError) -> Self {
+        match error {
+            LoginError::InvalidCredentials => Self::Unauthorized { detail: "invalid email or password", invalid_token: false },
+            LoginError::Unavailable(e) => Self::Unavailable(e),
+            LoginError::Unknown(e) => Self::Internal(e),
+        }
+    }
+}
+
+/// Create an organization with its admin and tenant collection.
+#[utoipa::path(
+    post, path = "/org/create", tag = "organizations",
+    request_body = CreateOrganizationBody,
+    responses(
+        (status = 201, description = "Created", body = CreatedOrganizationResponse),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name's key or the email is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid or missing fields", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store or hashing unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn create_organization(
+    state: web::Data<AppState>,
+    JsonBody(body): JsonBody<CreateOrganizationBody>,
+) -> Result<HttpResponse, ApiError> {
+    let created = state.api.create(body.parse()?).await?;
+    Ok(HttpResponse::Created().json(CreatedOrganizationResponse::from(created)))
+}
+
+/// Read an organization by name. The admin's email is included only for that admin.
+#[utoipa::path(
+    get, path = "/org/get", tag = "organizations",
+    params(OrganizationNameQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The organization", body = OrganizationResponse),
+        (status = 404, description = "No organization has this name", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Missing or invalid organization_name", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn get_organization(
+    state: web::Data<AppState>,
+    query: web::Query<OrganizationNameQuery>,
+    viewer: MaybeAuthenticated,
+) -> Result<HttpResponse, ApiError> {
+    let name = parse_organization_name(query.into_inner().organization_name)?;
+    let view = state.api.get(&name, viewer.0.as_ref()).await?;
+    Ok(HttpResponse::Ok().json(OrganizationResponse::from(view)))
+}
+
+/// Log in as an organization's admin and get an access token.
+#[utoipa::path(
+    post, path = "/admin/login", tag = "admin",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "Access token", body = TokenResponse),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Invalid email or password", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid or missing fields", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store or hashing unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn login(state: web::Data<AppState>, JsonBody(body): JsonBody<LoginBody>) -> Result<HttpResponse, ApiError> {
+    let token = state.api.login(body.parse()?).await?;
+    Ok(HttpResponse::Ok().insert_header(CacheControl(vec![CacheDirective::NoStore])).insert_header((header::PRAGMA, "no-cache")).json(
+        TokenResponse { access_token: token.token.expose_secret().to_owned(), token_type: "Bearer".to_owned(), expires_in: token.expires_in },
+    ))
+}
+
+/// Rename the caller's organization and/or change its admin's email or password, all or none.
+#[utoipa::path(
+    put, path = "/org/update", tag = "organizations",
+    request_body = UpdateOrganizationBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The updated organization", body = OrganizationResponse),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The new name's key or the new email is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, or none given", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store or hashing unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn update_organization(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    JsonBody(body): JsonBody<UpdateOrganizationBody>,
+) -> Result<HttpResponse, ApiError> {
+    let view = state.api.update(&caller.0, body.parse()?).await?;
+    Ok(HttpResponse::Ok().json(OrganizationResponse::from(view)))
+}
+
+/// Delete the caller's organization, its admin and its tenant collection.
+#[utoipa::path(
+    delete, path = "/org/delete", tag = "organizations",
+    params(OrganizationNameQuery),
+    request_body(content = Option<DeleteOrganizationBody>, description = "Alternative to the query parameter"),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the token's organization", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No organization has this name", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Missing or invalid organization_name", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn delete_organization(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    query: web::Query<OrganizationNameQuery>,
+    OptionalJsonBody(body): OptionalJsonBody<DeleteOrganizationBody>,
+) -> Result<HttpResponse, ApiError> {
+    let name = query.into_inner().organization_name.or_else(|| body.and_then(|b| b.organization_name));
+    let name = parse_organization_name(name)?;
+    state.api.delete(&caller.0, &name).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Liveness: the process serves requests.
+#[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, body = HealthResponse)))]
+pub(crate) async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(HealthResponse { status: "ok".to_owned() })
+}
+
+/// Readiness: the store answers.
+#[utoipa::path(
+    get, path = "/health/ready", tag = "health",
+    responses(
+        (status = 200, body = HealthResponse),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.api.ready().await.map_err(|e| match e {
+        domain::StoreError::Unavailable(e) | domain::StoreError::Unknown(e) => ApiError::Unavailable(e),
+    })?;
+    Ok(HttpResponse::Ok().json(HealthResponse { status: "ok".to_owned() }))
+}
+
+pub(crate) async fn not_found() -> HttpResponse {
+    ApiError::NotFound("no such endpoint".to_owned()).error_response()
+}

@@ -1,0 +1,60 @@
+//! OpenAPI, Swagger UI, health checks and what every response shares.
+
+use api_tests::{TestApp, problem};
+use reqwest::Method;
+use serde_json::Value;
+
+pub async fn openapi_documents_every_endpoint_and_the_bearer_scheme(app: TestApp) {
+    let doc: Value = app.request(Method::GET, "/openapi.json").send().await.expect("request").json().await.expect("json");
+    assert!(doc["openapi"].as_str().expect("version").starts_with("3."));
+    for (path, method) in [
+        ("/org/create", "post"),
+        ("/org/get", "get"),
+        ("/org/update", "put"),
+        ("/org/delete", "delete"),
+        ("/admin/login", "post"),
+        ("/health/live", "get"),
+        ("/health/ready", "get"),
+    ] {
+        let operation = &doc["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} is not documented");
+        let responses = operation["responses"].as_object().expect("responses");
+        assert!(responses.keys().any(|s| s.starts_with('2')), "{method} {path} has no success response");
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    for (path, method, status) in [("/org/update", "put", "401"), ("/org/delete", "delete", "403"), ("/org/create", "post", "409")] {
+        let response = &doc["paths"][path][method]["responses"][status];
+        assert!(response["content"]["application/problem+json"].is_object(), "{method} {path} {status}");
+    }
+    assert!(doc["paths"]["/org/update"]["put"]["security"].to_string().contains("bearer"));
+    for schema in ["Problem", "CreateOrganizationBody", "OrganizationResponse", "TokenResponse"] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+    }
+}
+
+pub async fn swagger_ui_is_served(app: TestApp) {
+    let response = app.request(Method::GET, "/docs/").send().await.expect("request");
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.expect("text").to_lowercase().contains("swagger"));
+}
+
+pub async fn health_endpoints_answer(app: TestApp) {
+    for path in ["/health/live", "/health/ready"] {
+        let body: Value = app.request(Method::GET, path).send().await.expect("request").error_for_status().expect(path).json().await.expect("json");
+        assert_eq!(body["status"], "ok");
+    }
+}
+
+pub async fn unknown_routes_and_methods_are_problems(app: TestApp) {
+    problem(app.request(Method::GET, "/nowhere").send().await.expect("request"), 404).await;
+    problem(app.request(Method::GET, "/org/create").send().await.expect("request"), 405).await;
+}
+
+pub async fn security_headers_are_set(app: TestApp) {
+    for path in ["/health/live", "/nowhere"] {
+        let response = app.request(Method::GET, path).send().await.expect("request");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(response.headers()["x-frame-options"], "DENY");
+        assert_eq!(response.headers()["referrer-policy"], "no-referrer");
+    }
+}
