@@ -40,20 +40,41 @@ pub async fn invalid_fields_are_422_naming_each_field(app: TestApp) {
     let cases: Vec<(Value, Vec<&str>)> = vec![
         (json!({}), vec!["organization_name", "email", "password"]),
         (json!({"email": "a@acme.test", "password": "correct horse"}), vec!["organization_name"]),
-        (json!({"organization_name": "", "email": "a@acme.test", "password": "correct horse"}), vec!["organization_name"]),
-        (json!({"organization_name": "---", "email": "a@acme.test", "password": "correct horse"}), vec!["organization_name"]),
-        (json!({"organization_name": "a".repeat(65), "email": "a@acme.test", "password": "correct horse"}), vec!["organization_name"]),
-        (json!({"organization_name": "Ac\u{0007}me", "email": "a@acme.test", "password": "correct horse"}), vec!["organization_name"]),
+        (
+            json!({"organization_name": "", "email": "a@acme.test", "password": "correct horse"}),
+            vec!["organization_name"],
+        ),
+        (
+            json!({"organization_name": "---", "email": "a@acme.test", "password": "correct horse"}),
+            vec!["organization_name"],
+        ),
+        (
+            json!({"organization_name": "a".repeat(65), "email": "a@acme.test", "password": "correct horse"}),
+            vec!["organization_name"],
+        ),
+        (
+            json!({"organization_name": "Ac\u{0007}me", "email": "a@acme.test", "password": "correct horse"}),
+            vec!["organization_name"],
+        ),
         (json!({"organization_name": "Acme", "email": "not-an-email", "password": "correct horse"}), vec!["email"]),
         (json!({"organization_name": "Acme", "email": "a@acme.test", "password": "short"}), vec!["password"]),
         (json!({"organization_name": "Acme", "email": "a@acme.test", "password": "x".repeat(129)}), vec!["password"]),
-        (json!({"organization_name": "", "email": "nope", "password": "short"}), vec!["organization_name", "email", "password"]),
+        (
+            json!({"organization_name": "", "email": "nope", "password": "short"}),
+            vec!["organization_name", "email", "password"],
+        ),
     ];
     for (body, fields) in cases {
         let response = app.request(Method::POST, "/org/create").json(&body).send().await.expect("request");
         let problem = problem(response, 422).await;
         assert_eq!(error_fields(&problem), fields, "{body}");
-        assert!(problem["errors"].as_array().expect("errors").iter().all(|e| e["message"].as_str().is_some_and(|m| !m.is_empty())));
+        assert!(
+            problem["errors"]
+                .as_array()
+                .expect("errors")
+                .iter()
+                .all(|e| e["message"].as_str().is_some_and(|m| !m.is_empty()))
+        );
     }
     assert!(app.tenants.tenant_collections().await.expect("collections").is_empty());
 }
@@ -72,7 +93,9 @@ pub async fn wrong_json_types_and_unknown_fields_are_422(app: TestApp) {
     }
     let response = app
         .request(Method::POST, "/org/create")
-        .json(&json!({"organization_name": "Acme", "email": "a@acme.test", "password": "correct horse", "role": "root"}))
+        .json(
+            &json!({"organization_name": "Acme", "email": "a@acme.test", "password": "correct horse", "role": "root"}),
+        )
         .send()
         .await
         .expect("request");
@@ -95,7 +118,8 @@ pub async fn malformed_json_is_400(app: TestApp) {
 
 pub async fn oversized_body_is_413(app: TestApp) {
     let padding = "x".repeat(70 * 1024);
-    let body = json!({"organization_name": "Acme", "email": "a@acme.test", "password": "correct horse", "padding": padding});
+    let body =
+        json!({"organization_name": "Acme", "email": "a@acme.test", "password": "correct horse", "padding": padding});
     let response = app.request(Method::POST, "/org/create").json(&body).send().await.expect("request");
     problem(response, 413).await;
 }
@@ -124,7 +148,12 @@ pub async fn sixteen_simultaneous_creates_have_one_winner(app: TestApp) {
     let requests: Vec<_> = (0..16)
         .map(|i| {
             let app = std::sync::Arc::clone(&app);
-            tokio::spawn(async move { app.create(if i % 2 == 0 { "Race" } else { "RACE!" }, &format!("admin{i}@race.test"), "correct horse").await.status().as_u16() })
+            tokio::spawn(async move {
+                app.create(if i % 2 == 0 { "Race" } else { "RACE!" }, &format!("admin{i}@race.test"), "correct horse")
+                    .await
+                    .status()
+                    .as_u16()
+            })
         })
         .collect();
     let mut statuses = Vec::new();
@@ -143,7 +172,8 @@ pub async fn responses_never_contain_the_password_or_hash(app: TestApp) {
     let created = app.create("Acme", "a@acme.test", password).await.text().await.expect("text");
     let token = app.token("a@acme.test", password).await;
     let got = app.get("Acme", Some(&token)).await.text().await.expect("text");
-    let updated = app.update(&token, json!({"password": "another secret passphrase"})).await.text().await.expect("text");
+    let updated =
+        app.update(&token, json!({"password": "another secret passphrase"})).await.text().await.expect("text");
     for body in [created, got, updated] {
         assert!(!body.contains("secret passphrase"), "{body}");
         assert!(!body.contains("argon2"), "{body}");

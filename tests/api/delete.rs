@@ -36,7 +36,8 @@ pub async fn removes_everything_and_refuses_its_tokens(app: TestApp) {
     let response = app.delete(&token, "ACME").await;
     assert_eq!(response.status(), 204);
     problem(app.get("Acme", None).await, 404).await;
-    let names: Vec<String> = app.tenants.tenant_collections().await.expect("collections").iter().map(|c| c.as_str().to_owned()).collect();
+    let names: Vec<String> =
+        app.tenants.tenant_collections().await.expect("collections").iter().map(|c| c.as_str().to_owned()).collect();
     assert_eq!(names, vec!["org_globex"]);
     problem(app.login("a@acme.test", "correct horse").await, 401).await;
     for token in [&token, &second_token] {
@@ -53,7 +54,13 @@ pub async fn removes_everything_and_refuses_its_tokens(app: TestApp) {
 pub async fn accepts_the_name_in_a_json_body(app: TestApp) {
     app.create_ok("Acme", "a@acme.test", "correct horse").await;
     let token = app.token("a@acme.test", "correct horse").await;
-    let response = app.request(Method::DELETE, "/org/delete").bearer_auth(&token).json(&json!({"organization_name": "acme"})).send().await.expect("request");
+    let response = app
+        .request(Method::DELETE, "/org/delete")
+        .bearer_auth(&token)
+        .json(&json!({"organization_name": "acme"}))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(response.status(), 204);
     problem(app.get("Acme", None).await, 404).await;
 }

@@ -5,7 +5,8 @@ use reqwest::Method;
 use serde_json::Value;
 
 pub async fn openapi_documents_every_endpoint_and_the_bearer_scheme(app: TestApp) {
-    let doc: Value = app.request(Method::GET, "/openapi.json").send().await.expect("request").json().await.expect("json");
+    let doc: Value =
+        app.request(Method::GET, "/openapi.json").send().await.expect("request").json().await.expect("json");
     assert!(doc["openapi"].as_str().expect("version").starts_with("3."));
     for (path, method) in [
         ("/org/create", "post"),
@@ -22,7 +23,9 @@ pub async fn openapi_documents_every_endpoint_and_the_bearer_scheme(app: TestApp
         assert!(responses.keys().any(|s| s.starts_with('2')), "{method} {path} has no success response");
     }
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
-    for (path, method, status) in [("/org/update", "put", "401"), ("/org/delete", "delete", "403"), ("/org/create", "post", "409")] {
+    for (path, method, status) in
+        [("/org/update", "put", "401"), ("/org/delete", "delete", "403"), ("/org/create", "post", "409")]
+    {
         let response = &doc["paths"][path][method]["responses"][status];
         assert!(response["content"]["application/problem+json"].is_object(), "{method} {path} {status}");
     }
@@ -40,7 +43,16 @@ pub async fn swagger_ui_is_served(app: TestApp) {
 
 pub async fn health_endpoints_answer(app: TestApp) {
     for path in ["/health/live", "/health/ready"] {
-        let body: Value = app.request(Method::GET, path).send().await.expect("request").error_for_status().expect(path).json().await.expect("json");
+        let body: Value = app
+            .request(Method::GET, path)
+            .send()
+            .await
+            .expect("request")
+            .error_for_status()
+            .expect(path)
+            .json()
+            .await
+            .expect("json");
         assert_eq!(body["status"], "ok");
     }
 }

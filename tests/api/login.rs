@@ -40,7 +40,8 @@ pub async fn unknown_email_and_wrong_password_get_the_same_401(app: TestApp) {
 }
 
 pub async fn invalid_fields_are_422(app: TestApp) {
-    let response = app.request(reqwest::Method::POST, "/admin/login").json(&serde_json::json!({})).send().await.expect("request");
+    let response =
+        app.request(reqwest::Method::POST, "/admin/login").json(&serde_json::json!({})).send().await.expect("request");
     assert_eq!(error_fields(&problem(response, 422).await), vec!["email", "password"]);
     let response = app.login("not-an-email", "correct horse").await;
     assert_eq!(error_fields(&problem(response, 422).await), vec!["email"]);

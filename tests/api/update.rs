@@ -10,7 +10,8 @@ fn collection(name: &str) -> CollectionName {
 }
 
 async fn seed(app: &TestApp, collection_name: &str, count: usize, tag: &str) -> Vec<Value> {
-    let docs: Vec<Value> = (0..count).map(|i| json!({"seq": i, "tag": tag, "body": format!("{tag} document {i}")})).collect();
+    let docs: Vec<Value> =
+        (0..count).map(|i| json!({"seq": i, "tag": tag, "body": format!("{tag} document {i}")})).collect();
     app.tenants.insert_documents(&collection(collection_name), docs.clone()).await.expect("insert");
     docs
 }
@@ -26,7 +27,13 @@ pub async fn requires_a_valid_bearer_token(app: TestApp) {
         assert!(response.headers()["www-authenticate"].to_str().expect("header").starts_with("Bearer"));
         problem(response, 401).await;
     }
-    let response = app.request(Method::PUT, "/org/update").header("authorization", "Basic YTpi").json(&body).send().await.expect("request");
+    let response = app
+        .request(Method::PUT, "/org/update")
+        .header("authorization", "Basic YTpi")
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
     problem(response, 401).await;
     app.get("Acme", None).await.error_for_status().expect("unchanged");
 }
@@ -105,11 +112,19 @@ pub async fn taken_email_is_409_and_nothing_applies(app: TestApp) {
     app.create_ok("Acme", "a@acme.test", "correct horse").await;
     app.create_ok("Globex", "g@globex.test", "correct horse").await;
     let token = app.token("a@acme.test", "correct horse").await;
-    let response = app.update(&token, json!({"organization_name": "Acme Renamed", "email": "G@globex.test", "password": "battery staple"})).await;
+    let response = app
+        .update(
+            &token,
+            json!({"organization_name": "Acme Renamed", "email": "G@globex.test", "password": "battery staple"}),
+        )
+        .await;
     let body = problem(response, 409).await;
     assert!(body["detail"].as_str().expect("detail").contains("email"));
     app.get("Acme", None).await.error_for_status().expect("name unchanged");
     problem(app.get("Acme Renamed", None).await, 404).await;
     app.token("a@acme.test", "correct horse").await;
-    assert_eq!(app.tenants.tenant_collections().await.expect("collections"), vec![collection("org_acme"), collection("org_globex")]);
+    assert_eq!(
+        app.tenants.tenant_collections().await.expect("collections"),
+        vec![collection("org_acme"), collection("org_globex")]
+    );
 }

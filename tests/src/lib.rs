@@ -71,7 +71,11 @@ impl TestApp {
 
     /// `POST /admin/login`.
     pub async fn login(&self, email: &str, password: &str) -> Response {
-        self.request(Method::POST, "/admin/login").json(&json!({"email": email, "password": password})).send().await.expect("request")
+        self.request(Method::POST, "/admin/login")
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .expect("request")
     }
 
     /// Logs in, failing the test unless it gets 200; returns the access token.
@@ -98,14 +102,20 @@ impl TestApp {
 
     /// `DELETE /org/delete?organization_name=...`.
     pub async fn delete(&self, token: &str, name: &str) -> Response {
-        self.request(Method::DELETE, "/org/delete").query(&[("organization_name", name)]).bearer_auth(token).send().await.expect("request")
+        self.request(Method::DELETE, "/org/delete")
+            .query(&[("organization_name", name)])
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
     }
 }
 
 /// Reads a problem+json response, checking its status, content type and shape.
 pub async fn problem(response: Response, status: u16) -> Value {
     assert_eq!(response.status(), status);
-    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     assert_eq!(content_type, "application/problem+json");
     let body: Value = response.json().await.expect("problem json");
     assert_eq!(body["status"], status);
@@ -117,7 +127,10 @@ pub async fn problem(response: Response, status: u16) -> Value {
 
 /// The fields named in a validation problem's `errors`.
 pub fn error_fields(problem: &Value) -> Vec<String> {
-    problem["errors"].as_array().map(|errors| errors.iter().filter_map(|e| e["field"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    problem["errors"]
+        .as_array()
+        .map(|errors| errors.iter().filter_map(|e| e["field"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
 }
 
 /// The decoded payload of a JWT, without verifying it.

@@ -57,10 +57,8 @@ impl Argon2Hasher {
         let concurrency = limits.concurrency.max(1);
         let argon2 = argon2(&params);
         let dummy_password: [u8; 16] = rand::random();
-        let dummy = argon2
-            .hash_password(&dummy_password)
-            .map_err(|e| anyhow!("computing the dummy hash: {e}"))?
-            .to_string();
+        let dummy =
+            argon2.hash_password(&dummy_password).map_err(|e| anyhow!("computing the dummy hash: {e}"))?.to_string();
         Ok(Self {
             params,
             running: Arc::new(Semaphore::new(concurrency)),
@@ -70,11 +68,17 @@ impl Argon2Hasher {
     }
 
     /// Runs `work` on the blocking pool once admitted and given a slot.
-    async fn run<R: Send + 'static>(&self, work: impl FnOnce(Argon2<'static>) -> R + Send + 'static) -> Result<R, HashError> {
+    async fn run<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(Argon2<'static>) -> R + Send + 'static,
+    ) -> Result<R, HashError> {
         let _admitted = self.admitted.try_acquire().map_err(|_| HashError::Busy)?;
         let _running = self.running.acquire().await.context("hashing semaphore closed")?;
         let argon2 = argon2(&self.params);
-        tokio::task::spawn_blocking(move || work(argon2)).await.context("hashing task failed").map_err(HashError::Failed)
+        tokio::task::spawn_blocking(move || work(argon2))
+            .await
+            .context("hashing task failed")
+            .map_err(HashError::Failed)
     }
 }
 
@@ -97,7 +101,8 @@ impl PasswordHasher for Argon2Hasher {
         let phc = hash.map_or_else(|| self.dummy.to_string(), |h| h.as_phc().to_owned());
         // The parameters come from the PHC string, so hashes made with older parameters
         // still verify.
-        let matches = self.run(move |argon2| argon2.verify_password(password.expose().as_bytes(), phc.as_str()).is_ok()).await?;
+        let matches =
+            self.run(move |argon2| argon2.verify_password(password.expose().as_bytes(), phc.as_str()).is_ok()).await?;
         Ok(known && matches)
     }
 }
@@ -162,7 +167,8 @@ mod tests {
 
     #[tokio::test]
     async fn beyond_the_queue_callers_are_told_to_retry() {
-        let hasher = Argon2Hasher::new(Argon2Hasher::owasp_params(), HashingLimits { concurrency: 1, queue: 1 }).expect("hasher");
+        let hasher = Argon2Hasher::new(Argon2Hasher::owasp_params(), HashingLimits { concurrency: 1, queue: 1 })
+            .expect("hasher");
         let calls: Vec<_> = (0..6)
             .map(|_| {
                 let hasher = hasher.clone();

@@ -61,7 +61,11 @@ pub struct JwtIssuer {
 impl std::fmt::Debug for JwtIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kids: Vec<&str> = self.keys.iter().map(|k| k.kid.as_str()).collect();
-        f.debug_struct("JwtIssuer").field("kids", &kids).field("issuer", &self.issuer).field("ttl_seconds", &self.ttl_seconds).finish()
+        f.debug_struct("JwtIssuer")
+            .field("kids", &kids)
+            .field("issuer", &self.issuer)
+            .field("ttl_seconds", &self.ttl_seconds)
+            .finish()
     }
 }
 
@@ -74,9 +78,21 @@ impl JwtIssuer {
         let mut built = Vec::with_capacity(keys.len());
         for key in keys {
             let secret = key.secret.expose_secret();
-            anyhow::ensure!(secret.len() >= MIN_KEY_BYTES, "signing key {:?} is shorter than {MIN_KEY_BYTES} bytes", key.kid);
-            anyhow::ensure!(!built.iter().any(|k: &Key| k.kid == key.kid), "signing key id {:?} is used twice", key.kid);
-            built.push(Key { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), kid: key.kid });
+            anyhow::ensure!(
+                secret.len() >= MIN_KEY_BYTES,
+                "signing key {:?} is shorter than {MIN_KEY_BYTES} bytes",
+                key.kid
+            );
+            anyhow::ensure!(
+                !built.iter().any(|k: &Key| k.kid == key.kid),
+                "signing key id {:?} is used twice",
+                key.kid
+            );
+            built.push(Key {
+                encoding: EncodingKey::from_secret(secret),
+                decoding: DecodingKey::from_secret(secret),
+                kid: key.kid,
+            });
         }
         let issuer = issuer.into();
         let mut validation = Validation::new(Algorithm::HS256);
@@ -102,7 +118,8 @@ impl TokenIssuer for JwtIssuer {
             jti: uuid::Uuid::new_v4().to_string(),
             iss: self.issuer.clone(),
         };
-        let token = jsonwebtoken::encode(&header, &claims, &signing.encoding).map_err(|e| anyhow!("signing a token: {e}"))?;
+        let token =
+            jsonwebtoken::encode(&header, &claims, &signing.encoding).map_err(|e| anyhow!("signing a token: {e}"))?;
         Ok(AccessToken { token: SecretString::from(token), expires_in: self.ttl_seconds })
     }
 
@@ -112,7 +129,8 @@ impl TokenIssuer for JwtIssuer {
             Some(kid) => self.keys.iter().find(|k| k.kid == kid).ok_or(TokenError::Invalid)?,
             None => return Err(TokenError::Invalid),
         };
-        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation).map_err(|_| TokenError::Invalid)?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation).map_err(|_| TokenError::Invalid)?;
         let claims = data.claims;
         if claims.exp <= now.timestamp() {
             return Err(TokenError::Invalid);
@@ -213,7 +231,8 @@ mod tests {
         assert!(rotated.verify(old_token.token.expose_secret(), now).is_ok());
         let new_token = rotated.issue(AdminId::new(), OrgId::new(), now).expect("issue");
         let header: serde_json::Value =
-            serde_json::from_slice(&unb64(new_token.token.expose_secret().split('.').next().expect("header"))).expect("json");
+            serde_json::from_slice(&unb64(new_token.token.expose_secret().split('.').next().expect("header")))
+                .expect("json");
         assert_eq!(header["kid"], "new");
         assert_eq!(header["alg"], "HS256");
         assert!(old.verify(new_token.token.expose_secret(), now).is_err());

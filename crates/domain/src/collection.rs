@@ -58,7 +58,9 @@ impl CollectionName {
         let suffix = text.strip_prefix(Self::PREFIX).ok_or(CollectionNameError)?;
         let valid = !suffix.is_empty()
             && text.len() <= MAX_COLLECTION_BYTES
-            && suffix.chars().all(|c| c == '_' || c.is_alphanumeric() || unicode_normalization::char::is_combining_mark(c));
+            && suffix
+                .chars()
+                .all(|c| c == '_' || c.is_alphanumeric() || unicode_normalization::char::is_combining_mark(c));
         if valid { Ok(Self(text.to_owned())) } else { Err(CollectionNameError) }
     }
 
@@ -99,7 +101,7 @@ mod tests {
     fn every_generated_name_parses_back() {
         let id = OrgId::new();
         for name in ["Acme", "東京 Tech", &"é".repeat(58)] {
-            let key = crate::OrganizationName::parse(name).unwrap().key().clone();
+            let key = crate::OrganizationName::parse(name).expect("valid name").key().clone();
             for naming in [CollectionNaming::Key, CollectionNaming::Id] {
                 let c = CollectionName::for_organization(naming, id, &key);
                 assert_eq!(CollectionName::parse(c.as_str()), Ok(c.clone()));

@@ -229,17 +229,12 @@ mod tests {
             &["Café", "Cafe\u{0301}", "CAFÉ", "ｃａｆé"],
         ];
         for group in groups {
-            let keys: Vec<_> = group
-                .iter()
-                .map(|n| OrganizationName::parse(n).unwrap().key().clone())
-                .collect();
+            let keys: Vec<_> = group.iter().map(|n| OrganizationName::parse(n).expect("valid name").key().clone()).collect();
             assert!(keys.windows(2).all(|w| w[0] == w[1]), "{group:?} gave {keys:?}");
         }
         let distinct = ["Acme Corp", "Acme Corp 2", "AcmeCorp", "Acme Corps"];
-        let keys: std::collections::HashSet<_> = distinct
-            .iter()
-            .map(|n| OrganizationName::parse(n).unwrap().key().clone())
-            .collect();
+        let keys: std::collections::HashSet<_> =
+            distinct.iter().map(|n| OrganizationName::parse(n).expect("valid name").key().clone()).collect();
         assert_eq!(keys.len(), distinct.len());
     }
 
@@ -255,7 +250,9 @@ mod tests {
 
     #[test]
     fn control_and_invisible_characters_are_rejected() {
-        for input in ["Acme\0Corp", "Acme\nCorp", "Acme\tCorp", "\u{7f}Acme", "Ac\u{200B}me", "\u{202E}emcA", "\u{FEFF}Acme"] {
+        for input in
+            ["Acme\0Corp", "Acme\nCorp", "Acme\tCorp", "\u{7f}Acme", "Ac\u{200B}me", "\u{202E}emcA", "\u{FEFF}Acme"]
+        {
             check(input, Err(E::ControlCharacter));
         }
     }

@@ -27,7 +27,9 @@ fn bearer_token(req: &HttpRequest) -> Option<String> {
 }
 
 fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
-    req.app_data::<web::Data<AppState>>().cloned().ok_or_else(|| ApiError::Internal(anyhow::anyhow!("app state missing")))
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("app state missing")))
 }
 
 impl FromRequest for Authenticated {
@@ -43,7 +45,9 @@ impl FromRequest for Authenticated {
             };
             match state?.api.authenticate(&token).await {
                 Ok(principal) => Ok(Authenticated(principal)),
-                Err(AuthError::InvalidToken) => Err(ApiError::Unauthorized { detail: "the token is invalid or expired", invalid_token: true }),
+                Err(AuthError::InvalidToken) => {
+                    Err(ApiError::Unauthorized { detail: "the token is invalid or expired", invalid_token: true })
+                }
                 Err(AuthError::Unavailable(e)) => Err(ApiError::Unavailable(e)),
                 Err(AuthError::Unknown(e)) => Err(ApiError::Internal(e)),
             }

@@ -4,7 +4,9 @@
 
 use chrono::{DateTime, Utc};
 use domain::{Email, OrganizationName, Password};
-use ports::{CreateOrganizationRequest, CreatedOrganization, LoginRequest, OrganizationView, UpdateOrganizationRequest};
+use ports::{
+    CreateOrganizationRequest, CreatedOrganization, LoginRequest, OrganizationView, UpdateOrganizationRequest,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;

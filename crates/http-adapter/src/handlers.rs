@@ -34,10 +34,14 @@ fn resource(path: &str) -> actix_web::Resource {
 impl From<CreateOrgError> for ApiError {
     fn from(error: CreateOrgError) -> Self {
         match error {
-            CreateOrgError::NameTaken => {
-                Self::Conflict { slug: "organization-name-taken", detail: "an organization with this name (or one that normalizes to the same key) already exists".to_owned() }
+            CreateOrgError::NameTaken => Self::Conflict {
+                slug: "organization-name-taken",
+                detail: "an organization with this name (or one that normalizes to the same key) already exists"
+                    .to_owned(),
+            },
+            CreateOrgError::EmailTaken => {
+                Self::Conflict { slug: "email-taken", detail: "an admin with this email already exists".to_owned() }
             }
-            CreateOrgError::EmailTaken => Self::Conflict { slug: "email-taken", detail: "an admin with this email already exists".to_owned() },
             CreateOrgError::Unavailable(e) => Self::Unavailable(e),
             CreateOrgError::Unknown(e) => Self::Internal(e),
         }
@@ -48,10 +52,14 @@ impl From<UpdateOrgError> for ApiError {
     fn from(error: UpdateOrgError) -> Self {
         match error {
             UpdateOrgError::NotFound => Self::NotFound("organization not found".to_owned()),
-            UpdateOrgError::NameTaken => {
-                Self::Conflict { slug: "organization-name-taken", detail: "another organization with this name (or one that normalizes to the same key) already exists".to_owned() }
+            UpdateOrgError::NameTaken => Self::Conflict {
+                slug: "organization-name-taken",
+                detail: "another organization with this name (or one that normalizes to the same key) already exists"
+                    .to_owned(),
+            },
+            UpdateOrgError::EmailTaken => {
+                Self::Conflict { slug: "email-taken", detail: "another admin already uses this email".to_owned() }
             }
-            UpdateOrgError::EmailTaken => Self::Conflict { slug: "email-taken", detail: "another admin already uses this email".to_owned() },
             UpdateOrgError::Unavailable(e) => Self::Unavailable(e),
             UpdateOrgError::Unknown(e) => Self::Internal(e),
         }
@@ -82,7 +90,9 @@ impl From<DeleteOrgError> for ApiError {
 impl From<LoginError> for ApiError {
     fn from(error: LoginError) -> Self {
         match error {
-            LoginError::InvalidCredentials => Self::Unauthorized { detail: "invalid email or password", invalid_token: false },
+            LoginError::InvalidCredentials => {
+                Self::Unauthorized { detail: "invalid email or password", invalid_token: false }
+            }
             LoginError::Unavailable(e) => Self::Unavailable(e),
             LoginError::Unknown(e) => Self::Internal(e),
         }
@@ -145,11 +155,19 @@ pub(crate) async fn get_organization(
         (status = 503, description = "Store or hashing unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub(crate) async fn login(state: web::Data<AppState>, JsonBody(body): JsonBody<LoginBody>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn login(
+    state: web::Data<AppState>,
+    JsonBody(body): JsonBody<LoginBody>,
+) -> Result<HttpResponse, ApiError> {
     let token = state.api.login(body.parse()?).await?;
-    Ok(HttpResponse::Ok().insert_header(CacheControl(vec![CacheDirective::NoStore])).insert_header((header::PRAGMA, "no-cache")).json(
-        TokenResponse { access_token: token.token.expose_secret().to_owned(), token_type: "Bearer".to_owned(), expires_in: token.expires_in },
-    ))
+    Ok(HttpResponse::Ok()
+        .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(TokenResponse {
+            access_token: token.token.expose_secret().to_owned(),
+            token_type: "Bearer".to_owned(),
+            expires_in: token.expires_in,
+        }))
 }
 
 /// Rename the caller's organization and/or change its admin's email or password, all or none.

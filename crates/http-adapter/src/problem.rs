@@ -108,7 +108,13 @@ impl ApiError {
             Self::Validation(errors) => errors.clone(),
             _ => Vec::new(),
         };
-        Problem { problem_type: format!("urn:orgsvc:problem:{slug}"), title: title.to_owned(), status: self.status_code().as_u16(), detail, errors }
+        Problem {
+            problem_type: format!("urn:orgsvc:problem:{slug}"),
+            title: title.to_owned(),
+            status: self.status_code().as_u16(),
+            detail,
+            errors,
+        }
     }
 }
 

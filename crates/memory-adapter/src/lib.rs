@@ -54,7 +54,9 @@ impl OrganizationRepository for InMemoryStore {
             return Err(CreateOrgError::EmailTaken);
         }
         if state.collections.contains_key(&new.collection) {
-            return Err(StoreError::Unknown(anyhow!("collection {} exists without an organization", new.collection)).into());
+            return Err(
+                StoreError::Unknown(anyhow!("collection {} exists without an organization", new.collection)).into()
+            );
         }
         let organization = Organization {
             id: new.id,
@@ -100,7 +102,11 @@ impl OrganizationRepository for InMemoryStore {
                 return Err(UpdateOrgError::NameTaken);
             }
             if rename.collection != current.collection && state.collections.contains_key(&rename.collection) {
-                return Err(StoreError::Unknown(anyhow!("collection {} exists without an organization", rename.collection)).into());
+                return Err(StoreError::Unknown(anyhow!(
+                    "collection {} exists without an organization",
+                    rename.collection
+                ))
+                .into());
             }
         }
         if let Some(email) = &changes.email
@@ -175,7 +181,11 @@ impl TenantStore for InMemoryStore {
         Ok(self.state().collections.keys().cloned().collect())
     }
 
-    async fn insert_documents(&self, collection: &CollectionName, documents: Vec<serde_json::Value>) -> Result<(), StoreError> {
+    async fn insert_documents(
+        &self,
+        collection: &CollectionName,
+        documents: Vec<serde_json::Value>,
+    ) -> Result<(), StoreError> {
         // Like MongoDB, inserting into a missing collection creates it.
         self.state().collections.entry(collection.clone()).or_default().extend(documents);
         Ok(())

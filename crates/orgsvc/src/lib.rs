@@ -38,7 +38,9 @@ impl Application {
         let key = match &settings.jwt_secret {
             Some(secret) => SigningKey::new(settings.jwt_kid.clone(), secret.expose_secret().as_bytes().to_vec()),
             None => {
-                tracing::warn!("ORGSVC_JWT_SECRET is not set: using a random signing key, so tokens die with this process");
+                tracing::warn!(
+                    "ORGSVC_JWT_SECRET is not set: using a random signing key, so tokens die with this process"
+                );
                 SigningKey::random(settings.jwt_kid.clone())
             }
         };
@@ -47,12 +49,20 @@ impl Application {
         let (api, tenants): (Arc<dyn ports::OrganizationApi>, Arc<dyn TenantStore>) = match settings.storage {
             Storage::Memory => {
                 let store = Arc::new(InMemoryStore::new());
-                let service = OrgService::new(store.clone(), store.clone(), hasher, tokens, SystemClock, settings.collection_naming);
+                let service = OrgService::new(
+                    store.clone(),
+                    store.clone(),
+                    hasher,
+                    tokens,
+                    SystemClock,
+                    settings.collection_naming,
+                );
                 (Arc::new(service), store)
             }
         };
 
-        let listener = TcpListener::bind(settings.http_addr).with_context(|| format!("binding {}", settings.http_addr))?;
+        let listener =
+            TcpListener::bind(settings.http_addr).with_context(|| format!("binding {}", settings.http_addr))?;
         let port = listener.local_addr()?.port();
         let server = http_adapter::serve(listener, AppState::new(api), settings.http_workers)?;
         tracing::info!(

@@ -89,7 +89,10 @@ impl Settings {
         let mut s = Self::default();
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         if let Some(v) = get("ORGSVC_HTTP_ADDR") {
-            s.http_addr = v.trim().parse().with_context(|| format!("ORGSVC_HTTP_ADDR: {v:?} is not an address like 127.0.0.1:8080"))?;
+            s.http_addr = v
+                .trim()
+                .parse()
+                .with_context(|| format!("ORGSVC_HTTP_ADDR: {v:?} is not an address like 127.0.0.1:8080"))?;
         }
         if let Some(v) = get("ORGSVC_HTTP_WORKERS") {
             s.http_workers = number("ORGSVC_HTTP_WORKERS", &v)?;
@@ -176,8 +179,12 @@ mod tests {
 
     #[test]
     fn variables_override_defaults() {
-        let s = from(&[("ORGSVC_HTTP_ADDR", "0.0.0.0:9000"), ("ORGSVC_COLLECTION_NAMING", "id"), ("ORGSVC_TOKEN_TTL_SECONDS", "60")])
-            .expect("settings");
+        let s = from(&[
+            ("ORGSVC_HTTP_ADDR", "0.0.0.0:9000"),
+            ("ORGSVC_COLLECTION_NAMING", "id"),
+            ("ORGSVC_TOKEN_TTL_SECONDS", "60"),
+        ])
+        .expect("settings");
         assert_eq!(s.http_addr.to_string(), "0.0.0.0:9000");
         assert_eq!(s.collection_naming, CollectionNaming::Id);
         assert_eq!(s.token_ttl_seconds, 60);

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use domain::{
-    AdminId, CollectionName, CollectionNaming, CreateOrgError, DeleteOrgError, Email, NewAdmin, NewOrganization,
-    OrgId, Organization, OrganizationChanges, OrganizationName, PasswordHash, Rename, UpdateOrgError,
+    AdminId, CollectionName, CollectionNaming, CreateOrgError, DeleteOrgError, Email, NewAdmin, NewOrganization, OrgId,
+    Organization, OrganizationChanges, OrganizationName, PasswordHash, Rename, UpdateOrgError,
 };
 use serde_json::json;
 

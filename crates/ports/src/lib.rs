@@ -18,7 +18,7 @@ pub use clock::{Clock, SystemClock};
 pub use hasher::{HashError, PasswordHasher};
 pub use repository::{AdminRepository, OrganizationRepository, TenantStore};
 pub use service::{
-    AuthError, CreateOrganizationRequest, CreatedOrganization, LoginError, LoginRequest,
-    OrgService, OrganizationApi, OrganizationView, Principal, UpdateOrganizationRequest,
+    AuthError, CreateOrganizationRequest, CreatedOrganization, LoginError, LoginRequest, OrgService, OrganizationApi,
+    OrganizationView, Principal, UpdateOrganizationRequest,
 };
 pub use token::{AccessToken, TokenClaims, TokenError, TokenIssuer};

@@ -4,8 +4,8 @@
 
 use async_trait::async_trait;
 use domain::{
-    Admin, AdminId, CollectionName, CreateOrgError, DeleteOrgError, Email, NewOrganization, OrgId,
-    OrgKey, Organization, OrganizationChanges, StoreError, UpdateOrgError,
+    Admin, AdminId, CollectionName, CreateOrgError, DeleteOrgError, Email, NewOrganization, OrgId, OrgKey,
+    Organization, OrganizationChanges, StoreError, UpdateOrgError,
 };
 
 /// Organizations, with their admins and tenant collections as far as their lifecycle goes.

@@ -1,0 +1,37 @@
+# Everything a developer or CI runs. `make run` and `make test` are the README's two
+# commands; `.ci/run` calls `make lint` and `make test`.
+
+CARGO ?= cargo
+
+.PHONY: run test fmt fmt-check lint doc check-deps clean
+
+## Start the service on the embedded in-memory store (no setup needed).
+run:
+	$(CARGO) run --bin orgsvc
+
+## Run every test: unit, doc, contract, architecture and black-box API tests.
+test:
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
+
+## Format the code.
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+## Formatting and clippy with warnings as errors.
+lint: fmt-check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## API documentation of every crate.
+doc:
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+## The dependency rule alone (also part of `make test`).
+check-deps:
+	$(CARGO) test -p api-tests --test architecture
+
+clean:
+	$(CARGO) clean
