@@ -229,7 +229,8 @@ mod tests {
             &["Café", "Cafe\u{0301}", "CAFÉ", "ｃａｆé"],
         ];
         for group in groups {
-            let keys: Vec<_> = group.iter().map(|n| OrganizationName::parse(n).expect("valid name").key().clone()).collect();
+            let keys: Vec<_> =
+                group.iter().map(|n| OrganizationName::parse(n).expect("valid name").key().clone()).collect();
             assert!(keys.windows(2).all(|w| w[0] == w[1]), "{group:?} gave {keys:?}");
         }
         let distinct = ["Acme Corp", "Acme Corp 2", "AcmeCorp", "Acme Corps"];
