@@ -9,9 +9,12 @@ CARGO ?= cargo
 run:
 	$(CARGO) run --bin orgsvc
 
-## Run every test: unit, doc, contract, architecture and black-box API tests.
+## Run every test: unit, doc, contract, crash-injection, architecture and black-box API
+## tests, the MongoDB ones against SecantusDB test servers that this target installs,
+## starts and stops by itself.
 test:
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) build --workspace --all-targets
+	scripts/with-test-mongo.sh $(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 
 ## Format the code.

@@ -1,0 +1,142 @@
+//! The documents of the master database and their conversion to domain values. Stored
+//! values are parsed back through the domain constructors, so corrupt data surfaces as an
+//! error instead of an invalid value.
+
+use anyhow::{Context, anyhow};
+use chrono::{DateTime, Utc};
+use domain::{Admin, AdminId, CollectionName, Email, OrgId, Organization, OrganizationName, PasswordHash};
+use mongodb::bson;
+use serde::{Deserialize, Serialize};
+
+/// Where an organization is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum State {
+    /// Being created: invisible until active.
+    Creating,
+    /// Visible and usable.
+    Active,
+    /// Being deleted: invisible, its tokens refused.
+    Deleting,
+}
+
+/// Which operation an intent record belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum OpKind {
+    Create,
+    Update,
+    Delete,
+}
+
+/// The intent record of an operation in progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct OpDoc {
+    pub kind: OpKind,
+    /// Whoever holds this token owns the operation; the reconciler takes it over by
+    /// replacing the token with a conditional update.
+    pub token: String,
+    pub started_at: bson::DateTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_collection: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_password_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<bson::DateTime>,
+}
+
+impl OpDoc {
+    pub(crate) fn new(kind: OpKind, token: &str) -> Self {
+        Self {
+            kind,
+            token: token.to_owned(),
+            started_at: bson::DateTime::now(),
+            to_name: None,
+            to_key: None,
+            to_collection: None,
+            new_email: None,
+            new_password_hash: None,
+            at: None,
+        }
+    }
+
+    pub(crate) fn has_admin_changes(&self) -> bool {
+        self.new_email.is_some() || self.new_password_hash.is_some()
+    }
+}
+
+/// An organization in the master database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct OrgDoc {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub name: String,
+    /// The committed key, which lookups use.
+    pub key: String,
+    /// The committed key plus a key reserved by a rename in progress; the unique index on
+    /// this array is what makes names unique.
+    pub keys: Vec<String>,
+    pub collection: String,
+    /// The database that holds the tenant collection.
+    pub database: String,
+    pub admin_id: String,
+    pub state: State,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<OpDoc>,
+    pub created_at: bson::DateTime,
+    pub updated_at: bson::DateTime,
+}
+
+/// An admin in the master database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct AdminDoc {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub organization_id: String,
+    pub created_at: bson::DateTime,
+    pub updated_at: bson::DateTime,
+}
+
+pub(crate) fn to_bson_time(t: DateTime<Utc>) -> bson::DateTime {
+    bson::DateTime::from_millis(t.timestamp_millis())
+}
+
+pub(crate) fn from_bson_time(t: bson::DateTime) -> anyhow::Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).ok_or_else(|| anyhow!("timestamp out of range"))
+}
+
+impl OrgDoc {
+    pub(crate) fn to_domain(&self) -> anyhow::Result<Organization> {
+        Ok::<_, anyhow::Error>(Organization {
+            id: OrgId::parse(&self.id).context("organization id")?,
+            name: OrganizationName::parse(&self.name).context("organization name")?,
+            collection: CollectionName::parse(&self.collection).context("collection name")?,
+            admin_id: AdminId::parse(&self.admin_id).context("admin id")?,
+            created_at: from_bson_time(self.created_at)?,
+            updated_at: from_bson_time(self.updated_at)?,
+        })
+        .with_context(|| format!("corrupt organization document {}", self.id))
+    }
+}
+
+impl AdminDoc {
+    pub(crate) fn to_domain(&self) -> anyhow::Result<Admin> {
+        Ok::<_, anyhow::Error>(Admin {
+            id: AdminId::parse(&self.id).context("admin id")?,
+            organization_id: OrgId::parse(&self.organization_id).context("organization id")?,
+            email: Email::parse(&self.email).context("email")?,
+            password_hash: PasswordHash::from_phc(self.password_hash.clone()).context("password hash")?,
+            created_at: from_bson_time(self.created_at)?,
+            updated_at: from_bson_time(self.updated_at)?,
+        })
+        .with_context(|| format!("corrupt admin document {}", self.id))
+    }
+}

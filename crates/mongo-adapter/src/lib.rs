@@ -1,0 +1,180 @@
+//! The storage ports on MongoDB.
+//!
+//! A master database holds two collections, `organizations` and `admins`, with unique
+//! indexes on the organization keys and the admin emails; every organization has its own
+//! tenant collection (`org_<key>` or `org_<id>`) in the tenant database.
+//!
+//! Create, rename and delete span several writes and DDL commands that MongoDB cannot put
+//! in one transaction. Each one records its intent on the organization document (an `op`
+//! with a claim token and a start time) before its first side effect and clears it with
+//! its last step; the [`reconcile`](MongoStore::reconcile) pass finishes or rolls back
+//! every operation abandoned for longer than the lease. See `docs/mongodb.md`.
+
+mod documents;
+mod errors;
+mod failpoints;
+mod migrations;
+mod operations;
+mod reconcile;
+mod settings;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use mongodb::bson::{Document, doc};
+use mongodb::options::{ClientOptions, WriteConcern};
+use mongodb::{Client, Collection, Database};
+
+pub use failpoints::{CREATE_STEPS, DELETE_STEPS, FailPoints, UPDATE_STEPS};
+pub use migrations::{Migration, MigrationReport, master_migrations};
+pub use reconcile::ReconcileReport;
+pub use settings::MongoSettings;
+
+use documents::{AdminDoc, OrgDoc};
+
+/// The MongoDB store: organizations, admins and tenant collections.
+#[derive(Clone)]
+pub struct MongoStore {
+    client: Client,
+    master: Database,
+    tenants: Database,
+    organizations: Collection<OrgDoc>,
+    admins: Collection<AdminDoc>,
+    lease: Duration,
+    command_timeout: Duration,
+    transactions: bool,
+    failpoints: FailPoints,
+}
+
+impl std::fmt::Debug for MongoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoStore")
+            .field("master", &self.master.name())
+            .field("tenants", &self.tenants.name())
+            .field("transactions", &self.transactions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MongoStore {
+    /// Connects lazily (the driver connects on first use, so the service can start while the
+    /// database is down and become ready when it comes back).
+    pub async fn connect(settings: &MongoSettings) -> anyhow::Result<Self> {
+        let mut options = ClientOptions::parse(settings.uri.as_str()).await.context("parsing ORGSVC_MONGODB_URI")?;
+        options.app_name = Some(settings.app_name.clone());
+        options.max_pool_size = Some(settings.max_pool_size);
+        options.min_pool_size = Some(settings.min_pool_size);
+        options.connect_timeout = Some(settings.connect_timeout);
+        options.server_selection_timeout = Some(settings.server_selection_timeout);
+        options.retry_writes = Some(settings.retry_writes);
+        options.retry_reads = Some(true);
+        if settings.write_concern_majority {
+            options.write_concern = Some(WriteConcern::majority());
+        }
+        let client = Client::with_options(options).context("creating the MongoDB client")?;
+        let master = client.database(&settings.database);
+        let tenants = client.database(&settings.tenant_database);
+        Ok(Self {
+            organizations: master.collection("organizations"),
+            admins: master.collection("admins"),
+            client,
+            master,
+            tenants,
+            lease: settings.lease,
+            command_timeout: settings.command_timeout,
+            transactions: false,
+            failpoints: FailPoints::default(),
+        })
+    }
+
+    /// Connects, applies pending migrations and detects transaction support: what the
+    /// service does at startup. Fails if the server cannot be reached.
+    pub async fn open(settings: &MongoSettings) -> anyhow::Result<Self> {
+        let mut store = Self::connect(settings).await?;
+        store.detect_transactions().await?;
+        store.migrate(master_migrations()?, false).await?;
+        Ok(store)
+    }
+
+    /// Multi-document transactions need a replica set or a sharded cluster.
+    async fn detect_transactions(&mut self) -> anyhow::Result<()> {
+        let hello = self.master.run_command(doc! {"hello": 1}).await.context("asking the server who it is")?;
+        self.transactions = hello.get_str("setName").is_ok() || hello.get_str("msg") == Ok("isdbgrid");
+        tracing::info!(transactions = self.transactions, "connected to MongoDB");
+        Ok(())
+    }
+
+    /// Whether metadata writes use multi-document transactions.
+    pub fn uses_transactions(&self) -> bool {
+        self.transactions
+    }
+
+    /// Hooks that simulate a crash at a named step, for the crash-injection tests.
+    pub fn failpoints(&self) -> &FailPoints {
+        &self.failpoints
+    }
+
+    /// The master database.
+    pub fn master(&self) -> &Database {
+        &self.master
+    }
+
+    /// The database that holds the tenant collections.
+    pub fn tenant_database(&self) -> &Database {
+        &self.tenants
+    }
+
+    /// The client, for tests that need raw access.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn max_time_ms(&self) -> i64 {
+        i64::try_from(self.command_timeout.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Runs a DDL command on the tenant database with a server-side time limit, so that a
+    /// command sent by a process that then died cannot execute after the lease expired.
+    async fn tenant_command(&self, mut command: Document) -> mongodb::error::Result<Document> {
+        command.insert("maxTimeMS", self.max_time_ms());
+        self.tenants.run_command(command).await
+    }
+
+    async fn admin_command(&self, mut command: Document) -> mongodb::error::Result<Document> {
+        command.insert("maxTimeMS", self.max_time_ms());
+        self.client.database("admin").run_command(command).await
+    }
+}
+
+/// Helpers for tests that need a real server: each call gets fresh databases on the server
+/// named by `ORGSVC_TEST_MONGODB_URI` (set by `make test`, which starts one).
+#[cfg(feature = "test-support")]
+pub mod test_support {
+    use super::{MongoSettings, MongoStore};
+
+    /// The variable naming the test server.
+    pub const URI_VARIABLE: &str = "ORGSVC_TEST_MONGODB_URI";
+    /// The variable naming a second test server running as a standalone (no transactions).
+    pub const STANDALONE_URI_VARIABLE: &str = "ORGSVC_TEST_MONGODB_STANDALONE_URI";
+
+    /// Settings for fresh databases on the server in `variable`. Panics when the variable
+    /// is unset: the MongoDB suites must run, not be skipped.
+    pub fn fresh_settings(variable: &str) -> MongoSettings {
+        let uri = std::env::var(variable).unwrap_or_else(|_| {
+            panic!("{variable} is not set: run the tests with `make test`, which starts the SecantusDB test server")
+        });
+        let mut settings = MongoSettings::new(uri, format!("t{}", uuid::Uuid::new_v4().simple()));
+        settings.server_selection_timeout = std::time::Duration::from_secs(10);
+        settings
+    }
+
+    /// A migrated store on fresh databases of the replica-set test server.
+    pub async fn fresh_store() -> MongoStore {
+        MongoStore::open(&fresh_settings(URI_VARIABLE)).await.expect("open the test store")
+    }
+
+    /// A migrated store on fresh databases of the standalone test server.
+    pub async fn fresh_standalone_store() -> MongoStore {
+        MongoStore::open(&fresh_settings(STANDALONE_URI_VARIABLE)).await.expect("open the standalone test store")
+    }
+}

@@ -1,0 +1,447 @@
+//! The ports on MongoDB. The multi-step operations follow one protocol: record the intent
+//! (an `op` with a claim token) on the organization document before the first side effect,
+//! make every later metadata write conditional on still holding the token, and clear the
+//! intent with the last write. A conflict found midway is undone here; anything else that
+//! stops an operation (a crash, a lost connection) is left to the reconciler, which reads
+//! the intent record and finishes or rolls back.
+
+use anyhow::anyhow;
+use async_trait::async_trait;
+use domain::{
+    Admin, AdminId, CollectionName, CreateOrgError, DeleteOrgError, Email, NewOrganization, OrgId, OrgKey, Organization,
+    OrganizationChanges, StoreError, UpdateOrgError,
+};
+use futures::TryStreamExt;
+use mongodb::bson::{self, Document, doc};
+use ports::{AdminRepository, OrganizationRepository, TenantStore};
+use uuid::Uuid;
+
+use crate::MongoStore;
+use crate::documents::{AdminDoc, OpDoc, OpKind, OrgDoc, State, to_bson_time};
+use crate::errors::{NAMESPACE_EXISTS, NAMESPACE_NOT_FOUND, code, is_duplicate_key, store_error};
+
+/// How many times a metadata transaction is retried after a transient error (a write
+/// conflict with a concurrent transaction) before giving up.
+const TRANSACTION_ATTEMPTS: usize = 8;
+
+fn db<T>(result: mongodb::error::Result<T>) -> Result<T, StoreError> {
+    result.map_err(store_error)
+}
+
+fn unknown(error: impl Into<anyhow::Error>) -> StoreError {
+    StoreError::Unknown(error.into())
+}
+
+fn taken_over() -> StoreError {
+    StoreError::Unavailable(anyhow!("the operation took too long and was taken over by the reconciler"))
+}
+
+fn busy() -> StoreError {
+    StoreError::Unavailable(anyhow!("another change of this organization is in progress"))
+}
+
+fn state(s: State) -> bson::Bson {
+    bson::to_bson(&s).unwrap_or(bson::Bson::Null)
+}
+
+/// Which insert of the create metadata failed on a unique index.
+enum MetadataConflict {
+    Name,
+    Email,
+}
+
+impl MongoStore {
+    fn fail(&self, step: &'static str) -> Result<(), StoreError> {
+        self.failpoints.check(step).map_err(unknown)
+    }
+
+    /// Inserts the organization (state `creating`) and its admin: in one transaction where
+    /// the deployment has them, else one after the other, removing the organization again
+    /// if the admin's email is taken.
+    async fn insert_metadata(&self, org: &OrgDoc, admin: &AdminDoc) -> Result<Result<(), MetadataConflict>, StoreError> {
+        if !self.transactions {
+            match self.organizations.insert_one(org).await {
+                Err(e) if is_duplicate_key(&e) => return Ok(Err(MetadataConflict::Name)),
+                other => db(other)?,
+            };
+            self.fail("create:after_insert_organization")?;
+            return match self.admins.insert_one(admin).await {
+                Err(e) if is_duplicate_key(&e) => {
+                    let token = org.op.as_ref().map(|op| op.token.clone()).unwrap_or_default();
+                    db(self.organizations.delete_one(doc! {"_id": &org.id, "op.token": token}).await)?;
+                    Ok(Err(MetadataConflict::Email))
+                }
+                other => db(other).map(|_| Ok(())),
+            };
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.insert_metadata_transaction(org, admin).await {
+                Err(e) if e.contains_label("TransientTransactionError") && attempt < TRANSACTION_ATTEMPTS => {
+                    tokio::time::sleep(std::time::Duration::from_millis(5 * attempt as u64)).await;
+                }
+                Err(e) => return Err(store_error(e)),
+                Ok(outcome) => return Ok(outcome?),
+            }
+        }
+    }
+
+    async fn insert_metadata_transaction(
+        &self,
+        org: &OrgDoc,
+        admin: &AdminDoc,
+    ) -> mongodb::error::Result<Result<Result<(), MetadataConflict>, StoreError>> {
+        let mut session = self.client.start_session().await?;
+        session.start_transaction().await?;
+        match self.organizations.insert_one(org).session(&mut session).await {
+            Err(e) if is_duplicate_key(&e) => {
+                let _ = session.abort_transaction().await;
+                return Ok(Ok(Err(MetadataConflict::Name)));
+            }
+            other => other?,
+        };
+        if let Err(crash) = self.fail("create:after_insert_organization") {
+            // Dropping the session aborts the transaction, as a dead process's would be.
+            return Ok(Err(crash));
+        }
+        match self.admins.insert_one(admin).session(&mut session).await {
+            Err(e) if is_duplicate_key(&e) => {
+                let _ = session.abort_transaction().await;
+                return Ok(Ok(Err(MetadataConflict::Email)));
+            }
+            other => other?,
+        };
+        session.commit_transaction().await?;
+        Ok(Ok(Ok(())))
+    }
+
+    /// Whether the operation with this token still owns the organization.
+    async fn holds(&self, id: &str, token: &str) -> Result<bool, StoreError> {
+        Ok(db(self.organizations.count_documents(doc! {"_id": id, "op.token": token}).await)? == 1)
+    }
+
+    pub(crate) async fn drop_collection(&self, database: &str, collection: &str) -> Result<(), StoreError> {
+        let mut command = doc! {"drop": collection};
+        command.insert("maxTimeMS", self.max_time_ms());
+        match self.client.database(database).run_command(command).await {
+            Err(e) if code(&e) == Some(NAMESPACE_NOT_FOUND) => Ok(()),
+            other => db(other).map(drop),
+        }
+    }
+
+    /// Renames a tenant collection. Never with `dropTarget`: a rename onto an existing
+    /// collection must fail rather than destroy it.
+    pub(crate) async fn rename_collection(
+        &self,
+        database: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Result<(), mongodb::error::Error>, StoreError> {
+        match self.admin_command(doc! {"renameCollection": format!("{database}.{from}"), "to": format!("{database}.{to}")}).await {
+            Ok(_) => Ok(Ok(())),
+            Err(e) if matches!(code(&e), Some(NAMESPACE_EXISTS | NAMESPACE_NOT_FOUND)) => Ok(Err(e)),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    pub(crate) async fn collection_exists(&self, database: &str, collection: &str) -> Result<bool, StoreError> {
+        let names = db(self.client.database(database).list_collection_names().filter(doc! {"name": collection}).await)?;
+        Ok(!names.is_empty())
+    }
+
+    /// Removes a rename's reserved key and its intent record: the rename never happened.
+    pub(crate) async fn release_update(&self, org: &OrgDoc, token: &str) -> Result<bool, StoreError> {
+        let result = db(self
+            .organizations
+            .update_one(doc! {"_id": &org.id, "op.token": token}, doc! {"$set": {"keys": [&org.key]}, "$unset": {"op": ""}})
+            .await)?;
+        Ok(result.matched_count == 1)
+    }
+
+    /// Makes a rename's metadata current and clears its intent record.
+    pub(crate) async fn commit_update(&self, org: &OrgDoc, op: &OpDoc, token: &str) -> Result<bool, StoreError> {
+        let key = op.to_key.clone().unwrap_or_else(|| org.key.clone());
+        let set = doc! {
+            "name": op.to_name.clone().unwrap_or_else(|| org.name.clone()),
+            "key": &key,
+            "keys": [&key],
+            "collection": op.to_collection.clone().unwrap_or_else(|| org.collection.clone()),
+            "updated_at": op.at.unwrap_or_else(bson::DateTime::now),
+        };
+        let result = db(self
+            .organizations
+            .update_one(doc! {"_id": &org.id, "op.token": token}, doc! {"$set": set, "$unset": {"op": ""}})
+            .await)?;
+        Ok(result.matched_count == 1)
+    }
+
+    /// The steps of a delete after the organization is marked `deleting`; idempotent, so
+    /// the reconciler uses them to finish an interrupted delete.
+    pub(crate) async fn finish_delete(&self, org: &OrgDoc, token: &str) -> Result<(), StoreError> {
+        self.drop_collection(&org.database, &org.collection).await?;
+        self.fail("delete:after_drop_collection")?;
+        db(self.admins.delete_many(doc! {"organization_id": &org.id}).await)?;
+        self.fail("delete:after_delete_admins")?;
+        db(self.organizations.delete_one(doc! {"_id": &org.id, "op.token": token}).await)?;
+        Ok(())
+    }
+
+    /// Undoes a create that never answered 201.
+    pub(crate) async fn roll_back_create(&self, org: &OrgDoc, token: &str) -> Result<(), StoreError> {
+        self.drop_collection(&org.database, &org.collection).await?;
+        db(self.admins.delete_many(doc! {"organization_id": &org.id}).await)?;
+        db(self.organizations.delete_one(doc! {"_id": &org.id, "op.token": token}).await)?;
+        Ok(())
+    }
+
+    async fn active(&self, filter: Document) -> Result<Option<Organization>, StoreError> {
+        match db(self.organizations.find_one(filter).await)? {
+            Some(org) if org.state == State::Active => Ok(Some(org.to_domain().map_err(unknown)?)),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl OrganizationRepository for MongoStore {
+    async fn create(&self, new: NewOrganization) -> Result<Organization, CreateOrgError> {
+        let token = Uuid::new_v4().to_string();
+        let created_at = to_bson_time(new.created_at);
+        let key = new.name.key().as_str().to_owned();
+        let org = OrgDoc {
+            id: new.id.to_string(),
+            name: new.name.as_str().to_owned(),
+            keys: vec![key.clone()],
+            key,
+            collection: new.collection.as_str().to_owned(),
+            database: self.tenants.name().to_owned(),
+            admin_id: new.admin.id.to_string(),
+            state: State::Creating,
+            op: Some(OpDoc::new(OpKind::Create, &token)),
+            created_at,
+            updated_at: created_at,
+        };
+        let admin = AdminDoc {
+            id: new.admin.id.to_string(),
+            email: new.admin.email.as_str().to_owned(),
+            password_hash: new.admin.password_hash.as_phc().to_owned(),
+            organization_id: org.id.clone(),
+            created_at,
+            updated_at: created_at,
+        };
+        match self.insert_metadata(&org, &admin).await? {
+            Err(MetadataConflict::Name) => return Err(CreateOrgError::NameTaken),
+            Err(MetadataConflict::Email) => return Err(CreateOrgError::EmailTaken),
+            Ok(()) => {}
+        }
+        self.fail("create:after_insert_metadata")?;
+
+        match self.tenant_command(doc! {"create": &org.collection}).await {
+            Ok(_) => {}
+            Err(e) if code(&e) == Some(NAMESPACE_EXISTS) => {
+                self.roll_back_metadata(&org, &token).await?;
+                return Err(unknown(anyhow!(
+                    "tenant collection {} already exists without an organization; run `orgsvc reconcile`",
+                    org.collection
+                ))
+                .into());
+            }
+            Err(e) => return Err(store_error(e).into()),
+        }
+        self.fail("create:after_create_collection")?;
+
+        let activated = db(self
+            .organizations
+            .update_one(doc! {"_id": &org.id, "op.token": &token}, doc! {"$set": {"state": state(State::Active)}, "$unset": {"op": ""}})
+            .await)?;
+        if activated.matched_count == 0 {
+            // The reconciler took this create over and is rolling it back; undo our own DDL
+            // in case it ran after the reconciler's drop.
+            self.drop_collection(&org.database, &org.collection).await?;
+            return Err(taken_over().into());
+        }
+        Ok(OrgDoc { state: State::Active, op: None, ..org }.to_domain().map_err(unknown)?)
+    }
+
+    async fn find_by_key(&self, key: &OrgKey) -> Result<Option<Organization>, StoreError> {
+        self.active(doc! {"keys": key.as_str(), "key": key.as_str()}).await
+    }
+
+    async fn find_by_id(&self, id: OrgId) -> Result<Option<Organization>, StoreError> {
+        self.active(doc! {"_id": id.to_string()}).await
+    }
+
+    async fn update(&self, id: OrgId, changes: OrganizationChanges) -> Result<Organization, UpdateOrgError> {
+        let id = id.to_string();
+        let org = db(self.organizations.find_one(doc! {"_id": &id}).await)?.ok_or(UpdateOrgError::NotFound)?;
+        if org.state != State::Active {
+            return Err(UpdateOrgError::NotFound);
+        }
+        if org.op.is_some() {
+            return Err(busy().into());
+        }
+        let admin = db(self.admins.find_one(doc! {"_id": &org.admin_id}).await)?.ok_or(UpdateOrgError::NotFound)?;
+
+        let token = Uuid::new_v4().to_string();
+        let mut op = OpDoc::new(OpKind::Update, &token);
+        op.at = Some(to_bson_time(changes.at));
+        if let Some(rename) = &changes.rename {
+            op.to_name = Some(rename.name.as_str().to_owned());
+            op.to_key = Some(rename.name.key().as_str().to_owned());
+            op.to_collection = Some(rename.collection.as_str().to_owned());
+        }
+        op.new_email = changes.email.map(|e| e.as_str().to_owned()).filter(|e| *e != admin.email);
+        op.new_password_hash = changes.password_hash.map(|h| h.as_phc().to_owned());
+
+        // Step 1: claim the organization and reserve the new key in one atomic update.
+        let mut update = doc! {"$set": {"op": bson::to_bson(&op).map_err(unknown)?}};
+        if let Some(key) = &op.to_key {
+            update.insert("$addToSet", doc! {"keys": key});
+        }
+        let claimed = match self
+            .organizations
+            .update_one(doc! {"_id": &id, "state": state(State::Active), "op": {"$exists": false}}, update)
+            .await
+        {
+            Err(e) if is_duplicate_key(&e) => return Err(UpdateOrgError::NameTaken),
+            other => db(other)?,
+        };
+        if claimed.matched_count == 0 {
+            return match db(self.organizations.find_one(doc! {"_id": &id}).await)? {
+                Some(current) if current.state == State::Active => Err(busy().into()),
+                _ => Err(UpdateOrgError::NotFound),
+            };
+        }
+        self.fail("update:after_reserve")?;
+
+        // Step 2: move the tenant collection.
+        let from = org.collection.clone();
+        let to = op.to_collection.clone().unwrap_or_else(|| from.clone());
+        let moving = from != to;
+        if moving && let Err(e) = self.rename_collection(&org.database, &from, &to).await? {
+            self.release_update(&org, &token).await?;
+            return Err(unknown(anyhow::Error::new(e).context(format!("moving {from} to {to}"))).into());
+        }
+        self.fail("update:after_rename_collection")?;
+
+        // Step 3: the admin's changes; once applied, the reconciler rolls forward.
+        if op.has_admin_changes() {
+            if !self.holds(&id, &token).await? {
+                if moving {
+                    let _ = self.rename_collection(&org.database, &to, &from).await?;
+                }
+                return Err(taken_over().into());
+            }
+            let mut set = doc! {"updated_at": op.at};
+            if let Some(email) = &op.new_email {
+                set.insert("email", email);
+            }
+            if let Some(hash) = &op.new_password_hash {
+                set.insert("password_hash", hash);
+            }
+            match self.admins.update_one(doc! {"_id": &admin.id}, doc! {"$set": set}).await {
+                Err(e) if is_duplicate_key(&e) => {
+                    if moving {
+                        // If moving back fails, the intent record stays and the reconciler
+                        // rolls the rename back.
+                        self.rename_collection(&org.database, &to, &from).await?.map_err(|e| unknown(anyhow::Error::new(e)))?;
+                    }
+                    self.release_update(&org, &token).await?;
+                    return Err(UpdateOrgError::EmailTaken);
+                }
+                other => db(other)?,
+            };
+        }
+        self.fail("update:after_update_admin")?;
+
+        // Step 4: commit the metadata and clear the intent.
+        if !self.commit_update(&org, &op, &token).await? {
+            return Err(taken_over().into());
+        }
+        self.active(doc! {"_id": &id}).await?.ok_or(UpdateOrgError::NotFound)
+    }
+
+    async fn delete(&self, id: OrgId) -> Result<(), DeleteOrgError> {
+        let id = id.to_string();
+        let token = Uuid::new_v4().to_string();
+        let op = OpDoc::new(OpKind::Delete, &token);
+        let marked = db(self
+            .organizations
+            .update_one(
+                doc! {"_id": &id, "state": state(State::Active), "op": {"$exists": false}},
+                doc! {"$set": {"state": state(State::Deleting), "op": bson::to_bson(&op).map_err(unknown)?}},
+            )
+            .await)?;
+        let org = db(self.organizations.find_one(doc! {"_id": &id}).await)?;
+        if marked.matched_count == 0 {
+            return match org {
+                Some(current) if current.state == State::Active => Err(busy().into()),
+                _ => Err(DeleteOrgError::NotFound),
+            };
+        }
+        let org = org.ok_or_else(|| unknown(anyhow!("organization {id} vanished while being deleted")))?;
+        self.fail("delete:after_mark")?;
+        self.finish_delete(&org, &token).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        db(self.master.run_command(doc! {"ping": 1}).await).map(drop)
+    }
+}
+
+impl MongoStore {
+    async fn roll_back_metadata(&self, org: &OrgDoc, token: &str) -> Result<(), StoreError> {
+        db(self.admins.delete_many(doc! {"organization_id": &org.id}).await)?;
+        db(self.organizations.delete_one(doc! {"_id": &org.id, "op.token": token}).await)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AdminRepository for MongoStore {
+    async fn find_by_email(&self, email: &Email) -> Result<Option<Admin>, StoreError> {
+        match db(self.admins.find_one(doc! {"email": email.as_str()}).await)? {
+            Some(admin) => Ok(Some(admin.to_domain().map_err(unknown)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn find_by_id(&self, id: AdminId) -> Result<Option<Admin>, StoreError> {
+        match db(self.admins.find_one(doc! {"_id": id.to_string()}).await)? {
+            Some(admin) => Ok(Some(admin.to_domain().map_err(unknown)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl TenantStore for MongoStore {
+    async fn tenant_collections(&self) -> Result<Vec<CollectionName>, StoreError> {
+        let names = db(self.tenants.list_collection_names().filter(doc! {"name": {"$regex": "^org_"}}).await)?;
+        let mut collections = names.iter().map(|n| CollectionName::parse(n).map_err(unknown)).collect::<Result<Vec<_>, _>>()?;
+        collections.sort();
+        Ok(collections)
+    }
+
+    async fn insert_documents(&self, collection: &CollectionName, documents: Vec<serde_json::Value>) -> Result<(), StoreError> {
+        if documents.is_empty() {
+            return Ok(());
+        }
+        let documents = documents.iter().map(|d| bson::to_document(d).map_err(unknown)).collect::<Result<Vec<_>, _>>()?;
+        db(self.tenants.collection::<Document>(collection.as_str()).insert_many(documents).await).map(drop)
+    }
+
+    async fn documents(&self, collection: &CollectionName) -> Result<Vec<serde_json::Value>, StoreError> {
+        let cursor = db(self.tenants.collection::<Document>(collection.as_str()).find(doc! {}).sort(doc! {"_id": 1}).await)?;
+        let documents: Vec<Document> = db(cursor.try_collect().await)?;
+        Ok(documents
+            .into_iter()
+            .map(|mut d| {
+                d.remove("_id");
+                bson::Bson::Document(d).into_relaxed_extjson()
+            })
+            .collect())
+    }
+}

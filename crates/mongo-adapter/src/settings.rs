@@ -1,0 +1,55 @@
+//! Connection and safety settings of the MongoDB store.
+
+use std::time::Duration;
+
+/// How to reach MongoDB and how long operations may take.
+#[derive(Debug, Clone)]
+pub struct MongoSettings {
+    /// Connection string (may hold credentials: never log it).
+    pub uri: String,
+    /// The master database.
+    pub database: String,
+    /// The database holding the tenant collections.
+    pub tenant_database: String,
+    /// Application name reported to the server.
+    pub app_name: String,
+    /// Connection pool bounds.
+    pub max_pool_size: u32,
+    /// Connections kept open when idle.
+    pub min_pool_size: u32,
+    /// Time allowed to open a connection.
+    pub connect_timeout: Duration,
+    /// Time allowed to find a usable server; bounds how long a request waits during an
+    /// outage before it gets a 503.
+    pub server_selection_timeout: Duration,
+    /// Acknowledge writes only once a majority of the replica set has them.
+    pub write_concern_majority: bool,
+    /// Retry a write once after a transient network error or failover.
+    pub retry_writes: bool,
+    /// Server-side limit of every DDL command (`maxTimeMS`).
+    pub command_timeout: Duration,
+    /// How long an operation may stay unfinished before the reconciler takes it over; must
+    /// exceed the longest operation, `command_timeout` included.
+    pub lease: Duration,
+}
+
+impl MongoSettings {
+    /// Settings for a URI and master database, with the defaults for everything else.
+    pub fn new(uri: impl Into<String>, database: impl Into<String>) -> Self {
+        let database = database.into();
+        Self {
+            uri: uri.into(),
+            tenant_database: format!("{database}_tenants"),
+            database,
+            app_name: "orgsvc".to_owned(),
+            max_pool_size: 50,
+            min_pool_size: 0,
+            connect_timeout: Duration::from_secs(5),
+            server_selection_timeout: Duration::from_secs(3),
+            write_concern_majority: true,
+            retry_writes: true,
+            command_timeout: Duration::from_secs(10),
+            lease: Duration::from_secs(60),
+        }
+    }
+}

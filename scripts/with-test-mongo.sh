@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Runs a command with two SecantusDB test servers (MongoDB wire protocol on WiredTiger):
+# one that reports a replica set (transactions work) and one started with --standalone.
+# Installs SecantusDB into .venv on first use, starts both on free ports with throwaway
+# storage, exports their URIs and stops them afterwards, whatever the command's outcome.
+#
+#   ORGSVC_TEST_MONGODB_URI             the replica-set server
+#   ORGSVC_TEST_MONGODB_STANDALONE_URI  the standalone server
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv="$root/.venv"
+version="0.7.0b3"
+
+if [ ! -x "$venv/bin/secantusd-py" ]; then
+    echo "installing SecantusDB $version into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "SecantusDB==$version"
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/orgsvc-mongo.XXXXXX")
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start NAME [FLAGS...]: starts a server and prints its port once it accepts connections.
+start() {
+    local name=$1; shift
+    local attempt port pid
+    for attempt in 1 2 3; do
+        port=$(free_port)
+        "$venv/bin/secantusd-py" --host 127.0.0.1 --port "$port" --storage-path "$work/$name" \
+            --log-level WARNING "$@" >"$work/$name.log" 2>&1 &
+        pid=$!
+        for _ in $(seq 1 150); do
+            if python3 -c "import socket, sys; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; then
+                pids+=("$pid")
+                echo "$port"
+                return 0
+            fi
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill "$pid" 2>/dev/null || true
+        echo "SecantusDB ($name) did not start on port $port (attempt $attempt):" >&2
+        tail -n 20 "$work/$name.log" >&2 || true
+    done
+    return 1
+}
+
+replica_port=$(start replica)
+standalone_port=$(start standalone --standalone)
+export ORGSVC_TEST_MONGODB_URI="mongodb://127.0.0.1:$replica_port/?directConnection=true"
+export ORGSVC_TEST_MONGODB_STANDALONE_URI="mongodb://127.0.0.1:$standalone_port/?directConnection=true"
+echo "SecantusDB test servers: replica set on $replica_port, standalone on $standalone_port" >&2
+
+"$@"
