@@ -19,10 +19,17 @@ if [ ! -x "$venv/bin/secantusd-py" ]; then
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/orgsvc-mongo.XXXXXX")
-pids=()
+# Servers are started inside command substitutions (subshells), so their pids are kept in
+# files rather than in a variable.
 cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    local pidfile pid
+    for pidfile in "$work"/*.pid; do
+        [ -e "$pidfile" ] || continue
+        pid=$(cat "$pidfile")
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -40,9 +47,9 @@ start() {
         "$venv/bin/secantusd-py" --host 127.0.0.1 --port "$port" --storage-path "$work/$name" \
             --log-level WARNING "$@" >"$work/$name.log" 2>&1 &
         pid=$!
+        echo "$pid" >"$work/$name.pid"
         for _ in $(seq 1 150); do
             if python3 -c "import socket, sys; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; then
-                pids+=("$pid")
                 echo "$port"
                 return 0
             fi
