@@ -1,0 +1,215 @@
+//! Crash injection: every step of create, update (rename with admin changes, and a plain
+//! rename) and delete is interrupted in turn as if the process died there; a reconciliation
+//! pass must then leave the store satisfying every invariant, with each operation either
+//! fully applied or fully undone, and never a tenant document lost or duplicated.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chrono::Utc;
+use domain::{
+    AdminId, CollectionName, CollectionNaming, Email, NewAdmin, NewOrganization, OrgId, Organization, OrganizationChanges,
+    OrganizationName, PasswordHash, Rename,
+};
+use futures::TryStreamExt;
+use mongo_adapter::test_support::{fresh_standalone_store, fresh_store};
+use mongo_adapter::{CREATE_STEPS, DELETE_STEPS, MongoStore, UPDATE_STEPS};
+use mongodb::bson::{Document, doc};
+use ports::{AdminRepository, OrganizationRepository, TenantStore};
+use serde_json::json;
+
+fn phc(tag: &str) -> PasswordHash {
+    PasswordHash::from_phc(format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA${tag}")).expect("phc")
+}
+
+fn email(text: &str) -> Email {
+    Email::parse(text).expect("email")
+}
+
+fn new_org(name: &str, admin_email: &str) -> NewOrganization {
+    let name = OrganizationName::parse(name).expect("name");
+    let id = OrgId::new();
+    NewOrganization {
+        id,
+        collection: CollectionName::for_organization(CollectionNaming::Key, id, name.key()),
+        name,
+        admin: NewAdmin { id: AdminId::new(), email: email(admin_email), password_hash: phc("b2xk") },
+        created_at: domain::truncate_to_millis(Utc::now()),
+    }
+}
+
+async fn seeded(store: &MongoStore, name: &str, admin_email: &str, docs: usize) -> (Organization, Vec<serde_json::Value>) {
+    let org = store.create(new_org(name, admin_email)).await.expect("create");
+    let documents: Vec<_> = (0..docs).map(|i| json!({"n": i, "owner": name})).collect();
+    store.insert_documents(&org.collection, documents.clone()).await.expect("seed");
+    (org, documents)
+}
+
+async fn reconcile(store: &MongoStore) {
+    store.failpoints().clear();
+    let report = store.reconcile_with_lease(Duration::ZERO).await.expect("reconcile");
+    assert!(report.needs_attention.is_empty(), "{report}");
+    // A second pass finds nothing left to do.
+    let again = store.reconcile_with_lease(Duration::ZERO).await.expect("reconcile again");
+    assert!(again.is_clean(), "second pass: {again}");
+}
+
+/// The invariants of the master database and the tenant collections.
+async fn assert_invariants(store: &MongoStore) {
+    let orgs: Vec<Document> =
+        store.master().collection("organizations").find(doc! {}).await.expect("find").try_collect().await.expect("orgs");
+    let admins: Vec<Document> =
+        store.master().collection("admins").find(doc! {}).await.expect("find").try_collect().await.expect("admins");
+    let mut expected_collections = BTreeSet::new();
+    for org in &orgs {
+        assert_eq!(org.get_str("state"), Ok("active"), "{org}");
+        assert!(org.get("op").is_none(), "unfinished operation left: {org}");
+        let key = org.get_str("key").expect("key");
+        assert_eq!(org.get_array("keys").expect("keys").len(), 1, "{org}");
+        assert_eq!(org.get_array("keys").expect("keys")[0].as_str(), Some(key), "{org}");
+        assert!(expected_collections.insert(org.get_str("collection").expect("collection").to_owned()), "shared collection");
+        let admin_id = org.get_str("admin_id").expect("admin id");
+        assert!(admins.iter().any(|a| a.get_str("_id") == Ok(admin_id)), "admin of {org} is missing");
+    }
+    for admin in &admins {
+        let org_id = admin.get_str("organization_id").expect("organization id");
+        assert!(orgs.iter().any(|o| o.get_str("_id") == Ok(org_id)), "admin {admin} has no organization");
+    }
+    let actual: BTreeSet<String> =
+        store.tenant_collections().await.expect("collections").iter().map(|c| c.as_str().to_owned()).collect();
+    assert_eq!(actual, expected_collections, "tenant collections and organizations disagree");
+}
+
+async fn crash_every_create_step(store: impl AsyncFn() -> MongoStore) {
+    for step in CREATE_STEPS {
+        let store = store().await;
+        let (other, other_docs) = seeded(&store, "Other", "o@other.test", 20).await;
+        store.failpoints().arm(step);
+        let new = new_org("Acme", "a@acme.test");
+        store.create(new.clone()).await.expect_err(step);
+        reconcile(&store).await;
+        assert_invariants(&store).await;
+        // A create that never answered is rolled back entirely, and can be retried.
+        assert_eq!(store.find_by_key(new.name.key()).await.expect("find"), None, "{step}");
+        assert_eq!(store.find_by_email(&email("a@acme.test")).await.expect("find"), None, "{step}");
+        assert_eq!(store.documents(&other.collection).await.expect("docs"), other_docs, "{step}");
+        store.create(new_org("Acme", "a@acme.test")).await.expect("create again");
+        assert_invariants(&store).await;
+    }
+}
+
+async fn crash_every_update_step(store: impl AsyncFn() -> MongoStore, with_admin_changes: bool) {
+    for step in UPDATE_STEPS.iter().filter(|s| with_admin_changes || !s.ends_with("update_admin")) {
+        let store = store().await;
+        let (acme, acme_docs) = seeded(&store, "Acme", "a@acme.test", 200).await;
+        let (globex, globex_docs) = seeded(&store, "Globex", "g@globex.test", 50).await;
+        let new_name = OrganizationName::parse("Acme Renamed").expect("name");
+        let changes = OrganizationChanges {
+            rename: Some(Rename {
+                collection: CollectionName::for_organization(CollectionNaming::Key, acme.id, new_name.key()),
+                name: new_name.clone(),
+            }),
+            email: with_admin_changes.then(|| email("new@acme.test")),
+            password_hash: with_admin_changes.then(|| phc("bmV3")),
+            at: domain::truncate_to_millis(Utc::now()),
+        };
+        store.failpoints().arm(step);
+        store.update(acme.id, changes).await.expect_err(step);
+        reconcile(&store).await;
+        assert_invariants(&store).await;
+
+        let now = OrganizationRepository::find_by_id(&store, acme.id).await.expect("find").expect("acme exists");
+        let admin = AdminRepository::find_by_id(&store, acme.admin_id).await.expect("find").expect("admin exists");
+        let renamed = now.name == new_name;
+        if !renamed {
+            assert_eq!(now, acme, "{step}: rolled back, so unchanged");
+        }
+        if with_admin_changes {
+            // All of the update or none of it.
+            assert_eq!(admin.email == email("new@acme.test"), renamed, "{step}");
+            assert_eq!(admin.password_hash == phc("bmV3"), renamed, "{step}");
+        }
+        assert_eq!(store.documents(&now.collection).await.expect("docs"), acme_docs, "{step}: documents lost or duplicated");
+        assert_eq!(store.documents(&globex.collection).await.expect("docs"), globex_docs, "{step}");
+        assert_eq!(OrganizationRepository::find_by_id(&store, globex.id).await.expect("find"), Some(globex), "{step}");
+    }
+}
+
+async fn crash_every_delete_step(store: impl AsyncFn() -> MongoStore) {
+    for step in DELETE_STEPS {
+        let store = store().await;
+        let (acme, _) = seeded(&store, "Acme", "a@acme.test", 30).await;
+        let (globex, globex_docs) = seeded(&store, "Globex", "g@globex.test", 30).await;
+        store.failpoints().arm(step);
+        store.delete(acme.id).await.expect_err(step);
+        // From the first step on, the organization is invisible.
+        assert_eq!(store.find_by_key(acme.name.key()).await.expect("find"), None, "{step}");
+        reconcile(&store).await;
+        assert_invariants(&store).await;
+        assert_eq!(OrganizationRepository::find_by_id(&store, acme.id).await.expect("find"), None, "{step}");
+        assert_eq!(AdminRepository::find_by_id(&store, acme.admin_id).await.expect("find"), None, "{step}");
+        assert_eq!(store.documents(&globex.collection).await.expect("docs"), globex_docs, "{step}");
+        store.create(new_org("Acme", "a@acme.test")).await.expect("name and email are free again");
+    }
+}
+
+#[tokio::test]
+async fn create_survives_a_crash_at_every_step_with_transactions() {
+    crash_every_create_step(fresh_store).await;
+}
+
+#[tokio::test]
+async fn create_survives_a_crash_at_every_step_without_transactions() {
+    crash_every_create_step(fresh_standalone_store).await;
+}
+
+#[tokio::test]
+async fn rename_with_admin_changes_survives_a_crash_at_every_step() {
+    crash_every_update_step(fresh_store, true).await;
+    crash_every_update_step(fresh_standalone_store, true).await;
+}
+
+#[tokio::test]
+async fn plain_rename_survives_a_crash_at_every_step() {
+    crash_every_update_step(fresh_store, false).await;
+    crash_every_update_step(fresh_standalone_store, false).await;
+}
+
+#[tokio::test]
+async fn delete_survives_a_crash_at_every_step() {
+    crash_every_delete_step(fresh_store).await;
+    crash_every_delete_step(fresh_standalone_store).await;
+}
+
+#[tokio::test]
+async fn reconciliation_respects_the_lease_of_live_operations() {
+    let store = fresh_store().await;
+    let (acme, _) = seeded(&store, "Acme", "a@acme.test", 5).await;
+    store.failpoints().arm("delete:after_mark");
+    store.delete(acme.id).await.expect_err("crash");
+    // Within the lease the operation may still be running elsewhere: leave it alone.
+    let report = store.reconcile_with_lease(Duration::from_secs(3600)).await.expect("reconcile");
+    assert!(report.is_clean(), "{report}");
+    reconcile(&store).await;
+    assert_invariants(&store).await;
+}
+
+#[tokio::test]
+async fn orphans_are_removed() {
+    let store = fresh_store().await;
+    let (acme, _) = seeded(&store, "Acme", "a@acme.test", 5).await;
+    // A collection nothing points to, as a killed process's late DDL could leave.
+    store.tenant_database().create_collection("org_stray").await.expect("create stray");
+    store
+        .master()
+        .collection::<Document>("admins")
+        .insert_one(doc! {"_id": "ghost", "email": "ghost@x.test", "password_hash": "$argon2id$v=19$m=1,t=1,p=1$c2FsdA$aGFzaA",
+            "organization_id": "nobody", "created_at": mongodb::bson::DateTime::now(), "updated_at": mongodb::bson::DateTime::now()})
+        .await
+        .expect("insert ghost admin");
+    let report = store.reconcile_with_lease(Duration::ZERO).await.expect("reconcile");
+    assert_eq!(report.orphan_collections_dropped, vec!["org_stray"]);
+    assert_eq!(report.orphan_admins_removed, vec!["ghost"]);
+    assert_invariants(&store).await;
+    assert!(OrganizationRepository::find_by_id(&store, acme.id).await.expect("find").is_some());
+}
