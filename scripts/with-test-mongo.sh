@@ -67,6 +67,7 @@ replica_port=$(start replica)
 standalone_port=$(start standalone --standalone)
 export ORGSVC_TEST_MONGODB_URI="mongodb://127.0.0.1:$replica_port/?directConnection=true"
 export ORGSVC_TEST_MONGODB_STANDALONE_URI="mongodb://127.0.0.1:$standalone_port/?directConnection=true"
+export ORGSVC_TEST_SECANTUSD="$venv/bin/secantusd-py"
 echo "SecantusDB test servers: replica set on $replica_port, standalone on $standalone_port" >&2
 
 "$@"

@@ -7,6 +7,7 @@ mod delete;
 mod docs;
 mod get;
 mod login;
+mod outage;
 mod update;
 
 /// Runs every test (an `async fn(TestApp)`) against the storage that `$spawn` starts the
@@ -35,3 +36,4 @@ macro_rules! api_tests {
 }
 
 api_tests!(memory, api_tests::TestApp::spawn);
+api_tests!(mongodb, api_tests::TestApp::spawn_mongodb);

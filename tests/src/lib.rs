@@ -36,6 +36,14 @@ impl TestApp {
         Self::spawn_with(test_settings()).await
     }
 
+    /// Starts the application on fresh databases of the MongoDB test server.
+    pub async fn spawn_mongodb() -> Self {
+        let mut settings = test_settings();
+        settings.storage = orgsvc::Storage::MongoDb;
+        settings.mongodb = mongo_adapter::test_support::fresh_settings(mongo_adapter::test_support::URI_VARIABLE);
+        Self::spawn_with(settings).await
+    }
+
     /// Starts the application with these settings.
     pub async fn spawn_with(settings: Settings) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {

@@ -24,6 +24,7 @@ use anyhow::Context;
 use mongodb::bson::{Document, doc};
 use mongodb::options::{ClientOptions, WriteConcern};
 use mongodb::{Client, Collection, Database};
+use secrecy::ExposeSecret;
 
 pub use failpoints::{CREATE_STEPS, DELETE_STEPS, FailPoints, UPDATE_STEPS};
 pub use migrations::{Migration, MigrationReport, master_migrations};
@@ -60,7 +61,10 @@ impl MongoStore {
     /// Connects lazily (the driver connects on first use, so the service can start while the
     /// database is down and become ready when it comes back).
     pub async fn connect(settings: &MongoSettings) -> anyhow::Result<Self> {
-        let mut options = ClientOptions::parse(settings.uri.as_str()).await.context("parsing ORGSVC_MONGODB_URI")?;
+        // The error of a bad URI is not shown: it could quote the credentials in it.
+        let mut options = ClientOptions::parse(settings.uri.expose_secret())
+            .await
+            .map_err(|_| anyhow::anyhow!("ORGSVC_MONGODB_URI is not a valid MongoDB connection string"))?;
         options.app_name = Some(settings.app_name.clone());
         options.max_pool_size = Some(settings.max_pool_size);
         options.min_pool_size = Some(settings.min_pool_size);

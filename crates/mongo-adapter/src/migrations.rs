@@ -27,11 +27,14 @@ impl Migration {
     fn commands(&self) -> anyhow::Result<Vec<Document>> {
         let json: serde_json::Value =
             serde_json::from_str(&self.text).with_context(|| format!("migration {} is not valid JSON", self.name))?;
-        let serde_json::Value::Array(items) = json else { bail!("migration {} must be a JSON array of commands", self.name) };
+        let serde_json::Value::Array(items) = json else {
+            bail!("migration {} must be a JSON array of commands", self.name)
+        };
         items
             .into_iter()
             .map(|item| {
-                bson::to_document(&item).with_context(|| format!("migration {} holds a command that is not an object", self.name))
+                bson::to_document(&item)
+                    .with_context(|| format!("migration {} holds a command that is not an object", self.name))
             })
             .collect()
     }

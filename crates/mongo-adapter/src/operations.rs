@@ -8,8 +8,8 @@
 use anyhow::anyhow;
 use async_trait::async_trait;
 use domain::{
-    Admin, AdminId, CollectionName, CreateOrgError, DeleteOrgError, Email, NewOrganization, OrgId, OrgKey, Organization,
-    OrganizationChanges, StoreError, UpdateOrgError,
+    Admin, AdminId, CollectionName, CreateOrgError, DeleteOrgError, Email, NewOrganization, OrgId, OrgKey,
+    Organization, OrganizationChanges, StoreError, UpdateOrgError,
 };
 use futures::TryStreamExt;
 use mongodb::bson::{self, Document, doc};
@@ -58,7 +58,11 @@ impl MongoStore {
     /// Inserts the organization (state `creating`) and its admin: in one transaction where
     /// the deployment has them, else one after the other, removing the organization again
     /// if the admin's email is taken.
-    async fn insert_metadata(&self, org: &OrgDoc, admin: &AdminDoc) -> Result<Result<(), MetadataConflict>, StoreError> {
+    async fn insert_metadata(
+        &self,
+        org: &OrgDoc,
+        admin: &AdminDoc,
+    ) -> Result<Result<(), MetadataConflict>, StoreError> {
         if !self.transactions {
             match self.organizations.insert_one(org).await {
                 Err(e) if is_duplicate_key(&e) => return Ok(Err(MetadataConflict::Name)),
@@ -82,7 +86,7 @@ impl MongoStore {
                     tokio::time::sleep(std::time::Duration::from_millis(5 * attempt as u64)).await;
                 }
                 Err(e) => return Err(store_error(e)),
-                Ok(outcome) => return Ok(outcome?),
+                Ok(outcome) => return outcome,
             }
         }
     }
@@ -138,7 +142,10 @@ impl MongoStore {
         from: &str,
         to: &str,
     ) -> Result<Result<(), mongodb::error::Error>, StoreError> {
-        match self.admin_command(doc! {"renameCollection": format!("{database}.{from}"), "to": format!("{database}.{to}")}).await {
+        match self
+            .admin_command(doc! {"renameCollection": format!("{database}.{from}"), "to": format!("{database}.{to}")})
+            .await
+        {
             Ok(_) => Ok(Ok(())),
             Err(e) if matches!(code(&e), Some(NAMESPACE_EXISTS | NAMESPACE_NOT_FOUND)) => Ok(Err(e)),
             Err(e) => Err(store_error(e)),
@@ -154,7 +161,10 @@ impl MongoStore {
     pub(crate) async fn release_update(&self, org: &OrgDoc, token: &str) -> Result<bool, StoreError> {
         let result = db(self
             .organizations
-            .update_one(doc! {"_id": &org.id, "op.token": token}, doc! {"$set": {"keys": [&org.key]}, "$unset": {"op": ""}})
+            .update_one(
+                doc! {"_id": &org.id, "op.token": token},
+                doc! {"$set": {"keys": [&org.key]}, "$unset": {"op": ""}},
+            )
             .await)?;
         Ok(result.matched_count == 1)
     }
@@ -253,7 +263,10 @@ impl OrganizationRepository for MongoStore {
 
         let activated = db(self
             .organizations
-            .update_one(doc! {"_id": &org.id, "op.token": &token}, doc! {"$set": {"state": state(State::Active)}, "$unset": {"op": ""}})
+            .update_one(
+                doc! {"_id": &org.id, "op.token": &token},
+                doc! {"$set": {"state": state(State::Active)}, "$unset": {"op": ""}},
+            )
             .await)?;
         if activated.matched_count == 0 {
             // The reconciler took this create over and is rolling it back; undo our own DDL
@@ -345,7 +358,9 @@ impl OrganizationRepository for MongoStore {
                     if moving {
                         // If moving back fails, the intent record stays and the reconciler
                         // rolls the rename back.
-                        self.rename_collection(&org.database, &to, &from).await?.map_err(|e| unknown(anyhow::Error::new(e)))?;
+                        self.rename_collection(&org.database, &to, &from)
+                            .await?
+                            .map_err(|e| unknown(anyhow::Error::new(e)))?;
                     }
                     self.release_update(&org, &token).await?;
                     return Err(UpdateOrgError::EmailTaken);
@@ -420,21 +435,28 @@ impl AdminRepository for MongoStore {
 impl TenantStore for MongoStore {
     async fn tenant_collections(&self) -> Result<Vec<CollectionName>, StoreError> {
         let names = db(self.tenants.list_collection_names().filter(doc! {"name": {"$regex": "^org_"}}).await)?;
-        let mut collections = names.iter().map(|n| CollectionName::parse(n).map_err(unknown)).collect::<Result<Vec<_>, _>>()?;
+        let mut collections =
+            names.iter().map(|n| CollectionName::parse(n).map_err(unknown)).collect::<Result<Vec<_>, _>>()?;
         collections.sort();
         Ok(collections)
     }
 
-    async fn insert_documents(&self, collection: &CollectionName, documents: Vec<serde_json::Value>) -> Result<(), StoreError> {
+    async fn insert_documents(
+        &self,
+        collection: &CollectionName,
+        documents: Vec<serde_json::Value>,
+    ) -> Result<(), StoreError> {
         if documents.is_empty() {
             return Ok(());
         }
-        let documents = documents.iter().map(|d| bson::to_document(d).map_err(unknown)).collect::<Result<Vec<_>, _>>()?;
+        let documents =
+            documents.iter().map(|d| bson::to_document(d).map_err(unknown)).collect::<Result<Vec<_>, _>>()?;
         db(self.tenants.collection::<Document>(collection.as_str()).insert_many(documents).await).map(drop)
     }
 
     async fn documents(&self, collection: &CollectionName) -> Result<Vec<serde_json::Value>, StoreError> {
-        let cursor = db(self.tenants.collection::<Document>(collection.as_str()).find(doc! {}).sort(doc! {"_id": 1}).await)?;
+        let cursor =
+            db(self.tenants.collection::<Document>(collection.as_str()).find(doc! {}).sort(doc! {"_id": 1}).await)?;
         let documents: Vec<Document> = db(cursor.try_collect().await)?;
         Ok(documents
             .into_iter()

@@ -119,7 +119,13 @@ impl MongoStore {
 
     /// An update is rolled forward once its admin changes are applied (or it has none), and
     /// rolled back before; the tenant collection follows.
-    async fn resolve_update(&self, org: &OrgDoc, op: &OpDoc, token: &str, report: &mut ReconcileReport) -> anyhow::Result<()> {
+    async fn resolve_update(
+        &self,
+        org: &OrgDoc,
+        op: &OpDoc,
+        token: &str,
+        report: &mut ReconcileReport,
+    ) -> anyhow::Result<()> {
         let admin: Option<AdminDoc> = self.admins.find_one(doc! {"_id": &org.admin_id}).await?;
         let applied = !op.has_admin_changes()
             || admin.is_some_and(|a| {
@@ -172,7 +178,9 @@ impl MongoStore {
         let referenced: HashSet<&str> = orgs
             .iter()
             .filter(|o| o.database == tenant_db)
-            .flat_map(|o| std::iter::once(o.collection.as_str()).chain(o.op.as_ref().and_then(|op| op.to_collection.as_deref())))
+            .flat_map(|o| {
+                std::iter::once(o.collection.as_str()).chain(o.op.as_ref().and_then(|op| op.to_collection.as_deref()))
+            })
             .collect();
         let org_ids: HashSet<&str> = orgs.iter().map(|o| o.id.as_str()).collect();
         for collection in collections.iter().filter(|c| !referenced.contains(c.as_str())) {

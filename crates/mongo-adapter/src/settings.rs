@@ -2,11 +2,13 @@
 
 use std::time::Duration;
 
+use secrecy::SecretString;
+
 /// How to reach MongoDB and how long operations may take.
 #[derive(Debug, Clone)]
 pub struct MongoSettings {
-    /// Connection string (may hold credentials: never log it).
-    pub uri: String,
+    /// Connection string; it may hold credentials, so it is kept secret.
+    pub uri: SecretString,
     /// The master database.
     pub database: String,
     /// The database holding the tenant collections.
@@ -36,9 +38,10 @@ pub struct MongoSettings {
 impl MongoSettings {
     /// Settings for a URI and master database, with the defaults for everything else.
     pub fn new(uri: impl Into<String>, database: impl Into<String>) -> Self {
+        let uri: String = uri.into();
         let database = database.into();
         Self {
-            uri: uri.into(),
+            uri: SecretString::from(uri),
             tenant_database: format!("{database}_tenants"),
             database,
             app_name: "orgsvc".to_owned(),

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use domain::{
-    AdminId, CollectionName, CollectionNaming, Email, NewAdmin, NewOrganization, OrgId, Organization, OrganizationChanges,
-    OrganizationName, PasswordHash, Rename,
+    AdminId, CollectionName, CollectionNaming, Email, NewAdmin, NewOrganization, OrgId, Organization,
+    OrganizationChanges, OrganizationName, PasswordHash, Rename,
 };
 use futures::TryStreamExt;
 use mongo_adapter::test_support::{fresh_standalone_store, fresh_store};
@@ -38,7 +38,12 @@ fn new_org(name: &str, admin_email: &str) -> NewOrganization {
     }
 }
 
-async fn seeded(store: &MongoStore, name: &str, admin_email: &str, docs: usize) -> (Organization, Vec<serde_json::Value>) {
+async fn seeded(
+    store: &MongoStore,
+    name: &str,
+    admin_email: &str,
+    docs: usize,
+) -> (Organization, Vec<serde_json::Value>) {
     let org = store.create(new_org(name, admin_email)).await.expect("create");
     let documents: Vec<_> = (0..docs).map(|i| json!({"n": i, "owner": name})).collect();
     store.insert_documents(&org.collection, documents.clone()).await.expect("seed");
@@ -56,8 +61,15 @@ async fn reconcile(store: &MongoStore) {
 
 /// The invariants of the master database and the tenant collections.
 async fn assert_invariants(store: &MongoStore) {
-    let orgs: Vec<Document> =
-        store.master().collection("organizations").find(doc! {}).await.expect("find").try_collect().await.expect("orgs");
+    let orgs: Vec<Document> = store
+        .master()
+        .collection("organizations")
+        .find(doc! {})
+        .await
+        .expect("find")
+        .try_collect()
+        .await
+        .expect("orgs");
     let admins: Vec<Document> =
         store.master().collection("admins").find(doc! {}).await.expect("find").try_collect().await.expect("admins");
     let mut expected_collections = BTreeSet::new();
@@ -67,7 +79,10 @@ async fn assert_invariants(store: &MongoStore) {
         let key = org.get_str("key").expect("key");
         assert_eq!(org.get_array("keys").expect("keys").len(), 1, "{org}");
         assert_eq!(org.get_array("keys").expect("keys")[0].as_str(), Some(key), "{org}");
-        assert!(expected_collections.insert(org.get_str("collection").expect("collection").to_owned()), "shared collection");
+        assert!(
+            expected_collections.insert(org.get_str("collection").expect("collection").to_owned()),
+            "shared collection"
+        );
         let admin_id = org.get_str("admin_id").expect("admin id");
         assert!(admins.iter().any(|a| a.get_str("_id") == Ok(admin_id)), "admin of {org} is missing");
     }
@@ -129,7 +144,11 @@ async fn crash_every_update_step(store: impl AsyncFn() -> MongoStore, with_admin
             assert_eq!(admin.email == email("new@acme.test"), renamed, "{step}");
             assert_eq!(admin.password_hash == phc("bmV3"), renamed, "{step}");
         }
-        assert_eq!(store.documents(&now.collection).await.expect("docs"), acme_docs, "{step}: documents lost or duplicated");
+        assert_eq!(
+            store.documents(&now.collection).await.expect("docs"),
+            acme_docs,
+            "{step}: documents lost or duplicated"
+        );
         assert_eq!(store.documents(&globex.collection).await.expect("docs"), globex_docs, "{step}");
         assert_eq!(OrganizationRepository::find_by_id(&store, globex.id).await.expect("find"), Some(globex), "{step}");
     }

@@ -14,8 +14,15 @@ async fn opening_applies_every_migration_once() {
     let report = store.migrate(master_migrations().expect("migrations"), false).await.expect("migrate");
     assert!(report.applied.is_empty(), "{report:?}");
     assert_eq!(report.already_applied, names);
-    let records: Vec<Document> =
-        store.master().collection("_migrations").find(doc! {}).await.expect("find").try_collect().await.expect("records");
+    let records: Vec<Document> = store
+        .master()
+        .collection("_migrations")
+        .find(doc! {})
+        .await
+        .expect("find")
+        .try_collect()
+        .await
+        .expect("records");
     assert_eq!(records.len(), names.len());
     let indexes = store.master().collection::<Document>("organizations").list_index_names().await.expect("indexes");
     assert!(indexes.contains(&"keys_unique".to_owned()), "{indexes:?}");
@@ -27,7 +34,7 @@ async fn opening_applies_every_migration_once() {
 async fn a_changed_applied_migration_is_refused_by_name() {
     let store = fresh_store().await;
     let mut migrations = master_migrations().expect("migrations");
-    migrations[0].text.push_str("\n");
+    migrations[0].text.push('\n');
     let error = store.migrate(migrations, false).await.expect_err("changed migration");
     let message = format!("{error:#}");
     assert!(message.contains("0001_master_indexes") && message.contains("changed"), "{message}");
@@ -39,7 +46,9 @@ async fn new_migrations_are_applied_in_order_and_dry_runs_change_nothing() {
     let mut migrations = master_migrations().expect("migrations");
     let extra = |name: &str, field: &str| Migration {
         name: name.to_owned(),
-        text: format!(r#"[{{"createIndexes": "organizations", "indexes": [{{"key": {{"{field}": 1}}, "name": "by_{field}"}}]}}]"#),
+        text: format!(
+            r#"[{{"createIndexes": "organizations", "indexes": [{{"key": {{"{field}": 1}}, "name": "by_{field}"}}]}}]"#
+        ),
     };
     migrations.push(extra("9002_second", "updated_at"));
     migrations.push(extra("9001_first", "name"));

@@ -2,6 +2,7 @@
 //! builds the adapters, wires them to the use cases and serves the HTTP API. Nothing else
 //! knows which adapters are in use.
 
+pub mod cli;
 pub mod settings;
 pub mod telemetry;
 
@@ -12,6 +13,7 @@ use anyhow::Context;
 use crypto_adapter::{Argon2Hasher, HashingLimits, JwtIssuer, SigningKey};
 use http_adapter::AppState;
 use memory_adapter::InMemoryStore;
+use mongo_adapter::MongoStore;
 use ports::{OrgService, SystemClock, TenantStore};
 use secrecy::ExposeSecret;
 
@@ -46,18 +48,16 @@ impl Application {
         };
         let tokens = JwtIssuer::new(vec![key], settings.jwt_issuer.clone(), settings.token_ttl_seconds)?;
 
+        let naming = settings.collection_naming;
         let (api, tenants): (Arc<dyn ports::OrganizationApi>, Arc<dyn TenantStore>) = match settings.storage {
             Storage::Memory => {
                 let store = Arc::new(InMemoryStore::new());
-                let service = OrgService::new(
-                    store.clone(),
-                    store.clone(),
-                    hasher,
-                    tokens,
-                    SystemClock,
-                    settings.collection_naming,
-                );
-                (Arc::new(service), store)
+                (Arc::new(OrgService::new(store.clone(), store.clone(), hasher, tokens, SystemClock, naming)), store)
+            }
+            Storage::MongoDb => {
+                let store = Arc::new(MongoStore::open(&settings.mongodb).await.context("opening the MongoDB store")?);
+                reconcile_now_and_then(Arc::clone(&store), settings.reconcile_interval).await?;
+                (Arc::new(OrgService::new(store.clone(), store.clone(), hasher, tokens, SystemClock, naming)), store)
             }
         };
 
@@ -87,4 +87,27 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await.context("HTTP server failed")
     }
+}
+
+/// Repairs operations that a previous process left unfinished, then keeps doing so in the
+/// background: an operation interrupted while this instance runs (another instance died)
+/// is picked up once its lease expires.
+async fn reconcile_now_and_then(store: Arc<MongoStore>, interval: std::time::Duration) -> anyhow::Result<()> {
+    let report = store.reconcile().await.context("reconciling interrupted operations")?;
+    if !report.is_clean() {
+        tracing::warn!(%report, "reconciled interrupted operations at startup");
+    }
+    if !interval.is_zero() {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                match store.reconcile().await {
+                    Ok(report) if !report.is_clean() => tracing::warn!(%report, "reconciled interrupted operations"),
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(error = format!("{error:#}"), "reconciliation failed; will retry"),
+                }
+            }
+        });
+    }
+    Ok(())
 }

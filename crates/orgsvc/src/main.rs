@@ -1,10 +1,8 @@
-//! The `orgsvc` binary: load settings, set up telemetry, build the application, run it.
-
-use orgsvc::{Application, Settings, telemetry};
+//! The `orgsvc` binary: set up telemetry, then run the command line (by default: load the
+//! settings, build the application and serve).
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init();
-    let settings = Settings::from_env()?;
-    Application::build(settings).await?.run_until_stopped().await
+    orgsvc::telemetry::init();
+    orgsvc::cli::run(std::env::args().skip(1).collect()).await
 }

@@ -2,9 +2,11 @@
 //! Secrets are wrapped so that printing the settings cannot reveal them.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use domain::CollectionNaming;
+use mongo_adapter::MongoSettings;
 use secrecy::SecretString;
 
 /// Where organizations are stored.
@@ -12,6 +14,8 @@ use secrecy::SecretString;
 pub enum Storage {
     /// In process memory: nothing to set up, nothing survives a restart.
     Memory,
+    /// MongoDB: a master database and one collection per organization.
+    MongoDb,
 }
 
 /// Argon2id cost parameters.
@@ -58,6 +62,11 @@ pub struct Settings {
     pub hash_concurrency: usize,
     /// Hashes waiting beyond those (`ORGSVC_HASH_QUEUE`); more get 503.
     pub hash_queue: usize,
+    /// MongoDB connection and safety settings (`ORGSVC_MONGODB_*`).
+    pub mongodb: MongoSettings,
+    /// How often a serving instance reconciles interrupted operations
+    /// (`ORGSVC_RECONCILE_INTERVAL_SECONDS`; 0 turns the periodic pass off).
+    pub reconcile_interval: Duration,
 }
 
 impl Default for Settings {
@@ -74,6 +83,8 @@ impl Default for Settings {
             argon2: Argon2Settings::default(),
             hash_concurrency: 0,
             hash_queue: 256,
+            mongodb: MongoSettings::new("mongodb://127.0.0.1:27017", "orgsvc_master"),
+            reconcile_interval: Duration::from_secs(30),
         }
     }
 }
@@ -100,7 +111,7 @@ impl Settings {
         if let Some(v) = get("ORGSVC_STORAGE") {
             s.storage = match v.trim().to_ascii_lowercase().as_str() {
                 "memory" => Storage::Memory,
-                "mongodb" => bail!("ORGSVC_STORAGE: the mongodb storage is not available in this build yet"),
+                "mongodb" => Storage::MongoDb,
                 _ => bail!("ORGSVC_STORAGE: {v:?} is not one of memory, mongodb"),
             };
         }
@@ -146,13 +157,77 @@ impl Settings {
         if let Some(v) = get("ORGSVC_HASH_QUEUE") {
             s.hash_queue = number("ORGSVC_HASH_QUEUE", &v)?;
         }
+        s.read_mongodb(&get)?;
+        if let Some(v) = get("ORGSVC_RECONCILE_INTERVAL_SECONDS") {
+            s.reconcile_interval = Duration::from_secs(number("ORGSVC_RECONCILE_INTERVAL_SECONDS", &v)?);
+        }
         Ok(s)
+    }
+
+    fn read_mongodb(&mut self, get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        let m = &mut self.mongodb;
+        if let Some(v) = get("ORGSVC_MONGODB_URI") {
+            m.uri = SecretString::from(v);
+        } else if self.storage == Storage::MongoDb {
+            bail!("ORGSVC_MONGODB_URI: required when ORGSVC_STORAGE=mongodb");
+        }
+        if let Some(v) = get("ORGSVC_MONGODB_DATABASE") {
+            m.tenant_database = format!("{}_tenants", v.trim());
+            m.database = v.trim().to_owned();
+        }
+        if let Some(v) = get("ORGSVC_MONGODB_TENANT_DATABASE") {
+            m.tenant_database = v.trim().to_owned();
+        }
+        if let Some(v) = get("ORGSVC_MONGODB_APP_NAME") {
+            m.app_name = v.trim().to_owned();
+        }
+        if let Some(v) = get("ORGSVC_MONGODB_MAX_POOL_SIZE") {
+            m.max_pool_size = number("ORGSVC_MONGODB_MAX_POOL_SIZE", &v)?;
+        }
+        if let Some(v) = get("ORGSVC_MONGODB_MIN_POOL_SIZE") {
+            m.min_pool_size = number("ORGSVC_MONGODB_MIN_POOL_SIZE", &v)?;
+        }
+        if let Some(v) = get("ORGSVC_MONGODB_CONNECT_TIMEOUT_MS") {
+            m.connect_timeout = Duration::from_millis(number("ORGSVC_MONGODB_CONNECT_TIMEOUT_MS", &v)?);
+        }
+        if let Some(v) = get("ORGSVC_MONGODB_SERVER_SELECTION_TIMEOUT_MS") {
+            m.server_selection_timeout =
+                Duration::from_millis(number("ORGSVC_MONGODB_SERVER_SELECTION_TIMEOUT_MS", &v)?);
+        }
+        if let Some(v) = get("ORGSVC_MONGODB_COMMAND_TIMEOUT_MS") {
+            m.command_timeout = Duration::from_millis(number("ORGSVC_MONGODB_COMMAND_TIMEOUT_MS", &v)?);
+        }
+        if let Some(v) = get("ORGSVC_MONGODB_WRITE_CONCERN") {
+            m.write_concern_majority = match v.trim().to_ascii_lowercase().as_str() {
+                "majority" => true,
+                "default" => false,
+                _ => bail!("ORGSVC_MONGODB_WRITE_CONCERN: {v:?} is not one of majority, default"),
+            };
+        }
+        if let Some(v) = get("ORGSVC_MONGODB_RETRY_WRITES") {
+            m.retry_writes = boolean("ORGSVC_MONGODB_RETRY_WRITES", &v)?;
+        }
+        if let Some(v) = get("ORGSVC_RECONCILE_LEASE_SECONDS") {
+            m.lease = Duration::from_secs(number("ORGSVC_RECONCILE_LEASE_SECONDS", &v)?);
+        }
+        if m.lease <= m.command_timeout {
+            bail!("ORGSVC_RECONCILE_LEASE_SECONDS: the lease must be longer than ORGSVC_MONGODB_COMMAND_TIMEOUT_MS");
+        }
+        Ok(())
     }
 
     /// The argon2 parameters, checked.
     pub fn argon2_params(&self) -> anyhow::Result<argon2::Params> {
         let a = self.argon2;
         argon2::Params::new(a.memory_kib, a.iterations, a.parallelism, None).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+fn boolean(name: &str, value: &str) -> anyhow::Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => bail!("{name}: {value:?} is not true or false"),
     }
 }
 
@@ -200,12 +275,22 @@ mod tests {
             (vec![("ORGSVC_COLLECTION_NAMING", "name")], "ORGSVC_COLLECTION_NAMING"),
             (vec![("ORGSVC_ARGON2_MEMORY_KIB", "1")], "ORGSVC_ARGON2"),
             (vec![("ORGSVC_JWT_SECRET", "tooshortsecret")], "ORGSVC_JWT_SECRET"),
+            (vec![("ORGSVC_STORAGE", "mongodb")], "ORGSVC_MONGODB_URI"),
+            (vec![("ORGSVC_MONGODB_WRITE_CONCERN", "some")], "ORGSVC_MONGODB_WRITE_CONCERN"),
+            (vec![("ORGSVC_MONGODB_RETRY_WRITES", "maybe")], "ORGSVC_MONGODB_RETRY_WRITES"),
+            (vec![("ORGSVC_RECONCILE_LEASE_SECONDS", "1")], "ORGSVC_RECONCILE_LEASE_SECONDS"),
         ] {
             let error = format!("{:#}", from(&vars).expect_err("invalid"));
             assert!(error.contains(name), "{error}");
             assert!(!error.contains("tooshortsecret"), "{error}");
         }
-        let s = from(&[("ORGSVC_JWT_SECRET", "a-secret-that-is-long-enough-to-use!")]).expect("settings");
-        assert!(!format!("{s:?}").contains("a-secret-that"));
+        let s = from(&[
+            ("ORGSVC_JWT_SECRET", "a-secret-that-is-long-enough-to-use!"),
+            ("ORGSVC_STORAGE", "mongodb"),
+            ("ORGSVC_MONGODB_URI", "mongodb://user:hunter2@db.example/"),
+        ])
+        .expect("settings");
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("a-secret-that") && !printed.contains("hunter2"), "{printed}");
     }
 }
