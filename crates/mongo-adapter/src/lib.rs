@@ -16,6 +16,7 @@ mod failpoints;
 mod migrations;
 mod operations;
 mod reconcile;
+mod schema;
 mod settings;
 
 use std::time::Duration;
@@ -26,9 +27,10 @@ use mongodb::options::{ClientOptions, WriteConcern};
 use mongodb::{Client, Collection, Database};
 use secrecy::ExposeSecret;
 
-pub use failpoints::{CREATE_STEPS, DELETE_STEPS, FailPoints, UPDATE_STEPS};
+pub use failpoints::{CREATE_STEPS, DELETE_STEPS, FailPoints, Pause, RECONCILE_AFTER_LISTING, UPDATE_STEPS};
 pub use migrations::{Migration, MigrationReport, master_migrations};
 pub use reconcile::ReconcileReport;
+pub use schema::tenant_collection_options;
 pub use settings::MongoSettings;
 
 use documents::{AdminDoc, OrgDoc};

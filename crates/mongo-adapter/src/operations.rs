@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::MongoStore;
 use crate::documents::{AdminDoc, OpDoc, OpKind, OrgDoc, State, to_bson_time};
 use crate::errors::{NAMESPACE_EXISTS, NAMESPACE_NOT_FOUND, code, is_duplicate_key, store_error};
+use crate::schema::tenant_collection_options;
 
 /// How many times a metadata transaction is retried after a transient error (a write
 /// conflict with a concurrent transaction) before giving up.
@@ -51,7 +52,9 @@ enum MetadataConflict {
 }
 
 impl MongoStore {
-    fn fail(&self, step: &'static str) -> Result<(), StoreError> {
+    /// A named step of an operation: where the tests inject crashes and pauses.
+    async fn step(&self, step: &'static str) -> Result<(), StoreError> {
+        self.failpoints.pass(step).await;
         self.failpoints.check(step).map_err(unknown)
     }
 
@@ -68,7 +71,7 @@ impl MongoStore {
                 Err(e) if is_duplicate_key(&e) => return Ok(Err(MetadataConflict::Name)),
                 other => db(other)?,
             };
-            self.fail("create:after_insert_organization")?;
+            self.step("create:after_insert_organization").await?;
             return match self.admins.insert_one(admin).await {
                 Err(e) if is_duplicate_key(&e) => {
                     let token = org.op.as_ref().map(|op| op.token.clone()).unwrap_or_default();
@@ -105,7 +108,7 @@ impl MongoStore {
             }
             other => other?,
         };
-        if let Err(crash) = self.fail("create:after_insert_organization") {
+        if let Err(crash) = self.step("create:after_insert_organization").await {
             // Dropping the session aborts the transaction, as a dead process's would be.
             return Ok(Err(crash));
         }
@@ -134,8 +137,8 @@ impl MongoStore {
         }
     }
 
-    /// Renames a tenant collection. Never with `dropTarget`: a rename onto an existing
-    /// collection must fail rather than destroy it.
+    /// Renames a tenant collection and applies the tenant schema to it again. Never with
+    /// `dropTarget`: a rename onto an existing collection must fail rather than destroy it.
     pub(crate) async fn rename_collection(
         &self,
         database: &str,
@@ -146,10 +149,22 @@ impl MongoStore {
             .admin_command(doc! {"renameCollection": format!("{database}.{from}"), "to": format!("{database}.{to}")})
             .await
         {
-            Ok(_) => Ok(Ok(())),
+            Ok(_) => {
+                self.step("update:before_collection_schema").await?;
+                self.ensure_tenant_schema(database, to).await?;
+                Ok(Ok(()))
+            }
             Err(e) if matches!(code(&e), Some(NAMESPACE_EXISTS | NAMESPACE_NOT_FOUND)) => Ok(Err(e)),
             Err(e) => Err(store_error(e)),
         }
+    }
+
+    /// Applies the tenant schema to an existing collection (idempotent).
+    pub(crate) async fn ensure_tenant_schema(&self, database: &str, collection: &str) -> Result<(), StoreError> {
+        let mut command = doc! {"collMod": collection};
+        command.extend(tenant_collection_options());
+        command.insert("maxTimeMS", self.max_time_ms());
+        db(self.client.database(database).run_command(command).await).map(drop)
     }
 
     pub(crate) async fn collection_exists(&self, database: &str, collection: &str) -> Result<bool, StoreError> {
@@ -190,11 +205,54 @@ impl MongoStore {
     /// the reconciler uses them to finish an interrupted delete.
     pub(crate) async fn finish_delete(&self, org: &OrgDoc, token: &str) -> Result<(), StoreError> {
         self.drop_collection(&org.database, &org.collection).await?;
-        self.fail("delete:after_drop_collection")?;
+        self.step("delete:after_drop_collection").await?;
         db(self.admins.delete_many(doc! {"organization_id": &org.id}).await)?;
-        self.fail("delete:after_delete_admins")?;
+        self.step("delete:after_delete_admins").await?;
         db(self.organizations.delete_one(doc! {"_id": &org.id, "op.token": token}).await)?;
         Ok(())
+    }
+
+    /// Creates a new organization's tenant collection with the tenant schema. A collection
+    /// of that name that no other organization references is a leftover the reconciler has
+    /// not removed yet (an orphan): this organization holds the key through the unique
+    /// index, so nobody else can claim the name meanwhile, and it drops the leftover itself
+    /// instead of failing the request.
+    async fn create_tenant_collection(&self, org: &OrgDoc) -> Result<(), StoreError> {
+        let create = || {
+            let mut command = doc! {"create": &org.collection};
+            command.extend(tenant_collection_options());
+            self.tenant_command(command)
+        };
+        match create().await {
+            Err(e) if code(&e) == Some(NAMESPACE_EXISTS) => {
+                if self.collection_referenced(&org.database, &org.collection, &org.id).await? {
+                    return Err(unknown(anyhow!(
+                        "tenant collection {} belongs to another organization; naming settings changed?",
+                        org.collection
+                    )));
+                }
+                tracing::warn!(collection = %org.collection, "dropping a leftover tenant collection to reuse its name");
+                self.drop_collection(&org.database, &org.collection).await?;
+                db(create().await).map(drop)
+            }
+            other => db(other).map(drop),
+        }
+    }
+
+    /// Whether an organization other than `except` holds the tenant collection, or is
+    /// moving its collection there.
+    pub(crate) async fn collection_referenced(
+        &self,
+        database: &str,
+        collection: &str,
+        except: &str,
+    ) -> Result<bool, StoreError> {
+        let filter = doc! {
+            "_id": {"$ne": except},
+            "database": database,
+            "$or": [{"collection": collection}, {"op.to_collection": collection}],
+        };
+        Ok(db(self.organizations.count_documents(filter).await)? > 0)
     }
 
     /// Undoes a create that never answered 201.
@@ -245,21 +303,13 @@ impl OrganizationRepository for MongoStore {
             Err(MetadataConflict::Email) => return Err(CreateOrgError::EmailTaken),
             Ok(()) => {}
         }
-        self.fail("create:after_insert_metadata")?;
+        self.step("create:after_insert_metadata").await?;
 
-        match self.tenant_command(doc! {"create": &org.collection}).await {
-            Ok(_) => {}
-            Err(e) if code(&e) == Some(NAMESPACE_EXISTS) => {
-                self.roll_back_metadata(&org, &token).await?;
-                return Err(unknown(anyhow!(
-                    "tenant collection {} already exists without an organization; run `orgsvc reconcile`",
-                    org.collection
-                ))
-                .into());
-            }
-            Err(e) => return Err(store_error(e).into()),
+        if let Err(e) = self.create_tenant_collection(&org).await {
+            self.roll_back_metadata(&org, &token).await?;
+            return Err(e.into());
         }
-        self.fail("create:after_create_collection")?;
+        self.step("create:after_create_collection").await?;
 
         let activated = db(self
             .organizations
@@ -326,53 +376,67 @@ impl OrganizationRepository for MongoStore {
                 _ => Err(UpdateOrgError::NotFound),
             };
         }
-        self.fail("update:after_reserve")?;
+        // Steps 2 to 4. If one of them fails after the reconciler has taken the operation
+        // over (it stalled past its lease), the reconciler has finished or undone it and the
+        // failure is that takeover's trace (the collection moved away under us, say): the
+        // caller gets a retryable 503, not a 500.
+        let outcome: Result<(), UpdateOrgError> = async {
+            self.step("update:after_reserve").await?;
 
-        // Step 2: move the tenant collection.
-        let from = org.collection.clone();
-        let to = op.to_collection.clone().unwrap_or_else(|| from.clone());
-        let moving = from != to;
-        if moving && let Err(e) = self.rename_collection(&org.database, &from, &to).await? {
-            self.release_update(&org, &token).await?;
-            return Err(unknown(anyhow::Error::new(e).context(format!("moving {from} to {to}"))).into());
-        }
-        self.fail("update:after_rename_collection")?;
+            // Step 2: move the tenant collection.
+            let from = org.collection.clone();
+            let to = op.to_collection.clone().unwrap_or_else(|| from.clone());
+            let moving = from != to;
+            if moving && let Err(e) = self.rename_collection(&org.database, &from, &to).await? {
+                self.release_update(&org, &token).await?;
+                return Err(unknown(anyhow::Error::new(e).context(format!("moving {from} to {to}"))).into());
+            }
+            self.step("update:after_rename_collection").await?;
 
-        // Step 3: the admin's changes; once applied, the reconciler rolls forward.
-        if op.has_admin_changes() {
-            if !self.holds(&id, &token).await? {
-                if moving {
-                    let _ = self.rename_collection(&org.database, &to, &from).await?;
+            // Step 3: the admin's changes; once applied, the reconciler rolls forward.
+            if op.has_admin_changes() {
+                if !self.holds(&id, &token).await? {
+                    if moving {
+                        let _ = self.rename_collection(&org.database, &to, &from).await?;
+                    }
+                    return Err(taken_over().into());
                 }
+                let mut set = doc! {"updated_at": op.at};
+                if let Some(email) = &op.new_email {
+                    set.insert("email", email);
+                }
+                if let Some(hash) = &op.new_password_hash {
+                    set.insert("password_hash", hash);
+                }
+                match self.admins.update_one(doc! {"_id": &admin.id}, doc! {"$set": set}).await {
+                    Err(e) if is_duplicate_key(&e) => {
+                        if moving {
+                            // If moving back fails, the intent record stays and the reconciler
+                            // rolls the rename back.
+                            self.rename_collection(&org.database, &to, &from)
+                                .await?
+                                .map_err(|e| unknown(anyhow::Error::new(e)))?;
+                        }
+                        self.release_update(&org, &token).await?;
+                        return Err(UpdateOrgError::EmailTaken);
+                    }
+                    other => db(other)?,
+                };
+            }
+            self.step("update:after_update_admin").await?;
+
+            // Step 4: commit the metadata and clear the intent.
+            if !self.commit_update(&org, &op, &token).await? {
                 return Err(taken_over().into());
             }
-            let mut set = doc! {"updated_at": op.at};
-            if let Some(email) = &op.new_email {
-                set.insert("email", email);
-            }
-            if let Some(hash) = &op.new_password_hash {
-                set.insert("password_hash", hash);
-            }
-            match self.admins.update_one(doc! {"_id": &admin.id}, doc! {"$set": set}).await {
-                Err(e) if is_duplicate_key(&e) => {
-                    if moving {
-                        // If moving back fails, the intent record stays and the reconciler
-                        // rolls the rename back.
-                        self.rename_collection(&org.database, &to, &from)
-                            .await?
-                            .map_err(|e| unknown(anyhow::Error::new(e)))?;
-                    }
-                    self.release_update(&org, &token).await?;
-                    return Err(UpdateOrgError::EmailTaken);
-                }
-                other => db(other)?,
-            };
+            Ok(())
         }
-        self.fail("update:after_update_admin")?;
-
-        // Step 4: commit the metadata and clear the intent.
-        if !self.commit_update(&org, &op, &token).await? {
-            return Err(taken_over().into());
+        .await;
+        match outcome {
+            Err(UpdateOrgError::Unknown(_)) if !self.holds(&id, &token).await? => {
+                return Err(taken_over().into());
+            }
+            other => other?,
         }
         self.active(doc! {"_id": &id}).await?.ok_or(UpdateOrgError::NotFound)
     }
@@ -396,7 +460,7 @@ impl OrganizationRepository for MongoStore {
             };
         }
         let org = org.ok_or_else(|| unknown(anyhow!("organization {id} vanished while being deleted")))?;
-        self.fail("delete:after_mark")?;
+        self.step("delete:after_mark").await?;
         self.finish_delete(&org, &token).await?;
         Ok(())
     }

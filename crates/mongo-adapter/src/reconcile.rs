@@ -13,7 +13,8 @@ use mongodb::bson::{self, doc};
 use uuid::Uuid;
 
 use crate::MongoStore;
-use crate::documents::{AdminDoc, OpDoc, OpKind, OrgDoc};
+use crate::documents::{AdminDoc, OpDoc, OpKind, OrgDoc, State};
+use crate::errors::is_duplicate_key;
 
 /// What a reconciliation pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -144,6 +145,10 @@ impl MongoStore {
                         self.rename_collection(&org.database, source, target)
                             .await?
                             .with_context(|| format!("moving {source} to {target}"))?;
+                    } else {
+                        // The move happened but the crash may have come before its schema
+                        // was applied again.
+                        self.ensure_tenant_schema(&org.database, target).await?;
                     }
                 }
                 _ => {
@@ -166,6 +171,42 @@ impl MongoStore {
         Ok(())
     }
 
+    /// Drops a tenant collection that no organization referenced when the organizations
+    /// were listed, unless one does by now. Between that listing and the drop, a create on
+    /// another instance could take the name and create the collection anew; so the drop runs
+    /// as the delete of a placeholder organization that first reserves the collection's key
+    /// through the unique index (a concurrent create or rename onto that name gets 409 for
+    /// this moment) and records the intent, so a crash here is finished by the next pass.
+    /// Returns whether the collection was dropped.
+    async fn drop_orphan_collection(&self, database: &str, collection: &str) -> anyhow::Result<bool> {
+        let key = collection.strip_prefix("org_").unwrap_or(collection).to_owned();
+        let token = Uuid::new_v4().to_string();
+        let now = bson::DateTime::now();
+        let placeholder = OrgDoc {
+            id: Uuid::new_v4().to_string(),
+            name: collection.to_owned(),
+            key: key.clone(),
+            keys: vec![key],
+            collection: collection.to_owned(),
+            database: database.to_owned(),
+            admin_id: Uuid::new_v4().to_string(),
+            state: State::Deleting,
+            op: Some(OpDoc::new(OpKind::Delete, &token)),
+            created_at: now,
+            updated_at: now,
+        };
+        match self.organizations.insert_one(&placeholder).await {
+            Err(e) if is_duplicate_key(&e) => return Ok(false),
+            other => other.with_context(|| format!("reserving orphan collection {collection}"))?,
+        };
+        if self.collection_referenced(database, collection, &placeholder.id).await? {
+            self.organizations.delete_one(doc! {"_id": &placeholder.id, "op.token": &token}).await?;
+            return Ok(false);
+        }
+        self.finish_delete(&placeholder, &token).await?;
+        Ok(true)
+    }
+
     /// Drops tenant collections and removes admins that no organization references. The
     /// collections and admins are listed before the organizations: an organization document
     /// is always written before its collection and admin, so anything listed first whose
@@ -174,6 +215,7 @@ impl MongoStore {
         let collections = self.tenants.list_collection_names().filter(doc! {"name": {"$regex": "^org_"}}).await?;
         let admins: Vec<AdminDoc> = self.admins.find(doc! {}).await?.try_collect().await?;
         let orgs: Vec<OrgDoc> = self.organizations.find(doc! {}).await?.try_collect().await?;
+        self.failpoints.pass(crate::RECONCILE_AFTER_LISTING).await;
         let tenant_db = self.tenants.name();
         let referenced: HashSet<&str> = orgs
             .iter()
@@ -184,8 +226,9 @@ impl MongoStore {
             .collect();
         let org_ids: HashSet<&str> = orgs.iter().map(|o| o.id.as_str()).collect();
         for collection in collections.iter().filter(|c| !referenced.contains(c.as_str())) {
-            self.drop_collection(tenant_db, collection).await?;
-            report.orphan_collections_dropped.push(collection.clone());
+            if self.drop_orphan_collection(tenant_db, collection).await? {
+                report.orphan_collections_dropped.push(collection.clone());
+            }
         }
         for admin in admins.iter().filter(|a| !org_ids.contains(a.organization_id.as_str())) {
             self.admins.delete_one(doc! {"_id": &admin.id, "organization_id": &admin.organization_id}).await?;

@@ -9,11 +9,13 @@ use std::time::Duration;
 use chrono::Utc;
 use domain::{
     AdminId, CollectionName, CollectionNaming, Email, NewAdmin, NewOrganization, OrgId, Organization,
-    OrganizationChanges, OrganizationName, PasswordHash, Rename,
+    OrganizationChanges, OrganizationName, PasswordHash, Rename, UpdateOrgError,
 };
 use futures::TryStreamExt;
 use mongo_adapter::test_support::{fresh_standalone_store, fresh_store};
-use mongo_adapter::{CREATE_STEPS, DELETE_STEPS, MongoStore, UPDATE_STEPS};
+use mongo_adapter::{
+    CREATE_STEPS, DELETE_STEPS, MongoStore, RECONCILE_AFTER_LISTING, UPDATE_STEPS, tenant_collection_options,
+};
 use mongodb::bson::{Document, doc};
 use ports::{AdminRepository, OrganizationRepository, TenantStore};
 use serde_json::json;
@@ -93,6 +95,20 @@ async fn assert_invariants(store: &MongoStore) {
     let actual: BTreeSet<String> =
         store.tenant_collections().await.expect("collections").iter().map(|c| c.as_str().to_owned()).collect();
     assert_eq!(actual, expected_collections, "tenant collections and organizations disagree");
+    let expected_validator = tenant_collection_options().get_document("validator").ok().cloned();
+    for collection in &expected_collections {
+        let spec = store
+            .tenant_database()
+            .list_collections()
+            .filter(doc! {"name": collection})
+            .await
+            .expect("list")
+            .try_next()
+            .await
+            .expect("spec")
+            .expect("collection exists");
+        assert_eq!(spec.options.validator, expected_validator, "{collection} lost its schema");
+    }
 }
 
 async fn crash_every_create_step(store: impl AsyncFn() -> MongoStore) {
@@ -113,11 +129,29 @@ async fn crash_every_create_step(store: impl AsyncFn() -> MongoStore) {
     }
 }
 
+/// How an operation is interrupted at a step.
+#[derive(Clone, Copy, Debug)]
+enum Interruption {
+    /// The process dies there.
+    Crash,
+    /// The operation stalls there while the reconciler takes it over, then goes on.
+    TakeOver,
+}
+
 async fn crash_every_update_step(store: impl AsyncFn() -> MongoStore, with_admin_changes: bool) {
-    for step in UPDATE_STEPS.iter().filter(|s| with_admin_changes || !s.ends_with("update_admin")) {
-        let store = store().await;
-        let (acme, acme_docs) = seeded(&store, "Acme", "a@acme.test", 200).await;
-        let (globex, globex_docs) = seeded(&store, "Globex", "g@globex.test", 50).await;
+    interrupt_every_update_step(store, with_admin_changes, Interruption::Crash).await;
+}
+
+async fn interrupt_every_update_step(
+    store: impl AsyncFn() -> MongoStore,
+    with_admin_changes: bool,
+    mode: Interruption,
+) {
+    for step in UPDATE_STEPS.iter().copied().filter(|s| with_admin_changes || !s.ends_with("update_admin")) {
+        let shared = std::sync::Arc::new(store().await);
+        let store = &*shared;
+        let (acme, acme_docs) = seeded(store, "Acme", "a@acme.test", 200).await;
+        let (globex, globex_docs) = seeded(store, "Globex", "g@globex.test", 50).await;
         let new_name = OrganizationName::parse("Acme Renamed").expect("name");
         let changes = OrganizationChanges {
             rename: Some(Rename {
@@ -128,13 +162,33 @@ async fn crash_every_update_step(store: impl AsyncFn() -> MongoStore, with_admin
             password_hash: with_admin_changes.then(|| phc("bmV3")),
             at: domain::truncate_to_millis(Utc::now()),
         };
-        store.failpoints().arm(step);
-        store.update(acme.id, changes).await.expect_err(step);
-        reconcile(&store).await;
-        assert_invariants(&store).await;
+        match mode {
+            Interruption::Crash => {
+                store.failpoints().arm(step);
+                store.update(acme.id, changes).await.expect_err(step);
+            }
+            Interruption::TakeOver => {
+                // The operation stalls at this step long enough for its lease to run out;
+                // the reconciler takes it over while it is still alive, then it goes on.
+                let pause = store.failpoints().pause_at(step);
+                let live = tokio::spawn({
+                    let store = shared.clone();
+                    async move { store.update(acme.id, changes).await }
+                });
+                pause.reached().await;
+                store.reconcile_with_lease(Duration::ZERO).await.expect("reconcile during the operation");
+                pause.resume();
+                match live.await.expect("join") {
+                    Ok(_) | Err(UpdateOrgError::Unavailable(_)) => {}
+                    Err(other) => panic!("{step}: a taken-over update must answer 503 or succeed, got {other:?}"),
+                }
+            }
+        }
+        reconcile(store).await;
+        assert_invariants(store).await;
 
-        let now = OrganizationRepository::find_by_id(&store, acme.id).await.expect("find").expect("acme exists");
-        let admin = AdminRepository::find_by_id(&store, acme.admin_id).await.expect("find").expect("admin exists");
+        let now = OrganizationRepository::find_by_id(store, acme.id).await.expect("find").expect("acme exists");
+        let admin = AdminRepository::find_by_id(store, acme.admin_id).await.expect("find").expect("admin exists");
         let renamed = now.name == new_name;
         if !renamed {
             assert_eq!(now, acme, "{step}: rolled back, so unchanged");
@@ -150,7 +204,7 @@ async fn crash_every_update_step(store: impl AsyncFn() -> MongoStore, with_admin
             "{step}: documents lost or duplicated"
         );
         assert_eq!(store.documents(&globex.collection).await.expect("docs"), globex_docs, "{step}");
-        assert_eq!(OrganizationRepository::find_by_id(&store, globex.id).await.expect("find"), Some(globex), "{step}");
+        assert_eq!(OrganizationRepository::find_by_id(store, globex.id).await.expect("find"), Some(globex), "{step}");
     }
 }
 
@@ -195,6 +249,13 @@ async fn plain_rename_survives_a_crash_at_every_step() {
 }
 
 #[tokio::test]
+async fn renames_taken_over_at_every_step_stay_consistent() {
+    interrupt_every_update_step(fresh_store, true, Interruption::TakeOver).await;
+    interrupt_every_update_step(fresh_store, false, Interruption::TakeOver).await;
+    interrupt_every_update_step(fresh_standalone_store, true, Interruption::TakeOver).await;
+}
+
+#[tokio::test]
 async fn delete_survives_a_crash_at_every_step() {
     crash_every_delete_step(fresh_store).await;
     crash_every_delete_step(fresh_standalone_store).await;
@@ -231,4 +292,39 @@ async fn orphans_are_removed() {
     assert_eq!(report.orphan_admins_removed, vec!["ghost"]);
     assert_invariants(&store).await;
     assert!(OrganizationRepository::find_by_id(&store, acme.id).await.expect("find").is_some());
+}
+
+/// An orphan collection is found by the reconciler; before it drops it, another instance
+/// creates the organization whose collection has that very name. The reconciler must not
+/// drop the collection the new organization now owns.
+#[tokio::test]
+async fn orphan_removal_never_drops_a_collection_created_meanwhile() {
+    let store = std::sync::Arc::new(fresh_store().await);
+    store.tenant_database().create_collection("org_race").await.expect("orphan");
+    let pause = store.failpoints().pause_at(RECONCILE_AFTER_LISTING);
+    let reconciler = {
+        let store = store.clone();
+        tokio::spawn(async move { store.reconcile_with_lease(Duration::ZERO).await.expect("reconcile") })
+    };
+    pause.reached().await;
+    let org = store.create(new_org("Race", "admin@race.test")).await.expect("create");
+    store.insert_documents(&org.collection, vec![json!({"n": 1})]).await.expect("insert");
+    pause.resume();
+    let report = reconciler.await.expect("join");
+    assert!(report.orphan_collections_dropped.is_empty(), "{report}");
+    assert_eq!(store.documents(&org.collection).await.expect("docs"), vec![json!({"n": 1})]);
+    assert_invariants(&store).await;
+}
+
+/// A create whose collection name is taken by a leftover collection (one no organization
+/// references) replaces it with a fresh, empty collection instead of failing.
+#[tokio::test]
+async fn create_replaces_a_leftover_collection_of_its_name() {
+    let store = fresh_store().await;
+    let leftover = store.tenant_database().collection::<Document>("org_leftover");
+    leftover.insert_one(doc! {"stale": true}).await.expect("leftover");
+    let org = store.create(new_org("Leftover", "l@leftover.test")).await.expect("create");
+    assert_eq!(org.collection.as_str(), "org_leftover");
+    assert_eq!(store.documents(&org.collection).await.expect("docs"), Vec::<serde_json::Value>::new());
+    assert_invariants(&store).await;
 }
