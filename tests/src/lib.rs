@@ -27,6 +27,8 @@ pub fn test_settings() -> Settings {
     settings.http_workers = 2;
     settings.argon2.memory_kib = 4096;
     settings.argon2.iterations = 1;
+    // Suites make many requests from one address; the rate-limit tests turn limits back on.
+    settings.http.rate_limits = http_adapter::RateLimits::off();
     settings
 }
 

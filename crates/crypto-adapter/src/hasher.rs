@@ -105,6 +105,18 @@ impl PasswordHasher for Argon2Hasher {
             self.run(move |argon2| argon2.verify_password(password.expose().as_bytes(), phc.as_str()).is_ok()).await?;
         Ok(known && matches)
     }
+
+    fn needs_rehash(&self, hash: &PasswordHash) -> bool {
+        // Compare the algorithm, version and cost parameters recorded in the PHC string
+        // with the current ones; the salt and output length do not matter.
+        let Ok(parsed) = argon2::password_hash::phc::PasswordHash::new(hash.as_phc()) else { return true };
+        let Ok(params) = Params::try_from(&parsed) else { return true };
+        parsed.algorithm.as_str() != "argon2id"
+            || parsed.version != Some(Version::V0x13.into())
+            || params.m_cost() != self.params.m_cost()
+            || params.t_cost() != self.params.t_cost()
+            || params.p_cost() != self.params.p_cost()
+    }
 }
 
 #[cfg(test)]
@@ -143,6 +155,17 @@ mod tests {
         let hash = old.hash(password("correct horse")).await.expect("hash");
         let new = Argon2Hasher::new(Argon2Hasher::owasp_params(), HashingLimits::default()).expect("hasher");
         assert!(new.verify(password("correct horse"), Some(hash)).await.expect("verify"));
+    }
+
+    #[tokio::test]
+    async fn hashes_with_other_parameters_need_a_rehash() {
+        let old = Argon2Hasher::new(fast(), HashingLimits::default()).expect("hasher");
+        let current = Argon2Hasher::new(Argon2Hasher::owasp_params(), HashingLimits::default()).expect("hasher");
+        let outdated = old.hash(password("correct horse")).await.expect("hash");
+        let fresh = current.hash(password("correct horse")).await.expect("hash");
+        assert!(current.needs_rehash(&outdated));
+        assert!(!current.needs_rehash(&fresh));
+        assert!(old.needs_rehash(&fresh));
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -4,7 +4,7 @@
 
 use anyhow::{Context, anyhow};
 use chrono::{DateTime, Utc};
-use domain::{AdminId, OrgId};
+use domain::{AdminId, OrgId, SessionId};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use ports::{AccessToken, TokenClaims, TokenError, TokenIssuer};
 use secrecy::{ExposeSecret, SecretBox, SecretString};
@@ -38,6 +38,7 @@ impl SigningKey {
 struct Claims {
     sub: String,
     org_id: String,
+    sid: String,
     iat: i64,
     exp: i64,
     jti: String,
@@ -105,7 +106,13 @@ impl JwtIssuer {
 }
 
 impl TokenIssuer for JwtIssuer {
-    fn issue(&self, admin_id: AdminId, org_id: OrgId, now: DateTime<Utc>) -> Result<AccessToken, TokenError> {
+    fn issue(
+        &self,
+        admin_id: AdminId,
+        org_id: OrgId,
+        session_id: SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<AccessToken, TokenError> {
         let signing = &self.keys[0];
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(signing.kid.clone());
@@ -113,6 +120,7 @@ impl TokenIssuer for JwtIssuer {
         let claims = Claims {
             sub: admin_id.to_string(),
             org_id: org_id.to_string(),
+            sid: session_id.to_string(),
             iat: now.timestamp(),
             exp: now.timestamp() + ttl,
             jti: uuid::Uuid::new_v4().to_string(),
@@ -138,6 +146,7 @@ impl TokenIssuer for JwtIssuer {
         Ok(TokenClaims {
             admin_id: AdminId::parse(&claims.sub).map_err(|_| TokenError::Invalid)?,
             org_id: OrgId::parse(&claims.org_id).map_err(|_| TokenError::Invalid)?,
+            session_id: SessionId::parse(&claims.sid).map_err(|_| TokenError::Invalid)?,
             token_id: claims.jti,
             expires_at: DateTime::from_timestamp(claims.exp, 0).ok_or(TokenError::Invalid)?,
         })
@@ -174,24 +183,26 @@ mod tests {
     fn issued_tokens_carry_every_claim_and_verify() {
         let jwt = issuer(&[("k1", SECRET)]);
         let (admin, org, now) = (AdminId::new(), OrgId::new(), Utc::now());
-        let token = jwt.issue(admin, org, now).expect("issue");
+        let sid = SessionId::new();
+        let token = jwt.issue(admin, org, sid, now).expect("issue");
         assert_eq!(token.expires_in, 900);
         let body = payload(token.token.expose_secret());
         assert_eq!(body["sub"], admin.to_string());
         assert_eq!(body["org_id"], org.to_string());
+        assert_eq!(body["sid"], sid.to_string());
         assert_eq!(body["iss"], "orgsvc");
         assert_eq!(body["iat"], now.timestamp());
         assert_eq!(body["exp"], now.timestamp() + 900);
         assert!(body["jti"].as_str().is_some_and(|j| !j.is_empty()));
         let claims = jwt.verify(token.token.expose_secret(), now).expect("verify");
-        assert_eq!((claims.admin_id, claims.org_id), (admin, org));
+        assert_eq!((claims.admin_id, claims.org_id, claims.session_id), (admin, org, sid));
     }
 
     #[test]
     fn expired_tokens_are_refused() {
         let jwt = issuer(&[("k1", SECRET)]);
         let now = Utc::now();
-        let token = jwt.issue(AdminId::new(), OrgId::new(), now).expect("issue");
+        let token = jwt.issue(AdminId::new(), OrgId::new(), SessionId::new(), now).expect("issue");
         let later = now + chrono::Duration::seconds(900);
         assert!(matches!(jwt.verify(token.token.expose_secret(), later), Err(TokenError::Invalid)));
     }
@@ -201,15 +212,15 @@ mod tests {
         let jwt = issuer(&[("k1", SECRET)]);
         let now = Utc::now();
         let other_key = issuer(&[("k1", b"another key that is 32 bytes long")]);
-        let token = other_key.issue(AdminId::new(), OrgId::new(), now).expect("issue");
+        let token = other_key.issue(AdminId::new(), OrgId::new(), SessionId::new(), now).expect("issue");
         assert!(jwt.verify(token.token.expose_secret(), now).is_err());
 
         let other_issuer = JwtIssuer::new(vec![SigningKey::new("k1", SECRET.to_vec())], "evil", 900).expect("issuer");
-        let token = other_issuer.issue(AdminId::new(), OrgId::new(), now).expect("issue");
+        let token = other_issuer.issue(AdminId::new(), OrgId::new(), SessionId::new(), now).expect("issue");
         assert!(jwt.verify(token.token.expose_secret(), now).is_err());
 
         // The same claims with `alg: none` and no signature.
-        let good = jwt.issue(AdminId::new(), OrgId::new(), now).expect("issue");
+        let good = jwt.issue(AdminId::new(), OrgId::new(), SessionId::new(), now).expect("issue");
         let payload_part = good.token.expose_secret().split('.').nth(1).expect("payload").to_owned();
         let none = format!("{}.{payload_part}.", b64(br#"{"alg":"none","typ":"JWT","kid":"k1"}"#));
         assert!(jwt.verify(&none, now).is_err());
@@ -226,10 +237,10 @@ mod tests {
     fn rotated_keys_verify_by_kid_and_the_first_one_signs() {
         let now = Utc::now();
         let old = issuer(&[("old", SECRET)]);
-        let old_token = old.issue(AdminId::new(), OrgId::new(), now).expect("issue");
+        let old_token = old.issue(AdminId::new(), OrgId::new(), SessionId::new(), now).expect("issue");
         let rotated = issuer(&[("new", b"a brand new key of 32 bytes long"), ("old", SECRET)]);
         assert!(rotated.verify(old_token.token.expose_secret(), now).is_ok());
-        let new_token = rotated.issue(AdminId::new(), OrgId::new(), now).expect("issue");
+        let new_token = rotated.issue(AdminId::new(), OrgId::new(), SessionId::new(), now).expect("issue");
         let header: serde_json::Value =
             serde_json::from_slice(&unb64(new_token.token.expose_secret().split('.').next().expect("header")))
                 .expect("json");

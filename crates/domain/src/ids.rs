@@ -79,3 +79,34 @@ id_type!(
     /// ```
     AdminId
 );
+
+id_type!(
+    /// The immutable id of a login session: the `sid` claim of its access tokens.
+    ///
+    /// ```
+    /// use domain::SessionId;
+    /// let id = SessionId::new();
+    /// assert_eq!(SessionId::parse(&id.to_string()), Ok(id));
+    /// ```
+    SessionId
+);
+
+id_type!(
+    /// The id of an audit event. New ids are time-ordered (UUID version 7), so that
+    /// sorting by id sorts by time and an id can serve as a pagination cursor.
+    ///
+    /// ```
+    /// use domain::EventId;
+    /// let first = EventId::new_ordered();
+    /// std::thread::sleep(std::time::Duration::from_millis(2));
+    /// assert!(EventId::new_ordered() > first);
+    /// ```
+    EventId
+);
+
+impl EventId {
+    /// A new time-ordered (version 7) id.
+    pub fn new_ordered() -> Self {
+        Self(Uuid::now_v7())
+    }
+}

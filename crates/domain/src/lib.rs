@@ -23,14 +23,16 @@ mod errors;
 mod ids;
 mod name;
 mod password;
+mod security;
 
 pub use collection::{CollectionName, CollectionNameError, CollectionNaming};
 pub use email::{Email, EmailError};
 pub use entities::{Admin, NewAdmin, NewOrganization, Organization, OrganizationChanges, Rename};
 pub use errors::{CreateOrgError, DeleteOrgError, GetOrgError, StoreError, UpdateOrgError};
-pub use ids::{AdminId, IdError, OrgId};
+pub use ids::{AdminId, EventId, IdError, OrgId, SessionId};
 pub use name::{OrgKey, OrganizationName, OrganizationNameError};
 pub use password::{Password, PasswordError, PasswordHash, PasswordHashError};
+pub use security::{AuditAction, AuditActionError, AuditEvent, AuditOutcome, LockoutPolicy, Session};
 
 /// Truncates a timestamp to whole milliseconds, the precision every store keeps, so that a
 /// value read back compares equal to the value written whatever the storage.

@@ -30,6 +30,7 @@ pub enum PasswordError {
 /// assert_eq!(format!("{password:?}"), "Password([REDACTED])");
 /// assert!(Password::parse("short".to_owned()).is_err());
 /// ```
+#[derive(Clone)]
 pub struct Password(SecretString);
 
 impl Password {

@@ -43,14 +43,7 @@ impl FromRequest for Authenticated {
             let Some(token) = token else {
                 return Err(ApiError::Unauthorized { detail: "a bearer token is required", invalid_token: false });
             };
-            match state?.api.authenticate(&token).await {
-                Ok(principal) => Ok(Authenticated(principal)),
-                Err(AuthError::InvalidToken) => {
-                    Err(ApiError::Unauthorized { detail: "the token is invalid or expired", invalid_token: true })
-                }
-                Err(AuthError::Unavailable(e)) => Err(ApiError::Unavailable(e)),
-                Err(AuthError::Unknown(e)) => Err(ApiError::Internal(e)),
-            }
+            Ok(Authenticated(state?.api.authenticate(&token).await?))
         })
     }
 }

@@ -3,10 +3,12 @@
 //! Bodies that hold passwords do not implement `Debug`, so they cannot be logged.
 
 use chrono::{DateTime, Utc};
-use domain::{Email, OrganizationName, Password};
+use domain::{AuditAction, Email, EventId, OrganizationName, Password};
 use ports::{
-    CreateOrganizationRequest, CreatedOrganization, LoginRequest, OrganizationView, UpdateOrganizationRequest,
+    AuditPage, AuditQuery, CreateOrganizationRequest, CreatedOrganization, LoginRequest, OrganizationView,
+    SessionTokens, UpdateOrganizationRequest,
 };
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -190,7 +192,7 @@ impl From<OrganizationView> for OrganizationResponse {
     }
 }
 
-/// `POST /admin/login` response.
+/// `POST /admin/login` and `POST /admin/refresh` response.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct TokenResponse {
     /// The access token (a JWT), for `Authorization: Bearer`.
@@ -198,8 +200,140 @@ pub struct TokenResponse {
     /// Always `Bearer`.
     #[schema(example = "Bearer")]
     pub token_type: String,
-    /// Seconds until the token expires.
+    /// Seconds until the access token expires.
     pub expires_in: u64,
+    /// The refresh token: opaque, single use, exchanged at `POST /admin/refresh`.
+    pub refresh_token: String,
+}
+
+impl From<SessionTokens> for TokenResponse {
+    fn from(tokens: SessionTokens) -> Self {
+        Self {
+            access_token: tokens.access.token.expose_secret().to_owned(),
+            token_type: "Bearer".to_owned(),
+            expires_in: tokens.access.expires_in,
+            refresh_token: tokens.refresh_token.expose_secret().to_owned(),
+        }
+    }
+}
+
+/// `POST /admin/refresh` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshBody {
+    /// The refresh token from the last login or refresh.
+    #[schema(required = true, nullable = false)]
+    pub refresh_token: Option<String>,
+}
+
+/// The longest refresh token accepted; ours are 64 characters.
+const MAX_REFRESH_TOKEN_LEN: usize = 256;
+
+impl RefreshBody {
+    pub(crate) fn parse(self) -> Result<SecretString, ApiError> {
+        let mut errors = FieldErrors::default();
+        let token = errors.required("refresh_token", self.refresh_token, |s| {
+            if s.is_empty() || s.len() > MAX_REFRESH_TOKEN_LEN {
+                Err(format!("must be 1 to {MAX_REFRESH_TOKEN_LEN} characters"))
+            } else {
+                Ok(SecretString::from(s))
+            }
+        });
+        errors.finish(token)
+    }
+}
+
+/// `GET /org/audit` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQueryParams {
+    /// Events per page, 1 to 100 (default 50).
+    pub limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Only events of this action, such as `login.failed`.
+    pub action: Option<String>,
+}
+
+/// The most events per page.
+pub(crate) const MAX_AUDIT_PAGE: usize = 100;
+
+impl AuditQueryParams {
+    pub(crate) fn parse(self) -> Result<AuditQuery, ApiError> {
+        let mut errors = FieldErrors::default();
+        let limit = errors
+            .optional("limit", self.limit, |s| {
+                s.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_AUDIT_PAGE).contains(n))
+                    .ok_or_else(|| format!("must be an integer from 1 to {MAX_AUDIT_PAGE}"))
+            })
+            .unwrap_or(50);
+        let before = errors.optional("cursor", self.cursor, |s| {
+            EventId::parse(&s).map_err(|_| "must be a next_cursor returned by this endpoint".to_owned())
+        });
+        let action = errors.optional("action", self.action, |s| {
+            s.parse::<AuditAction>().map_err(|_| {
+                let all: Vec<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
+                format!("must be one of {}", all.join(", "))
+            })
+        });
+        errors.finish(Some(AuditQuery { action, before, limit }))
+    }
+}
+
+/// One audit event.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditEventResponse {
+    /// The event's id.
+    pub id: Uuid,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// What happened, such as `login.failed`.
+    #[schema(example = "login.failed")]
+    pub action: String,
+    /// The organization.
+    pub organization_id: Option<Uuid>,
+    /// The admin who acted or was concerned, when known.
+    pub actor_id: Option<Uuid>,
+    /// The client's address.
+    pub ip: Option<String>,
+    /// The request's id (the `X-Request-Id` of its response).
+    pub request_id: Option<String>,
+    /// `success`, `failure` or `denied`.
+    #[schema(example = "success")]
+    pub outcome: String,
+}
+
+/// `GET /org/audit` response.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditPageResponse {
+    /// Events, newest first.
+    pub events: Vec<AuditEventResponse>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl From<AuditPage> for AuditPageResponse {
+    fn from(page: AuditPage) -> Self {
+        Self {
+            events: page
+                .events
+                .into_iter()
+                .map(|e| AuditEventResponse {
+                    id: e.id.as_uuid(),
+                    at: e.at,
+                    action: e.action.as_str().to_owned(),
+                    organization_id: e.organization_id.map(|id| id.as_uuid()),
+                    actor_id: e.actor_id.map(|id| id.as_uuid()),
+                    ip: e.ip,
+                    request_id: e.request_id,
+                    outcome: e.outcome.as_str().to_owned(),
+                })
+                .collect(),
+            next_cursor: page.next_cursor.map(|c| c.to_string()),
+        }
+    }
 }
 
 /// Health check response.

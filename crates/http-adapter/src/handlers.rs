@@ -1,27 +1,30 @@
 //! The endpoints. Each handler parses its input into domain values, calls one use case
 //! and maps the outcome; the mapping of domain errors onto statuses lives here only.
 
-use actix_web::http::header::{self, CacheControl, CacheDirective};
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use domain::{CreateOrgError, DeleteOrgError, GetOrgError, UpdateOrgError};
-use ports::LoginError;
-use secrecy::ExposeSecret;
+use ports::{AuthError, LoginError, RefreshError};
 
-use crate::AppState;
 use crate::auth::{Authenticated, MaybeAuthenticated};
 use crate::dto::{
-    CreateOrganizationBody, CreatedOrganizationResponse, DeleteOrganizationBody, HealthResponse, LoginBody,
-    OrganizationNameQuery, OrganizationResponse, TokenResponse, UpdateOrganizationBody, parse_organization_name,
+    AuditPageResponse, AuditQueryParams, CreateOrganizationBody, CreatedOrganizationResponse, DeleteOrganizationBody,
+    HealthResponse, LoginBody, OrganizationNameQuery, OrganizationResponse, RefreshBody, TokenResponse,
+    UpdateOrganizationBody, parse_organization_name,
 };
 use crate::extract::{JsonBody, OptionalJsonBody};
 use crate::problem::{ApiError, Problem};
+use crate::{AppState, Limited};
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/org/create").post(create_organization))
         .service(resource("/org/get").get(get_organization))
         .service(resource("/org/update").put(update_organization))
         .service(resource("/org/delete").delete(delete_organization))
+        .service(resource("/org/audit").get(audit))
         .service(resource("/admin/login").post(login))
+        .service(resource("/admin/refresh").post(refresh))
+        .service(resource("/admin/logout").post(logout))
         .service(resource("/health/live").get(live))
         .service(resource("/health/ready").get(ready));
 }
@@ -93,8 +96,40 @@ impl From<LoginError> for ApiError {
             LoginError::InvalidCredentials => {
                 Self::Unauthorized { detail: "invalid email or password", invalid_token: false }
             }
+            LoginError::Locked { until } => {
+                let wait = (until - chrono::Utc::now()).to_std().unwrap_or_default();
+                Self::Locked { retry_after: wait }
+            }
             LoginError::Unavailable(e) => Self::Unavailable(e),
             LoginError::Unknown(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<RefreshError> for ApiError {
+    fn from(error: RefreshError) -> Self {
+        match error {
+            RefreshError::Invalid => {
+                Self::Unauthorized { detail: "the refresh token is invalid or expired", invalid_token: true }
+            }
+            RefreshError::Reused => Self::Unauthorized {
+                detail: "the refresh token was already used; its session is revoked, log in again",
+                invalid_token: true,
+            },
+            RefreshError::Unavailable(e) => Self::Unavailable(e),
+            RefreshError::Unknown(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::InvalidToken => {
+                Self::Unauthorized { detail: "the token is invalid or expired", invalid_token: true }
+            }
+            AuthError::Unavailable(e) => Self::Unavailable(e),
+            AuthError::Unknown(e) => Self::Internal(e),
         }
     }
 }
@@ -110,14 +145,17 @@ impl From<LoginError> for ApiError {
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid or missing fields", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many creates from this address (see Retry-After)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Store or hashing unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn create_organization(
     state: web::Data<AppState>,
+    req: HttpRequest,
     JsonBody(body): JsonBody<CreateOrganizationBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let created = state.api.create(body.parse()?).await?;
+    state.limit(Limited::Create, &req)?;
+    let created = state.api.create(body.parse()?, &state.context(&req)).await?;
     Ok(HttpResponse::Created().json(CreatedOrganizationResponse::from(created)))
 }
 
@@ -143,31 +181,96 @@ pub(crate) async fn get_organization(
     Ok(HttpResponse::Ok().json(OrganizationResponse::from(view)))
 }
 
-/// Log in as an organization's admin and get an access token.
+/// Log in as an organization's admin: opens a session and returns an access token and a
+/// refresh token.
 #[utoipa::path(
     post, path = "/admin/login", tag = "admin",
     request_body = LoginBody,
     responses(
-        (status = 200, description = "Access token", body = TokenResponse),
+        (status = 200, description = "Access and refresh tokens", body = TokenResponse),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Invalid email or password", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid or missing fields", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Account locked after failed logins, or too many logins from this address (see Retry-After)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Store or hashing unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn login(
     state: web::Data<AppState>,
+    req: HttpRequest,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let token = state.api.login(body.parse()?).await?;
-    Ok(HttpResponse::Ok()
-        .insert_header(CacheControl(vec![CacheDirective::NoStore]))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .json(TokenResponse {
-            access_token: token.token.expose_secret().to_owned(),
-            token_type: "Bearer".to_owned(),
-            expires_in: token.expires_in,
-        }))
+    state.limit(Limited::Login, &req)?;
+    let tokens = state.api.login(body.parse()?, &state.context(&req)).await?;
+    Ok(token_response(tokens))
+}
+
+fn token_response(tokens: ports::SessionTokens) -> HttpResponse {
+    HttpResponse::Ok().insert_header((header::PRAGMA, "no-cache")).json(TokenResponse::from(tokens))
+}
+
+/// Exchange a refresh token for a new access token and a new refresh token. The old
+/// refresh token stops working; presenting it again revokes the session.
+#[utoipa::path(
+    post, path = "/admin/refresh", tag = "admin",
+    request_body = RefreshBody,
+    responses(
+        (status = 200, description = "New access and refresh tokens", body = TokenResponse),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Invalid, expired, revoked or reused refresh token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Missing refresh_token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many refreshes from this address (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn refresh(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    JsonBody(body): JsonBody<RefreshBody>,
+) -> Result<HttpResponse, ApiError> {
+    state.limit(Limited::Refresh, &req)?;
+    let tokens = state.api.refresh(body.parse()?, &state.context(&req)).await?;
+    Ok(token_response(tokens))
+}
+
+/// End the caller's session: its access token and refresh token stop working.
+#[utoipa::path(
+    post, path = "/admin/logout", tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn logout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    state.api.logout(&caller.0, &state.context(&req)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The caller's organization's security events, newest first, a page at a time.
+#[utoipa::path(
+    get, path = "/org/audit", tag = "organizations",
+    params(AuditQueryParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of events", body = AuditPageResponse),
+        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid limit, cursor or action", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn audit(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    query: web::Query<AuditQueryParams>,
+) -> Result<HttpResponse, ApiError> {
+    let page = state.api.audit(&caller.0, query.into_inner().parse()?).await?;
+    Ok(HttpResponse::Ok().json(AuditPageResponse::from(page)))
 }
 
 /// Rename the caller's organization and/or change its admin's email or password, all or none.
@@ -186,10 +289,11 @@ pub(crate) async fn login(
 )]
 pub(crate) async fn update_organization(
     state: web::Data<AppState>,
+    req: HttpRequest,
     caller: Authenticated,
     JsonBody(body): JsonBody<UpdateOrganizationBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let view = state.api.update(&caller.0, body.parse()?).await?;
+    let view = state.api.update(&caller.0, body.parse()?, &state.context(&req)).await?;
     Ok(HttpResponse::Ok().json(OrganizationResponse::from(view)))
 }
 
@@ -210,13 +314,14 @@ pub(crate) async fn update_organization(
 )]
 pub(crate) async fn delete_organization(
     state: web::Data<AppState>,
+    req: HttpRequest,
     caller: Authenticated,
     query: web::Query<OrganizationNameQuery>,
     OptionalJsonBody(body): OptionalJsonBody<DeleteOrganizationBody>,
 ) -> Result<HttpResponse, ApiError> {
     let name = query.into_inner().organization_name.or_else(|| body.and_then(|b| b.organization_name));
     let name = parse_organization_name(name)?;
-    state.api.delete(&caller.0, &name).await?;
+    state.api.delete(&caller.0, &name, &state.context(&req)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

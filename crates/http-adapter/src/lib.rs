@@ -6,39 +6,76 @@
 //! served with Swagger UI.
 
 mod auth;
+mod client;
 mod dto;
 mod extract;
 mod handlers;
 mod openapi;
 mod problem;
+mod ratelimit;
 
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::dev::Server;
-use actix_web::middleware::DefaultHeaders;
+use actix_cors::Cors;
+use actix_web::dev::{Server, Service, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::{Condition, DefaultHeaders};
 use actix_web::{App, HttpServer, web};
 use ports::OrganizationApi;
 use tracing_actix_web::TracingLogger;
 use utoipa::OpenApi as _;
 use utoipa_swagger_ui::SwaggerUi;
 
+pub use client::{REQUEST_ID_HEADER, RequestId, TrustedNetwork};
 pub use openapi::ApiDoc;
 pub use problem::{Problem, ProblemField};
+pub use ratelimit::{Limited, RateLimiter, RateLimits};
 
 /// The largest request body accepted, in bytes; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// How the HTTP layer treats clients.
+#[derive(Debug, Clone, Default)]
+pub struct HttpPolicy {
+    /// Per-address request limits.
+    pub rate_limits: RateLimits,
+    /// Proxies whose `X-Forwarded-For` is believed; none by default.
+    pub trusted_proxies: Vec<TrustedNetwork>,
+    /// Origins allowed to call the API from a browser; CORS is off when empty.
+    pub cors_allowed_origins: Vec<String>,
+}
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     api: Arc<dyn OrganizationApi>,
+    limiter: Arc<RateLimiter>,
+    policy: Arc<HttpPolicy>,
 }
 
 impl AppState {
-    /// State around the use cases.
+    /// State around the use cases, with the default policy.
     pub fn new(api: Arc<dyn OrganizationApi>) -> Self {
-        Self { api }
+        Self::with_policy(api, HttpPolicy::default())
+    }
+
+    /// State around the use cases, with this policy.
+    pub fn with_policy(api: Arc<dyn OrganizationApi>, policy: HttpPolicy) -> Self {
+        Self { api, limiter: Arc::new(RateLimiter::new(policy.rate_limits)), policy: Arc::new(policy) }
+    }
+
+    /// The audit context of a request.
+    pub(crate) fn context(&self, req: &actix_web::HttpRequest) -> ports::RequestContext {
+        client::context(req, &self.policy.trusted_proxies)
+    }
+
+    /// Applies the endpoint's rate limit to the request's client.
+    pub(crate) fn limit(&self, endpoint: Limited, req: &actix_web::HttpRequest) -> Result<(), problem::ApiError> {
+        let Some(ip) = client::client_ip(req, &self.policy.trusted_proxies) else { return Ok(()) };
+        self.limiter
+            .check(endpoint, ip, std::time::Instant::now())
+            .map_err(|wait| problem::ApiError::RateLimited { retry_after: wait })
     }
 }
 
@@ -56,8 +93,12 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
 /// Starts serving on a bound listener with `workers` worker threads (0: one per core).
 pub fn serve(listener: TcpListener, state: AppState, workers: usize) -> std::io::Result<Server> {
     let mut server = HttpServer::new(move || {
+        let cors = cors(&state.policy.cors_allowed_origins);
         App::new()
+            .wrap(Condition::new(cors.is_some(), cors.unwrap_or_default()))
+            .wrap_fn(no_store)
             .wrap(security_headers())
+            .wrap_fn(client::request_id)
             .wrap(TracingLogger::default())
             .configure(configure(state.clone()))
             .default_service(web::to(handlers::not_found))
@@ -66,6 +107,46 @@ pub fn serve(listener: TcpListener, state: AppState, workers: usize) -> std::io:
         server = server.workers(workers);
     }
     Ok(server.listen(listener)?.run())
+}
+
+/// CORS for the allowed origins, or none: browsers then refuse cross-origin calls.
+fn cors(origins: &[String]) -> Option<Cors> {
+    if origins.is_empty() {
+        return None;
+    }
+    let mut cors = Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "DELETE"])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::HeaderName::from_static("x-request-id")])
+        .expose_headers([
+            header::RETRY_AFTER,
+            header::WWW_AUTHENTICATE,
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .max_age(600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    Some(cors)
+}
+
+/// Middleware: API responses carry tokens, emails and audit data, so no cache may keep
+/// them; only the static Swagger UI may be cached.
+fn no_store<S, B>(
+    req: actix_web::dev::ServiceRequest,
+    service: &S,
+) -> impl Future<Output = Result<ServiceResponse<B>, actix_web::Error>> + use<S, B>
+where
+    S: Service<actix_web::dev::ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+{
+    let cacheable = req.path().starts_with("/docs/");
+    let call = service.call(req);
+    async move {
+        let mut response = call.await?;
+        if !cacheable {
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        Ok(response)
+    }
 }
 
 /// Headers every response carries: no MIME sniffing, no framing, no referrer.

@@ -4,8 +4,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::dto::{
-    AdminSummary, CreateOrganizationBody, CreatedOrganizationResponse, DeleteOrganizationBody, HealthResponse,
-    LoginBody, OrganizationResponse, TokenResponse, UpdateOrganizationBody,
+    AdminSummary, AuditEventResponse, AuditPageResponse, CreateOrganizationBody, CreatedOrganizationResponse,
+    DeleteOrganizationBody, HealthResponse, LoginBody, OrganizationResponse, RefreshBody, TokenResponse,
+    UpdateOrganizationBody,
 };
 use crate::handlers;
 use crate::problem::{Problem, ProblemField};
@@ -23,13 +24,17 @@ use crate::problem::{Problem, ProblemField};
         handlers::get_organization,
         handlers::update_organization,
         handlers::delete_organization,
+        handlers::audit,
         handlers::login,
+        handlers::refresh,
+        handlers::logout,
         handlers::live,
         handlers::ready,
     ),
     components(schemas(
         CreateOrganizationBody, CreatedOrganizationResponse, AdminSummary, OrganizationResponse, UpdateOrganizationBody,
-        DeleteOrganizationBody, LoginBody, TokenResponse, HealthResponse, Problem, ProblemField,
+        DeleteOrganizationBody, LoginBody, TokenResponse, RefreshBody, AuditPageResponse, AuditEventResponse,
+        HealthResponse, Problem, ProblemField,
     )),
     modifiers(&BearerScheme),
     tags(

@@ -68,6 +68,10 @@ pub(crate) enum ApiError {
     MethodNotAllowed,
     #[error("{detail}")]
     Conflict { slug: &'static str, detail: String },
+    #[error("too many requests from this address; retry later")]
+    RateLimited { retry_after: std::time::Duration },
+    #[error("the account is locked after too many failed logins; retry later")]
+    Locked { retry_after: std::time::Duration },
     #[error("service temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error("internal error")]
@@ -86,6 +90,8 @@ impl ApiError {
             Self::NotFound(_) => ("not-found", "Not found"),
             Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
             Self::Conflict { slug, .. } => (slug, "Conflict"),
+            Self::RateLimited { .. } => ("rate-limited", "Too many requests"),
+            Self::Locked { .. } => ("account-locked", "Account locked"),
             Self::Unavailable(_) => ("unavailable", "Service unavailable"),
             Self::Internal(_) => ("internal", "Internal server error"),
         }
@@ -130,6 +136,7 @@ impl ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::RateLimited { .. } | Self::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -152,6 +159,11 @@ impl ResponseError for ApiError {
             }
             Self::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            Self::RateLimited { retry_after } | Self::Locked { retry_after } => {
+                // Whole seconds, rounded up, at least one.
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                response.insert_header((header::RETRY_AFTER, seconds.max(1).to_string()));
             }
             _ => {}
         }

@@ -4,16 +4,22 @@
 //! `.await` inside, so each multi-step operation is atomic and uniqueness checks cannot race.
 //! Nothing survives the process.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use domain::{
-    Admin, AdminId, CollectionName, CreateOrgError, DeleteOrgError, Email, NewOrganization, OrgId, OrgKey,
-    Organization, OrganizationChanges, StoreError, UpdateOrgError,
+    Admin, AdminId, AuditEvent, CollectionName, CreateOrgError, DeleteOrgError, Email, EventId, LockoutPolicy,
+    NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, Session, SessionId, StoreError,
+    UpdateOrgError,
 };
-use ports::{AdminRepository, OrganizationRepository, TenantStore};
+use ports::{
+    AccountLockout, AdminRepository, AuditLog, AuditQuery, LoginAttempt, NewSession, OrganizationRepository,
+    REMEMBERED_ROTATIONS, RefreshHash, Rotation, SessionRepository, TenantStore,
+};
 
 /// An in-memory store of organizations, admins and tenant collections.
 #[derive(Debug, Default)]
@@ -28,6 +34,38 @@ struct State {
     admins: HashMap<AdminId, Admin>,
     emails: HashMap<Email, AdminId>,
     collections: BTreeMap<CollectionName, Vec<serde_json::Value>>,
+    lockouts: HashMap<AdminId, Lockout>,
+    sessions: HashMap<SessionId, StoredSession>,
+    refresh_hashes: HashMap<RefreshHash, SessionId>,
+    events: BTreeMap<EventId, StoredEvent>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Lockout {
+    failures: u32,
+    locked_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug)]
+struct StoredSession {
+    session: Session,
+    current: RefreshHash,
+    /// The hash rotated away last, and when.
+    previous: Option<(RefreshHash, DateTime<Utc>)>,
+    retired: VecDeque<RefreshHash>,
+    revoked: bool,
+}
+
+impl StoredSession {
+    fn live(&self, now: DateTime<Utc>) -> bool {
+        !self.revoked && self.session.expires_at > now
+    }
+}
+
+#[derive(Debug)]
+struct StoredEvent {
+    event: AuditEvent,
+    expires_at: Option<DateTime<Utc>>,
 }
 
 impl InMemoryStore {
@@ -154,6 +192,7 @@ impl OrganizationRepository for InMemoryStore {
             if let Some(admin) = state.admins.remove(&admin_id) {
                 state.emails.remove(&admin.email);
             }
+            state.lockouts.remove(&admin_id);
         }
         Ok(())
     }
@@ -193,5 +232,168 @@ impl TenantStore for InMemoryStore {
 
     async fn documents(&self, collection: &CollectionName) -> Result<Vec<serde_json::Value>, StoreError> {
         Ok(self.state().collections.get(collection).cloned().unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl AccountLockout for InMemoryStore {
+    async fn begin_login_attempt(
+        &self,
+        admin: AdminId,
+        policy: LockoutPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<LoginAttempt, StoreError> {
+        let mut state = self.state();
+        if !state.admins.contains_key(&admin) {
+            return Ok(LoginAttempt::Allowed { locks_on_failure: false });
+        }
+        let lockout = state.lockouts.entry(admin).or_default();
+        if let Some(until) = lockout.locked_until.filter(|until| *until > now) {
+            return Ok(LoginAttempt::Locked { until });
+        }
+        lockout.failures = lockout.failures.saturating_add(1);
+        let lock = policy.lock_for(lockout.failures);
+        if let Some(duration) = lock {
+            lockout.locked_until = Some(now + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX));
+        }
+        Ok(LoginAttempt::Allowed { locks_on_failure: lock.is_some() })
+    }
+
+    async fn login_succeeded(&self, admin: AdminId) -> Result<(), StoreError> {
+        self.state().lockouts.remove(&admin);
+        Ok(())
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        admin: AdminId,
+        current: &PasswordHash,
+        upgraded: PasswordHash,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        match state.admins.get_mut(&admin) {
+            Some(stored) if stored.password_hash == *current => {
+                stored.password_hash = upgraded;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionRepository for InMemoryStore {
+    async fn create_session(&self, new: NewSession) -> Result<(), StoreError> {
+        let mut state = self.state();
+        state.refresh_hashes.insert(new.refresh_hash.clone(), new.session.id);
+        let stored = StoredSession {
+            session: new.session,
+            current: new.refresh_hash,
+            previous: None,
+            retired: VecDeque::new(),
+            revoked: false,
+        };
+        state.sessions.insert(stored.session.id, stored);
+        Ok(())
+    }
+
+    async fn rotate(
+        &self,
+        presented: &RefreshHash,
+        replacement: &RefreshHash,
+        grace: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation, StoreError> {
+        let mut state = self.state();
+        let Some(id) = state.refresh_hashes.get(presented).copied() else { return Ok(Rotation::Invalid) };
+        let Some(stored) = state.sessions.get_mut(&id) else { return Ok(Rotation::Invalid) };
+        if !stored.live(now) {
+            return Ok(Rotation::Invalid);
+        }
+        let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        let in_grace = stored.previous.as_ref().is_some_and(|(hash, at)| hash == presented && now - *at < grace);
+        if stored.current == *presented || in_grace {
+            let rotated = std::mem::replace(&mut stored.current, replacement.clone());
+            if !in_grace {
+                stored.previous = Some((rotated.clone(), now));
+            }
+            stored.retired.push_back(rotated);
+            let forgotten = (stored.retired.len() > REMEMBERED_ROTATIONS).then(|| stored.retired.pop_front()).flatten();
+            let session = stored.session.clone();
+            if let Some(old) = forgotten {
+                state.refresh_hashes.remove(&old);
+            }
+            state.refresh_hashes.insert(replacement.clone(), id);
+            return Ok(Rotation::Rotated(session));
+        }
+        // A rotated token presented again: whoever holds it, the session is compromised.
+        stored.revoked = true;
+        Ok(Rotation::Reused(stored.session.clone()))
+    }
+
+    async fn session_active(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        Ok(self.state().sessions.get(&id).is_some_and(|s| s.live(now)))
+    }
+
+    async fn revoke_session(&self, id: SessionId, _now: DateTime<Utc>) -> Result<(), StoreError> {
+        if let Some(stored) = self.state().sessions.get_mut(&id) {
+            stored.revoked = true;
+        }
+        Ok(())
+    }
+
+    async fn revoke_admin_sessions(
+        &self,
+        admin: AdminId,
+        except: Option<SessionId>,
+        _now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        for stored in self.state().sessions.values_mut() {
+            if stored.session.admin_id == admin && Some(stored.session.id) != except {
+                stored.revoked = true;
+            }
+        }
+        Ok(())
+    }
+
+    async fn revoke_organization_sessions(&self, org: OrgId, _now: DateTime<Utc>) -> Result<(), StoreError> {
+        for stored in self.state().sessions.values_mut() {
+            if stored.session.org_id == org {
+                stored.revoked = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AuditLog for InMemoryStore {
+    async fn record(&self, event: AuditEvent) -> Result<(), StoreError> {
+        self.state().events.insert(event.id, StoredEvent { event, expires_at: None });
+        Ok(())
+    }
+
+    async fn events(&self, org: OrgId, query: AuditQuery, now: DateTime<Utc>) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut state = self.state();
+        state.events.retain(|_, e| e.expires_at.is_none_or(|at| at > now));
+        let upper = query.before.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        Ok(state
+            .events
+            .range((std::ops::Bound::Unbounded, upper))
+            .rev()
+            .map(|(_, stored)| &stored.event)
+            .filter(|e| e.organization_id == Some(org) && query.action.is_none_or(|a| a == e.action))
+            .take(query.limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn expire_events(&self, org: OrgId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        for stored in self.state().events.values_mut() {
+            if stored.event.organization_id == Some(org) {
+                stored.expires_at = Some(at);
+            }
+        }
+        Ok(())
     }
 }

@@ -17,6 +17,7 @@ mod migrations;
 mod operations;
 mod reconcile;
 mod schema;
+mod security;
 mod settings;
 
 use std::time::Duration;

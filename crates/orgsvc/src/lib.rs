@@ -14,10 +14,12 @@ use crypto_adapter::{Argon2Hasher, HashingLimits, JwtIssuer, SigningKey};
 use http_adapter::AppState;
 use memory_adapter::InMemoryStore;
 use mongo_adapter::MongoStore;
-use ports::{OrgService, SystemClock, TenantStore};
+use ports::{
+    AccountLockout, AuditLog, OrgService, SecurityPolicy, SecurityStores, SessionRepository, SystemClock, TenantStore,
+};
 use secrecy::ExposeSecret;
 
-pub use settings::{Settings, Storage};
+pub use settings::{Environment, Settings, Storage};
 
 /// A built application: bound to its port, not yet serving.
 pub struct Application {
@@ -37,34 +39,44 @@ impl Application {
             queue: settings.hash_queue,
         };
         let hasher = Argon2Hasher::new(settings.argon2_params()?, limits)?;
-        let key = match &settings.jwt_secret {
-            Some(secret) => SigningKey::new(settings.jwt_kid.clone(), secret.expose_secret().as_bytes().to_vec()),
-            None => {
-                tracing::warn!(
-                    "ORGSVC_JWT_SECRET is not set: using a random signing key, so tokens die with this process"
-                );
-                SigningKey::random(settings.jwt_kid.clone())
-            }
+        settings.validate()?;
+        let keys: Vec<SigningKey> = if settings.jwt_keys.is_empty() {
+            tracing::warn!("ORGSVC_JWT_SECRET is not set: using a random signing key, so tokens die with this process");
+            vec![SigningKey::random("dev")]
+        } else {
+            settings
+                .jwt_keys
+                .iter()
+                .map(|(kid, secret)| SigningKey::new(kid.clone(), secret.expose_secret().as_bytes().to_vec()))
+                .collect()
         };
-        let tokens = JwtIssuer::new(vec![key], settings.jwt_issuer.clone(), settings.token_ttl_seconds)?;
+        let tokens = JwtIssuer::new(keys, settings.jwt_issuer.clone(), settings.token_ttl_seconds)?;
 
         let naming = settings.collection_naming;
+        let policy = settings.security;
         let (api, tenants): (Arc<dyn ports::OrganizationApi>, Arc<dyn TenantStore>) = match settings.storage {
             Storage::Memory => {
                 let store = Arc::new(InMemoryStore::new());
-                (Arc::new(OrgService::new(store.clone(), store.clone(), hasher, tokens, SystemClock, naming)), store)
+                let security = security_stores(&store, policy);
+                let service =
+                    OrgService::new(store.clone(), store.clone(), hasher, tokens, SystemClock, naming, security);
+                (Arc::new(service), store)
             }
             Storage::MongoDb => {
                 let store = Arc::new(MongoStore::open(&settings.mongodb).await.context("opening the MongoDB store")?);
                 reconcile_now_and_then(Arc::clone(&store), settings.reconcile_interval).await?;
-                (Arc::new(OrgService::new(store.clone(), store.clone(), hasher, tokens, SystemClock, naming)), store)
+                let security = security_stores(&store, policy);
+                let service =
+                    OrgService::new(store.clone(), store.clone(), hasher, tokens, SystemClock, naming, security);
+                (Arc::new(service), store)
             }
         };
 
         let listener =
             TcpListener::bind(settings.http_addr).with_context(|| format!("binding {}", settings.http_addr))?;
         let port = listener.local_addr()?.port();
-        let server = http_adapter::serve(listener, AppState::new(api), settings.http_workers)?;
+        let state = AppState::with_policy(api, settings.http.clone());
+        let server = http_adapter::serve(listener, state, settings.http_workers)?;
         tracing::info!(
             storage = ?settings.storage,
             "listening on http://{host}:{port}, Swagger UI at http://{host}:{port}/docs/",
@@ -87,6 +99,14 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await.context("HTTP server failed")
     }
+}
+
+/// One store serves as the session, lockout and audit store too.
+fn security_stores<S>(store: &Arc<S>, policy: SecurityPolicy) -> SecurityStores
+where
+    S: SessionRepository + AccountLockout + AuditLog,
+{
+    SecurityStores { sessions: store.clone(), lockout: store.clone(), audit: store.clone(), policy }
 }
 
 /// Repairs operations that a previous process left unfinished, then keeps doing so in the

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use domain::CollectionNaming;
+use http_adapter::{HttpPolicy, TrustedNetwork};
 use mongo_adapter::MongoSettings;
+use ports::SecurityPolicy;
 use secrecy::SecretString;
 
 /// Where organizations are stored.
@@ -16,6 +18,15 @@ pub enum Storage {
     Memory,
     /// MongoDB: a master database and one collection per organization.
     MongoDb,
+}
+
+/// How strict the service is about its configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// Conveniences allowed: a random signing key, the memory store.
+    Development,
+    /// Refuses to start without an explicit signing key and a durable store.
+    Production,
 }
 
 /// Argon2id cost parameters.
@@ -47,11 +58,12 @@ pub struct Settings {
     pub storage: Storage,
     /// How tenant collections are named (`ORGSVC_COLLECTION_NAMING`: `key` or `id`).
     pub collection_naming: CollectionNaming,
-    /// HMAC key for access tokens (`ORGSVC_JWT_SECRET`, at least 32 bytes); random per
-    /// process when unset.
-    pub jwt_secret: Option<SecretString>,
-    /// Key id written in token headers (`ORGSVC_JWT_KID`).
-    pub jwt_kid: String,
+    /// Development or production (`ORGSVC_ENV`).
+    pub environment: Environment,
+    /// HMAC keys for access tokens, as `(kid, secret)`, each at least 32 bytes: the first
+    /// signs, all verify. From `ORGSVC_JWT_KEYS` (`kid:secret,kid:secret`), or else
+    /// `ORGSVC_JWT_SECRET` with `ORGSVC_JWT_KID`. Empty: a random key per process.
+    pub jwt_keys: Vec<(String, SecretString)>,
     /// Token issuer, `iss` (`ORGSVC_JWT_ISSUER`).
     pub jwt_issuer: String,
     /// Access token lifetime in seconds (`ORGSVC_TOKEN_TTL_SECONDS`).
@@ -67,6 +79,14 @@ pub struct Settings {
     /// How often a serving instance reconciles interrupted operations
     /// (`ORGSVC_RECONCILE_INTERVAL_SECONDS`; 0 turns the periodic pass off).
     pub reconcile_interval: Duration,
+    /// Sessions, lockout and audit retention (`ORGSVC_REFRESH_TTL_SECONDS`,
+    /// `ORGSVC_REFRESH_GRACE_SECONDS`, `ORGSVC_REVOCATION_BOUND_SECONDS`,
+    /// `ORGSVC_LOCKOUT_THRESHOLD`, `ORGSVC_LOCKOUT_BASE_SECONDS`, `ORGSVC_LOCKOUT_MAX_SECONDS`,
+    /// `ORGSVC_AUDIT_RETENTION_DAYS`).
+    pub security: SecurityPolicy,
+    /// Rate limits, trusted proxies and CORS (`ORGSVC_RATE_LIMIT_*_PER_MINUTE`,
+    /// `ORGSVC_TRUSTED_PROXIES`, `ORGSVC_CORS_ALLOWED_ORIGINS`).
+    pub http: HttpPolicy,
 }
 
 impl Default for Settings {
@@ -76,8 +96,8 @@ impl Default for Settings {
             http_workers: 0,
             storage: Storage::Memory,
             collection_naming: CollectionNaming::Key,
-            jwt_secret: None,
-            jwt_kid: "k1".to_owned(),
+            environment: Environment::Development,
+            jwt_keys: Vec::new(),
             jwt_issuer: "orgsvc".to_owned(),
             token_ttl_seconds: 900,
             argon2: Argon2Settings::default(),
@@ -85,6 +105,8 @@ impl Default for Settings {
             hash_queue: 256,
             mongodb: MongoSettings::new("mongodb://127.0.0.1:27017", "orgsvc_master"),
             reconcile_interval: Duration::from_secs(30),
+            security: SecurityPolicy::default(),
+            http: HttpPolicy::default(),
         }
     }
 }
@@ -122,16 +144,14 @@ impl Settings {
                 _ => bail!("ORGSVC_COLLECTION_NAMING: {v:?} is not one of key, id"),
             };
         }
-        if let Some(v) = lookup("ORGSVC_JWT_SECRET") {
-            // The value is never echoed back, only its length.
-            if v.len() < crypto_adapter::MIN_KEY_BYTES {
-                bail!("ORGSVC_JWT_SECRET: must be at least {} bytes (got {})", crypto_adapter::MIN_KEY_BYTES, v.len());
-            }
-            s.jwt_secret = Some(SecretString::from(v));
+        if let Some(v) = get("ORGSVC_ENV") {
+            s.environment = match v.trim().to_ascii_lowercase().as_str() {
+                "development" | "dev" => Environment::Development,
+                "production" | "prod" => Environment::Production,
+                _ => bail!("ORGSVC_ENV: {v:?} is not one of development, production"),
+            };
         }
-        if let Some(v) = get("ORGSVC_JWT_KID") {
-            s.jwt_kid = v.trim().to_owned();
-        }
+        s.read_keys(&lookup)?;
         if let Some(v) = get("ORGSVC_JWT_ISSUER") {
             s.jwt_issuer = v.trim().to_owned();
         }
@@ -161,7 +181,127 @@ impl Settings {
         if let Some(v) = get("ORGSVC_RECONCILE_INTERVAL_SECONDS") {
             s.reconcile_interval = Duration::from_secs(number("ORGSVC_RECONCILE_INTERVAL_SECONDS", &v)?);
         }
+        s.read_security(&get)?;
+        s.validate()?;
         Ok(s)
+    }
+
+    /// Refuses combinations that are unsafe where they are used. Production needs an
+    /// explicit signing key (a random one logs everybody out at each restart and differs
+    /// between instances) and a durable, shared store.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.environment == Environment::Production {
+            if self.jwt_keys.is_empty() {
+                bail!(
+                    "ORGSVC_ENV=production: set ORGSVC_JWT_SECRET or ORGSVC_JWT_KEYS (keys of at least {} bytes)",
+                    crypto_adapter::MIN_KEY_BYTES
+                );
+            }
+            if self.storage == Storage::Memory {
+                bail!(
+                    "ORGSVC_ENV=production: ORGSVC_STORAGE=memory is refused (nothing would survive a restart); use mongodb"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn read_keys(&mut self, lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        // Values are never echoed back in errors, only key ids and lengths.
+        let check = |name: &str, kid: &str, secret: &str| -> anyhow::Result<()> {
+            if secret.len() < crypto_adapter::MIN_KEY_BYTES {
+                bail!(
+                    "{name}: key {kid:?} must be at least {} bytes (got {})",
+                    crypto_adapter::MIN_KEY_BYTES,
+                    secret.len()
+                );
+            }
+            Ok(())
+        };
+        if let Some(list) = lookup("ORGSVC_JWT_KEYS").filter(|v| !v.trim().is_empty()) {
+            for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                let Some((kid, secret)) = entry.split_once(':') else {
+                    bail!("ORGSVC_JWT_KEYS: each entry must be kid:secret");
+                };
+                let kid = kid.trim();
+                if kid.is_empty() || self.jwt_keys.iter().any(|(k, _)| k == kid) {
+                    bail!("ORGSVC_JWT_KEYS: key ids must be present and distinct (got {kid:?})");
+                }
+                check("ORGSVC_JWT_KEYS", kid, secret)?;
+                self.jwt_keys.push((kid.to_owned(), SecretString::from(secret.to_owned())));
+            }
+        } else if let Some(secret) = lookup("ORGSVC_JWT_SECRET").filter(|v| !v.is_empty()) {
+            let kid = lookup("ORGSVC_JWT_KID").map(|k| k.trim().to_owned()).filter(|k| !k.is_empty());
+            let kid = kid.unwrap_or_else(|| "k1".to_owned());
+            check("ORGSVC_JWT_SECRET", &kid, &secret)?;
+            self.jwt_keys.push((kid, SecretString::from(secret)));
+        }
+        Ok(())
+    }
+
+    fn read_security(&mut self, get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        let p = &mut self.security;
+        let seconds = |name: &str, v: &str| number::<u64>(name, v).map(Duration::from_secs);
+        if let Some(v) = get("ORGSVC_REFRESH_TTL_SECONDS") {
+            p.session_ttl = seconds("ORGSVC_REFRESH_TTL_SECONDS", &v)?;
+            if p.session_ttl.is_zero() {
+                bail!("ORGSVC_REFRESH_TTL_SECONDS: must be positive");
+            }
+        }
+        if let Some(v) = get("ORGSVC_REFRESH_GRACE_SECONDS") {
+            p.refresh_grace = seconds("ORGSVC_REFRESH_GRACE_SECONDS", &v)?;
+            if p.refresh_grace > Duration::from_secs(300) {
+                bail!("ORGSVC_REFRESH_GRACE_SECONDS: at most 300 (a long grace weakens reuse detection)");
+            }
+        }
+        if let Some(v) = get("ORGSVC_REVOCATION_BOUND_SECONDS") {
+            p.revocation_bound = seconds("ORGSVC_REVOCATION_BOUND_SECONDS", &v)?;
+        }
+        if let Some(v) = get("ORGSVC_LOCKOUT_THRESHOLD") {
+            p.lockout.threshold = number("ORGSVC_LOCKOUT_THRESHOLD", &v)?;
+            if p.lockout.threshold == 0 {
+                bail!("ORGSVC_LOCKOUT_THRESHOLD: must be at least 1");
+            }
+        }
+        if let Some(v) = get("ORGSVC_LOCKOUT_BASE_SECONDS") {
+            p.lockout.base = seconds("ORGSVC_LOCKOUT_BASE_SECONDS", &v)?;
+        }
+        if let Some(v) = get("ORGSVC_LOCKOUT_MAX_SECONDS") {
+            p.lockout.cap = seconds("ORGSVC_LOCKOUT_MAX_SECONDS", &v)?;
+        }
+        if p.lockout.cap < p.lockout.base {
+            bail!("ORGSVC_LOCKOUT_MAX_SECONDS: must not be below ORGSVC_LOCKOUT_BASE_SECONDS");
+        }
+        if let Some(v) = get("ORGSVC_AUDIT_RETENTION_DAYS") {
+            p.audit_retention = Duration::from_secs(number::<u64>("ORGSVC_AUDIT_RETENTION_DAYS", &v)? * 24 * 3600);
+        }
+        let h = &mut self.http;
+        if let Some(v) = get("ORGSVC_RATE_LIMIT_LOGIN_PER_MINUTE") {
+            h.rate_limits.login_per_minute = number("ORGSVC_RATE_LIMIT_LOGIN_PER_MINUTE", &v)?;
+        }
+        if let Some(v) = get("ORGSVC_RATE_LIMIT_CREATE_PER_MINUTE") {
+            h.rate_limits.create_per_minute = number("ORGSVC_RATE_LIMIT_CREATE_PER_MINUTE", &v)?;
+        }
+        if let Some(v) = get("ORGSVC_RATE_LIMIT_REFRESH_PER_MINUTE") {
+            h.rate_limits.refresh_per_minute = number("ORGSVC_RATE_LIMIT_REFRESH_PER_MINUTE", &v)?;
+        }
+        if let Some(v) = get("ORGSVC_TRUSTED_PROXIES") {
+            h.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(|e| e.parse::<TrustedNetwork>().map_err(|e| anyhow::anyhow!("ORGSVC_TRUSTED_PROXIES: {e}")))
+                .collect::<anyhow::Result<_>>()?;
+        }
+        if let Some(v) = get("ORGSVC_CORS_ALLOWED_ORIGINS") {
+            h.cors_allowed_origins = v.split(',').map(str::trim).filter(|e| !e.is_empty()).map(str::to_owned).collect();
+            if let Some(bad) = h.cors_allowed_origins.iter().find(|o| {
+                !(o.starts_with("https://") || o.starts_with("http://")) || o.ends_with('/') || o.contains('*')
+            }) {
+                bail!("ORGSVC_CORS_ALLOWED_ORIGINS: {bad:?} is not an origin like https://app.example.com");
+            }
+        }
+        Ok(())
     }
 
     fn read_mongodb(&mut self, get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
@@ -248,7 +388,10 @@ mod tests {
         let s = from(&[]).expect("defaults");
         assert_eq!(s.http_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(s.storage, Storage::Memory);
-        assert!(s.jwt_secret.is_none());
+        assert!(s.jwt_keys.is_empty());
+        assert_eq!(s.environment, Environment::Development);
+        assert_eq!(s.security, SecurityPolicy::default());
+        assert_eq!(s.http.rate_limits, http_adapter::RateLimits::default());
         assert_eq!(s.argon2, Argon2Settings { memory_kib: 19456, iterations: 2, parallelism: 1 });
     }
 
@@ -279,6 +422,14 @@ mod tests {
             (vec![("ORGSVC_MONGODB_WRITE_CONCERN", "some")], "ORGSVC_MONGODB_WRITE_CONCERN"),
             (vec![("ORGSVC_MONGODB_RETRY_WRITES", "maybe")], "ORGSVC_MONGODB_RETRY_WRITES"),
             (vec![("ORGSVC_RECONCILE_LEASE_SECONDS", "1")], "ORGSVC_RECONCILE_LEASE_SECONDS"),
+            (vec![("ORGSVC_JWT_KEYS", "new:tooshortsecret")], "ORGSVC_JWT_KEYS"),
+            (vec![("ORGSVC_JWT_KEYS", "tooshortsecret")], "ORGSVC_JWT_KEYS"),
+            (vec![("ORGSVC_ENV", "staging")], "ORGSVC_ENV"),
+            (vec![("ORGSVC_LOCKOUT_THRESHOLD", "0")], "ORGSVC_LOCKOUT_THRESHOLD"),
+            (vec![("ORGSVC_RATE_LIMIT_LOGIN_PER_MINUTE", "many")], "ORGSVC_RATE_LIMIT_LOGIN_PER_MINUTE"),
+            (vec![("ORGSVC_TRUSTED_PROXIES", "proxy.local")], "ORGSVC_TRUSTED_PROXIES"),
+            (vec![("ORGSVC_CORS_ALLOWED_ORIGINS", "*")], "ORGSVC_CORS_ALLOWED_ORIGINS"),
+            (vec![("ORGSVC_REFRESH_GRACE_SECONDS", "3600")], "ORGSVC_REFRESH_GRACE_SECONDS"),
         ] {
             let error = format!("{:#}", from(&vars).expect_err("invalid"));
             assert!(error.contains(name), "{error}");
@@ -292,5 +443,65 @@ mod tests {
         .expect("settings");
         let printed = format!("{s:?}");
         assert!(!printed.contains("a-secret-that") && !printed.contains("hunter2"), "{printed}");
+    }
+
+    const KEY_A: &str = "a-secret-that-is-long-enough-to-use!";
+    const KEY_B: &str = "another-secret-long-enough-to-sign!!";
+
+    #[test]
+    fn a_key_list_names_its_keys_and_the_first_signs() {
+        let s = from(&[("ORGSVC_JWT_KEYS", &format!("new:{KEY_B}, old:{KEY_A}"))]).expect("settings");
+        let kids: Vec<&str> = s.jwt_keys.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(kids, ["new", "old"]);
+        let single = from(&[("ORGSVC_JWT_SECRET", KEY_A), ("ORGSVC_JWT_KID", "main")]).expect("settings");
+        assert_eq!(single.jwt_keys.len(), 1);
+        assert_eq!(single.jwt_keys[0].0, "main");
+        let dup = from(&[("ORGSVC_JWT_KEYS", &format!("k:{KEY_A},k:{KEY_B}"))]);
+        assert!(format!("{:#}", dup.expect_err("duplicate")).contains("distinct"));
+    }
+
+    #[test]
+    fn production_refuses_a_random_key_and_the_memory_store() {
+        let no_key = from(&[
+            ("ORGSVC_ENV", "production"),
+            ("ORGSVC_STORAGE", "mongodb"),
+            ("ORGSVC_MONGODB_URI", "mongodb://db/"),
+        ]);
+        let error = format!("{:#}", no_key.expect_err("no key"));
+        assert!(error.contains("ORGSVC_JWT_SECRET"), "{error}");
+        let memory = from(&[("ORGSVC_ENV", "production"), ("ORGSVC_JWT_SECRET", KEY_A)]);
+        let error = format!("{:#}", memory.expect_err("memory"));
+        assert!(error.contains("ORGSVC_STORAGE=memory"), "{error}");
+        let short = from(&[
+            ("ORGSVC_ENV", "production"),
+            ("ORGSVC_JWT_SECRET", "short"),
+            ("ORGSVC_STORAGE", "mongodb"),
+            ("ORGSVC_MONGODB_URI", "mongodb://db/"),
+        ]);
+        assert!(format!("{:#}", short.expect_err("short key")).contains("at least 32 bytes"));
+        from(&[
+            ("ORGSVC_ENV", "production"),
+            ("ORGSVC_JWT_SECRET", KEY_A),
+            ("ORGSVC_STORAGE", "mongodb"),
+            ("ORGSVC_MONGODB_URI", "mongodb://db/"),
+        ])
+        .expect("a complete production configuration");
+    }
+
+    #[test]
+    fn security_and_http_policies_are_read() {
+        let s = from(&[
+            ("ORGSVC_LOCKOUT_THRESHOLD", "3"),
+            ("ORGSVC_RATE_LIMIT_LOGIN_PER_MINUTE", "0"),
+            ("ORGSVC_TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
+            ("ORGSVC_CORS_ALLOWED_ORIGINS", "https://app.example.com"),
+            ("ORGSVC_REVOCATION_BOUND_SECONDS", "0"),
+        ])
+        .expect("settings");
+        assert_eq!(s.security.lockout.threshold, 3);
+        assert_eq!(s.http.rate_limits.login_per_minute, 0);
+        assert_eq!(s.http.trusted_proxies.len(), 2);
+        assert_eq!(s.http.cors_allowed_origins, ["https://app.example.com"]);
+        assert!(s.security.revocation_bound.is_zero());
     }
 }

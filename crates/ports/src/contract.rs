@@ -7,17 +7,29 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use std::time::Duration;
+
 use domain::{
-    AdminId, CollectionName, CollectionNaming, CreateOrgError, DeleteOrgError, Email, NewAdmin, NewOrganization, OrgId,
-    Organization, OrganizationChanges, OrganizationName, PasswordHash, Rename, UpdateOrgError,
+    AdminId, AuditAction, AuditEvent, AuditOutcome, CollectionName, CollectionNaming, CreateOrgError, DeleteOrgError,
+    Email, EventId, LockoutPolicy, NewAdmin, NewOrganization, OrgId, Organization, OrganizationChanges,
+    OrganizationName, PasswordHash, Rename, Session, SessionId, UpdateOrgError,
 };
 use serde_json::json;
 
-use crate::{AdminRepository, OrganizationRepository, TenantStore};
+use crate::{
+    AccountLockout, AdminRepository, AuditLog, AuditQuery, LoginAttempt, NewSession, OrganizationRepository,
+    RefreshToken, Rotation, SessionRepository, TenantStore,
+};
 
 /// Everything a store under contract implements.
-pub trait Store: OrganizationRepository + AdminRepository + TenantStore {}
-impl<S: OrganizationRepository + AdminRepository + TenantStore> Store for S {}
+pub trait Store:
+    OrganizationRepository + AdminRepository + TenantStore + AccountLockout + SessionRepository + AuditLog
+{
+}
+impl<S> Store for S where
+    S: OrganizationRepository + AdminRepository + TenantStore + AccountLockout + SessionRepository + AuditLog
+{
+}
 
 /// Generates one `#[tokio::test]` per contract case. The argument is an expression that
 /// evaluates to an async factory of fresh stores: `|| async { Arc<S> }`.
@@ -31,7 +43,11 @@ macro_rules! repository_contract_tests {
             rename_keeping_the_key_changes_only_the_display_name, update_email_and_password,
             update_is_all_or_nothing, update_of_missing_organization_is_not_found,
             concurrent_renames_to_one_key_have_one_winner, delete_removes_everything_and_frees_the_names,
-            delete_of_missing_organization_is_not_found, id_naming_never_moves_the_collection);
+            delete_of_missing_organization_is_not_found, id_naming_never_moves_the_collection,
+            parallel_failed_logins_get_at_most_the_allowed_checks, lockout_backs_off_and_resets_on_success,
+            hash_upgrade_is_conditional, refresh_rotates_and_detects_reuse, refresh_grace_allows_one_retry,
+            parallel_refreshes_of_one_token_rotate_once, sessions_are_revoked_by_admin_and_organization,
+            audit_events_page_newest_first_per_organization, deleted_organizations_events_expire);
     };
     (@cases $factory:expr; $($case:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -363,4 +379,257 @@ pub async fn id_naming_never_moves_the_collection<S: Store>(store: Arc<S>) {
     assert_eq!(renamed.collection, org.collection);
     assert_eq!(store.documents(&org.collection).await.expect("documents"), docs);
     assert_eq!(collections(&*store).await, vec![org.collection.as_str().to_owned()]);
+}
+
+fn ms(t: DateTime<Utc>, seconds: i64) -> DateTime<Utc> {
+    t + chrono::Duration::seconds(seconds)
+}
+
+/// Fifty parallel attempts on one account get exactly the threshold's number of password
+/// checks; the last of them locks the account.
+pub async fn parallel_failed_logins_get_at_most_the_allowed_checks<S: Store>(store: Arc<S>) {
+    let org = create(&*store, "Acme", "a@acme.test").await;
+    let policy = LockoutPolicy::default();
+    let at = now();
+    let attempts: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.begin_login_attempt(org.admin_id, policy, at).await.expect("attempt") })
+        })
+        .collect();
+    let mut allowed = 0;
+    let mut locking = 0;
+    for attempt in attempts {
+        match attempt.await.expect("join") {
+            LoginAttempt::Allowed { locks_on_failure } => {
+                allowed += 1;
+                locking += usize::from(locks_on_failure);
+            }
+            LoginAttempt::Locked { until } => assert_eq!(until, ms(at, 60)),
+        }
+    }
+    assert_eq!(allowed, 5, "password checks allowed");
+    assert_eq!(locking, 1, "exactly one attempt locks");
+}
+
+/// After a lock expires one more attempt is allowed, and failing it locks for twice as
+/// long; a success resets everything.
+pub async fn lockout_backs_off_and_resets_on_success<S: Store>(store: Arc<S>) {
+    let org = create(&*store, "Acme", "a@acme.test").await;
+    let policy = LockoutPolicy::default();
+    let t0 = now();
+    for _ in 0..5 {
+        assert!(matches!(store.begin_login_attempt(org.admin_id, policy, t0).await, Ok(LoginAttempt::Allowed { .. })));
+    }
+    let locked = store.begin_login_attempt(org.admin_id, policy, ms(t0, 59)).await.expect("attempt");
+    assert_eq!(locked, LoginAttempt::Locked { until: ms(t0, 60) });
+    let t1 = ms(t0, 61);
+    let retry = store.begin_login_attempt(org.admin_id, policy, t1).await.expect("attempt");
+    assert_eq!(retry, LoginAttempt::Allowed { locks_on_failure: true });
+    let locked = store.begin_login_attempt(org.admin_id, policy, ms(t1, 1)).await.expect("attempt");
+    assert_eq!(locked, LoginAttempt::Locked { until: ms(t1, 120) });
+    store.login_succeeded(org.admin_id).await.expect("reset");
+    let fresh = store.begin_login_attempt(org.admin_id, policy, ms(t1, 2)).await.expect("attempt");
+    assert_eq!(fresh, LoginAttempt::Allowed { locks_on_failure: false });
+    // Unknown admins are never locked (the service verifies a dummy hash for them).
+    let unknown = store.begin_login_attempt(AdminId::new(), policy, t0).await.expect("attempt");
+    assert_eq!(unknown, LoginAttempt::Allowed { locks_on_failure: false });
+}
+
+/// A hash upgrade applies only over the hash it was computed from.
+pub async fn hash_upgrade_is_conditional<S: Store>(store: Arc<S>) {
+    let org = create(&*store, "Acme", "a@acme.test").await;
+    assert!(!store.upgrade_password_hash(org.admin_id, &phc("b3RoZXI"), phc("bmV3")).await.expect("upgrade"));
+    assert!(store.upgrade_password_hash(org.admin_id, &phc("aGFzaA"), phc("bmV3")).await.expect("upgrade"));
+    let admin = AdminRepository::find_by_id(&*store, org.admin_id).await.expect("find").expect("admin");
+    assert_eq!(admin.password_hash, phc("bmV3"));
+}
+
+async fn open_session<S: Store>(store: &S, org: &Organization, at: DateTime<Utc>) -> (Session, RefreshToken) {
+    let session = Session {
+        id: SessionId::new(),
+        admin_id: org.admin_id,
+        org_id: org.id,
+        created_at: at,
+        expires_at: ms(at, 30 * 24 * 3600),
+    };
+    let token = RefreshToken::generate();
+    store.create_session(NewSession { session: session.clone(), refresh_hash: token.hash() }).await.expect("session");
+    (session, token)
+}
+
+const GRACE: Duration = Duration::from_secs(10);
+
+/// The current token rotates; a rotated one presented later revokes the session.
+pub async fn refresh_rotates_and_detects_reuse<S: Store>(store: Arc<S>) {
+    let org = create(&*store, "Acme", "a@acme.test").await;
+    let t0 = now();
+    let (session, first) = open_session(&*store, &org, t0).await;
+    let (second, third) = (RefreshToken::generate(), RefreshToken::generate());
+    assert_eq!(
+        store.rotate(&first.hash(), &second.hash(), GRACE, t0).await.expect("rotate"),
+        Rotation::Rotated(session.clone())
+    );
+    assert_eq!(
+        store.rotate(&second.hash(), &third.hash(), GRACE, ms(t0, 60)).await.expect("rotate"),
+        Rotation::Rotated(session.clone())
+    );
+    assert!(store.session_active(session.id, ms(t0, 61)).await.expect("active"));
+    // The first token again, long after: reuse.
+    let reused =
+        store.rotate(&first.hash(), &RefreshToken::generate().hash(), GRACE, ms(t0, 120)).await.expect("rotate");
+    assert_eq!(reused, Rotation::Reused(session.clone()));
+    assert!(!store.session_active(session.id, ms(t0, 121)).await.expect("active"));
+    // Even the current token is dead now.
+    let after =
+        store.rotate(&third.hash(), &RefreshToken::generate().hash(), GRACE, ms(t0, 122)).await.expect("rotate");
+    assert_eq!(after, Rotation::Invalid);
+    let unknown = store.rotate(&RefreshToken::generate().hash(), &RefreshToken::generate().hash(), GRACE, t0).await;
+    assert_eq!(unknown.expect("rotate"), Rotation::Invalid);
+    // An expired session neither rotates nor is active.
+    let (expiring, token) = open_session(&*store, &org, t0).await;
+    let late = ms(t0, 30 * 24 * 3600 + 1);
+    assert!(!store.session_active(expiring.id, late).await.expect("active"));
+    assert_eq!(
+        store.rotate(&token.hash(), &RefreshToken::generate().hash(), GRACE, late).await.expect("rotate"),
+        Rotation::Invalid
+    );
+}
+
+/// Within the grace window the token just rotated away may be presented once more (a lost
+/// answer, retried); the answer that was lost then becomes a rotated token itself.
+pub async fn refresh_grace_allows_one_retry<S: Store>(store: Arc<S>) {
+    let org = create(&*store, "Acme", "a@acme.test").await;
+    let t0 = now();
+    let (session, first) = open_session(&*store, &org, t0).await;
+    let (lost, retried, next) = (RefreshToken::generate(), RefreshToken::generate(), RefreshToken::generate());
+    assert_eq!(
+        store.rotate(&first.hash(), &lost.hash(), GRACE, t0).await.expect("rotate"),
+        Rotation::Rotated(session.clone())
+    );
+    assert_eq!(
+        store.rotate(&first.hash(), &retried.hash(), GRACE, ms(t0, 5)).await.expect("retry"),
+        Rotation::Rotated(session.clone())
+    );
+    assert_eq!(
+        store.rotate(&retried.hash(), &next.hash(), GRACE, ms(t0, 6)).await.expect("rotate"),
+        Rotation::Rotated(session.clone())
+    );
+    // The lost answer's token surfaces: reuse.
+    let reused = store.rotate(&lost.hash(), &RefreshToken::generate().hash(), GRACE, ms(t0, 7)).await.expect("rotate");
+    assert_eq!(reused, Rotation::Reused(session.clone()));
+    // Outside the window, the rotated token is reuse too.
+    let (other, token) = open_session(&*store, &org, t0).await;
+    store.rotate(&token.hash(), &RefreshToken::generate().hash(), GRACE, t0).await.expect("rotate");
+    let late = store.rotate(&token.hash(), &RefreshToken::generate().hash(), GRACE, ms(t0, 11)).await.expect("rotate");
+    assert_eq!(late, Rotation::Reused(other));
+}
+
+/// Parallel refreshes with one token and no grace: one rotates, the others are reuse.
+pub async fn parallel_refreshes_of_one_token_rotate_once<S: Store>(store: Arc<S>) {
+    let org = create(&*store, "Acme", "a@acme.test").await;
+    let t0 = now();
+    let (_, token) = open_session(&*store, &org, t0).await;
+    let presented = token.hash();
+    let calls: Vec<_> = (0..10)
+        .map(|_| {
+            let (store, presented) = (store.clone(), presented.clone());
+            tokio::spawn(async move {
+                store
+                    .rotate(&presented, &RefreshToken::generate().hash(), Duration::ZERO, ms(t0, 1))
+                    .await
+                    .expect("rotate")
+            })
+        })
+        .collect();
+    let mut rotated = 0;
+    for call in calls {
+        match call.await.expect("join") {
+            Rotation::Rotated(_) => rotated += 1,
+            Rotation::Reused(_) | Rotation::Invalid => {}
+        }
+    }
+    assert_eq!(rotated, 1);
+}
+
+/// Revoking by admin spares the named session; revoking by organization spares none.
+pub async fn sessions_are_revoked_by_admin_and_organization<S: Store>(store: Arc<S>) {
+    let acme = create(&*store, "Acme", "a@acme.test").await;
+    let globex = create(&*store, "Globex", "g@globex.test").await;
+    let t0 = now();
+    let (kept, _) = open_session(&*store, &acme, t0).await;
+    let (ended, ended_token) = open_session(&*store, &acme, t0).await;
+    let (other, _) = open_session(&*store, &globex, t0).await;
+    store.revoke_admin_sessions(acme.admin_id, Some(kept.id), t0).await.expect("revoke");
+    assert!(store.session_active(kept.id, t0).await.expect("active"));
+    assert!(!store.session_active(ended.id, t0).await.expect("active"));
+    assert_eq!(
+        store.rotate(&ended_token.hash(), &RefreshToken::generate().hash(), GRACE, t0).await.expect("rotate"),
+        Rotation::Invalid
+    );
+    store.revoke_organization_sessions(acme.id, t0).await.expect("revoke");
+    assert!(!store.session_active(kept.id, t0).await.expect("active"));
+    assert!(store.session_active(other.id, t0).await.expect("active"), "another organization's session");
+    store.revoke_session(other.id, t0).await.expect("revoke");
+    assert!(!store.session_active(other.id, t0).await.expect("active"));
+}
+
+fn event(org: Option<OrgId>, action: AuditAction, at: DateTime<Utc>) -> AuditEvent {
+    AuditEvent {
+        id: EventId::new_ordered(),
+        at,
+        action,
+        organization_id: org,
+        actor_id: Some(AdminId::new()),
+        ip: Some("192.0.2.7".to_owned()),
+        request_id: Some("req".to_owned()),
+        outcome: AuditOutcome::Success,
+    }
+}
+
+/// Events come back newest first, only the organization's own, filtered and paged by
+/// cursor without gaps or repeats.
+pub async fn audit_events_page_newest_first_per_organization<S: Store>(store: Arc<S>) {
+    let (acme, globex) = (OrgId::new(), OrgId::new());
+    let t0 = now();
+    let mut recorded = Vec::new();
+    for i in 0..25 {
+        let action = if i % 5 == 0 { AuditAction::LoginFailed } else { AuditAction::LoginSucceeded };
+        let e = event(Some(acme), action, ms(t0, i));
+        store.record(e.clone()).await.expect("record");
+        recorded.push(e);
+        store.record(event(Some(globex), action, ms(t0, i))).await.expect("record");
+        // Ids are time-ordered at millisecond resolution.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    store.record(event(None, AuditAction::LoginFailed, t0)).await.expect("record");
+    recorded.reverse();
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.events(acme, AuditQuery { action: None, before, limit: 10 }, t0).await.expect("events");
+        if page.is_empty() {
+            break;
+        }
+        before = page.last().map(|e| e.id);
+        seen.extend(page);
+    }
+    assert_eq!(seen, recorded);
+    let failed = store
+        .events(acme, AuditQuery { action: Some(AuditAction::LoginFailed), before: None, limit: 100 }, t0)
+        .await
+        .expect("events");
+    assert_eq!(failed.len(), 5);
+    assert!(failed.iter().all(|e| e.action == AuditAction::LoginFailed && e.organization_id == Some(acme)));
+}
+
+/// A deleted organization's events stay until their expiry, then are gone.
+pub async fn deleted_organizations_events_expire<S: Store>(store: Arc<S>) {
+    let org = OrgId::new();
+    let t0 = now();
+    store.record(event(Some(org), AuditAction::OrganizationDeleted, t0)).await.expect("record");
+    store.expire_events(org, ms(t0, 60)).await.expect("expire");
+    let query = AuditQuery { action: None, before: None, limit: 10 };
+    assert_eq!(store.events(org, query.clone(), ms(t0, 30)).await.expect("events").len(), 1);
+    assert!(store.events(org, query, ms(t0, 61)).await.expect("events").is_empty());
 }

@@ -26,4 +26,8 @@ pub trait PasswordHasher: Send + Sync + 'static {
     /// and answers `false`, taking as long as a real check so that timing does not tell
     /// whether an account exists.
     async fn verify(&self, password: Password, hash: Option<PasswordHash>) -> Result<bool, HashError>;
+
+    /// Whether a hash was made with other parameters than the current ones and should be
+    /// replaced at the next successful login.
+    fn needs_rehash(&self, hash: &PasswordHash) -> bool;
 }

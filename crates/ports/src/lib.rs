@@ -12,13 +12,19 @@ pub mod contract;
 mod hasher;
 mod repository;
 mod service;
+mod sessions;
 mod token;
 
 pub use clock::{Clock, SystemClock};
 pub use hasher::{HashError, PasswordHasher};
-pub use repository::{AdminRepository, OrganizationRepository, TenantStore};
-pub use service::{
-    AuthError, CreateOrganizationRequest, CreatedOrganization, LoginError, LoginRequest, OrgService, OrganizationApi,
-    OrganizationView, Principal, UpdateOrganizationRequest,
+pub use repository::{
+    AccountLockout, AdminRepository, AuditLog, AuditQuery, LoginAttempt, NewSession, OrganizationRepository,
+    REMEMBERED_ROTATIONS, RefreshHash, Rotation, SessionRepository, TenantStore,
 };
+pub use service::{
+    AuditPage, AuthError, CreateOrganizationRequest, CreatedOrganization, LoginError, LoginRequest, OrgService,
+    OrganizationApi, OrganizationView, Principal, RefreshError, RequestContext, SecurityStores, SessionTokens,
+    UpdateOrganizationRequest,
+};
+pub use sessions::{RefreshToken, SecurityPolicy};
 pub use token::{AccessToken, TokenClaims, TokenError, TokenIssuer};

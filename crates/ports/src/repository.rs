@@ -3,9 +3,11 @@
 //! way its store allows; callers never sequence the steps themselves.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use domain::{
-    Admin, AdminId, CollectionName, CreateOrgError, DeleteOrgError, Email, NewOrganization, OrgId, OrgKey,
-    Organization, OrganizationChanges, StoreError, UpdateOrgError,
+    Admin, AdminId, AuditAction, AuditEvent, CollectionName, CreateOrgError, DeleteOrgError, Email, EventId,
+    LockoutPolicy, NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, Session, SessionId,
+    StoreError, UpdateOrgError,
 };
 
 /// Organizations, with their admins and tenant collections as far as their lifecycle goes.
@@ -67,4 +69,161 @@ pub trait TenantStore: Send + Sync + 'static {
     /// Every document of a tenant collection, in insertion order, without store-generated
     /// fields other than those inserted.
     async fn documents(&self, collection: &CollectionName) -> Result<Vec<serde_json::Value>, StoreError>;
+}
+
+/// The outcome of asking to check an admin's password (see
+/// [`AccountLockout::begin_login_attempt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginAttempt {
+    /// The password may be checked; the attempt already counts as a failure until
+    /// [`AccountLockout::login_succeeded`] resets the count.
+    Allowed {
+        /// The account is locked from now on unless this attempt succeeds.
+        locks_on_failure: bool,
+    },
+    /// The account is locked until then; the password must not be checked.
+    Locked {
+        /// When the lock ends.
+        until: DateTime<Utc>,
+    },
+}
+
+/// The per-account failed-login counter. It lives in the store, next to the admin, so that
+/// every instance sees one count and the count is changed atomically: any number of
+/// parallel attempts get at most as many password checks as the policy allows.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait AccountLockout: Send + Sync + 'static {
+    /// Reserves one password check for the admin, counting it as a failure in advance, or
+    /// reports the lock. A missing admin is `Allowed` (the caller verifies a dummy hash).
+    async fn begin_login_attempt(
+        &self,
+        admin: AdminId,
+        policy: LockoutPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<LoginAttempt, StoreError>;
+
+    /// Resets the admin's failure count and lock after a correct password.
+    async fn login_succeeded(&self, admin: AdminId) -> Result<(), StoreError>;
+
+    /// Replaces the admin's password hash with an equivalent one (new parameters) if it is
+    /// still `current`; returns whether it did. Used to upgrade outdated hashes at login.
+    async fn upgrade_password_hash(
+        &self,
+        admin: AdminId,
+        current: &PasswordHash,
+        upgraded: PasswordHash,
+    ) -> Result<bool, StoreError>;
+}
+
+/// A session as stored with its refresh token's hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    /// The session.
+    pub session: Session,
+    /// SHA-256 of its first refresh token.
+    pub refresh_hash: RefreshHash,
+}
+
+/// The SHA-256 of a refresh token, hex: all the store ever keeps of one. Refresh tokens
+/// are 256-bit random values, so a fast hash is as safe as a slow one here.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RefreshHash(String);
+
+impl RefreshHash {
+    /// Wraps a hex digest read back from the store.
+    pub fn from_hex(hex: String) -> Self {
+        Self(hex)
+    }
+
+    /// The hex digest.
+    pub fn as_hex(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RefreshHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Only a prefix: enough to correlate, useless to anyone holding the log.
+        write!(f, "RefreshHash({}…)", self.0.get(..8).unwrap_or(""))
+    }
+}
+
+/// How many rotated refresh hashes a session remembers for reuse detection; an older one
+/// presented again is merely unknown. At one rotation per access token lifetime (15
+/// minutes), that is a day of history.
+pub const REMEMBERED_ROTATIONS: usize = 100;
+
+/// What presenting a refresh token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was current (or the grace retry of the one just rotated): the session now
+    /// answers to the new hash only.
+    Rotated(Session),
+    /// The token had already been rotated: the session is revoked.
+    Reused(Session),
+    /// Unknown, expired or revoked.
+    Invalid,
+}
+
+/// Login sessions and their refresh tokens.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait SessionRepository: Send + Sync + 'static {
+    /// Stores a new session.
+    async fn create_session(&self, new: NewSession) -> Result<(), StoreError>;
+
+    /// Atomically exchanges a refresh token for a new one. The current token rotates. A
+    /// token rotated away within `grace` before, and only the one rotated last, rotates
+    /// again (a client retrying a refresh whose answer it lost). Any other rotated token
+    /// revokes the session: it was stolen, or the client is broken.
+    async fn rotate(
+        &self,
+        presented: &RefreshHash,
+        replacement: &RefreshHash,
+        grace: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation, StoreError>;
+
+    /// Whether the session exists, is not revoked and has not expired.
+    async fn session_active(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Revokes one session.
+    async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Revokes every session of an admin but `except`.
+    async fn revoke_admin_sessions(
+        &self,
+        admin: AdminId,
+        except: Option<SessionId>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Revokes every session of an organization.
+    async fn revoke_organization_sessions(&self, org: OrgId, now: DateTime<Utc>) -> Result<(), StoreError>;
+}
+
+/// A page request of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only this action, if set.
+    pub action: Option<AuditAction>,
+    /// Only events older than this one (the cursor), if set.
+    pub before: Option<EventId>,
+    /// At most this many events.
+    pub limit: usize,
+}
+
+/// The audit trail.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait AuditLog: Send + Sync + 'static {
+    /// Appends an event.
+    async fn record(&self, event: AuditEvent) -> Result<(), StoreError>;
+
+    /// An organization's events, newest first.
+    async fn events(&self, org: OrgId, query: AuditQuery, now: DateTime<Utc>) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// Schedules a deleted organization's events for removal at `at`.
+    async fn expire_events(&self, org: OrgId, at: DateTime<Utc>) -> Result<(), StoreError>;
 }

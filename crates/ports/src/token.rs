@@ -2,7 +2,7 @@
 //! a rename leaves them valid.
 
 use chrono::{DateTime, Utc};
-use domain::{AdminId, OrgId};
+use domain::{AdminId, OrgId, SessionId};
 use secrecy::SecretString;
 
 /// What a token says about its bearer once verified.
@@ -12,6 +12,8 @@ pub struct TokenClaims {
     pub admin_id: AdminId,
     /// The admin's organization.
     pub org_id: OrgId,
+    /// The login session the token belongs to (`sid`).
+    pub session_id: SessionId,
     /// The token's unique id.
     pub token_id: String,
     /// When it expires.
@@ -41,8 +43,14 @@ pub enum TokenError {
 /// Issues and verifies access tokens.
 #[cfg_attr(test, mockall::automock)]
 pub trait TokenIssuer: Send + Sync + 'static {
-    /// Issues a token for an admin of an organization.
-    fn issue(&self, admin_id: AdminId, org_id: OrgId, now: DateTime<Utc>) -> Result<AccessToken, TokenError>;
+    /// Issues a token for an admin of an organization, within a session.
+    fn issue(
+        &self,
+        admin_id: AdminId,
+        org_id: OrgId,
+        session_id: SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<AccessToken, TokenError>;
 
     /// Verifies a token's signature, algorithm, issuer and expiry, and returns its claims.
     fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<TokenClaims, TokenError>;

@@ -1,0 +1,206 @@
+//! Login sessions, the account lockout policy and the audit trail: the rules of
+//! authentication that do not depend on how tokens are encoded or where state is kept.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::{AdminId, EventId, OrgId, SessionId};
+
+/// A login session: what a refresh token keeps alive and what every access token names in
+/// its `sid` claim. Revoking it ends both at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Immutable id.
+    pub id: SessionId,
+    /// The admin who logged in.
+    pub admin_id: AdminId,
+    /// The admin's organization.
+    pub org_id: OrgId,
+    /// When the admin logged in.
+    pub created_at: DateTime<Utc>,
+    /// When the session ends even if refreshed (the refresh token's lifetime).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// When an account is locked after failed logins: after `threshold` consecutive failures it
+/// is locked for `base`, and each further failure after a lock expires locks it again for
+/// twice as long, up to `cap`. A successful login resets the count.
+///
+/// ```
+/// use std::time::Duration;
+/// use domain::LockoutPolicy;
+/// let policy = LockoutPolicy::default();
+/// assert_eq!(policy.threshold, 5);
+/// assert_eq!(policy.lock_for(5), Some(Duration::from_secs(60)));
+/// assert_eq!(policy.lock_for(6), Some(Duration::from_secs(120)));
+/// assert_eq!(policy.lock_for(40), Some(Duration::from_secs(3600)));
+/// assert_eq!(policy.lock_for(4), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// Consecutive failures that lock the account (at least 1).
+    pub threshold: u32,
+    /// The first lock's duration.
+    pub base: Duration,
+    /// The longest lock.
+    pub cap: Duration,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        Self { threshold: 5, base: Duration::from_secs(60), cap: Duration::from_secs(3600) }
+    }
+}
+
+impl LockoutPolicy {
+    /// How long the account is locked once its `failures`-th consecutive failed attempt has
+    /// started, or `None` if that many failures do not lock it.
+    pub fn lock_for(&self, failures: u32) -> Option<Duration> {
+        let threshold = self.threshold.max(1);
+        let excess = failures.checked_sub(threshold)?;
+        let factor = 2u32.checked_pow(excess.min(31)).unwrap_or(u32::MAX);
+        Some(self.base.checked_mul(factor).unwrap_or(self.cap).min(self.cap))
+    }
+}
+
+/// What happened, in an audit event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    /// `organization.created`
+    OrganizationCreated,
+    /// `organization.renamed`
+    OrganizationRenamed,
+    /// `organization.deleted`
+    OrganizationDeleted,
+    /// `admin.email_changed`
+    AdminEmailChanged,
+    /// `admin.password_changed`
+    AdminPasswordChanged,
+    /// `login.succeeded`
+    LoginSucceeded,
+    /// `login.failed`
+    LoginFailed,
+    /// `login.locked`: the attempt locked the account, or was refused because it is locked.
+    LoginLocked,
+    /// `session.refresh_reused`: an already-rotated refresh token was presented and its
+    /// session revoked.
+    SessionRefreshReused,
+    /// `session.logged_out`
+    SessionLoggedOut,
+}
+
+/// The text is not one of the audit actions.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a known audit action")]
+pub struct AuditActionError;
+
+impl AuditAction {
+    /// Every action, in a stable order.
+    pub const ALL: [AuditAction; 10] = [
+        Self::OrganizationCreated,
+        Self::OrganizationRenamed,
+        Self::OrganizationDeleted,
+        Self::AdminEmailChanged,
+        Self::AdminPasswordChanged,
+        Self::LoginSucceeded,
+        Self::LoginFailed,
+        Self::LoginLocked,
+        Self::SessionRefreshReused,
+        Self::SessionLoggedOut,
+    ];
+
+    /// The dotted name used in the API and in storage.
+    ///
+    /// ```
+    /// use domain::AuditAction;
+    /// assert_eq!(AuditAction::LoginFailed.as_str(), "login.failed");
+    /// assert_eq!("session.logged_out".parse(), Ok(AuditAction::SessionLoggedOut));
+    /// assert!("login.maybe".parse::<AuditAction>().is_err());
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OrganizationCreated => "organization.created",
+            Self::OrganizationRenamed => "organization.renamed",
+            Self::OrganizationDeleted => "organization.deleted",
+            Self::AdminEmailChanged => "admin.email_changed",
+            Self::AdminPasswordChanged => "admin.password_changed",
+            Self::LoginSucceeded => "login.succeeded",
+            Self::LoginFailed => "login.failed",
+            Self::LoginLocked => "login.locked",
+            Self::SessionRefreshReused => "session.refresh_reused",
+            Self::SessionLoggedOut => "session.logged_out",
+        }
+    }
+}
+
+impl FromStr for AuditAction {
+    type Err = AuditActionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s).ok_or(AuditActionError)
+    }
+}
+
+impl fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How an audited action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditOutcome {
+    /// It was done.
+    Success,
+    /// It was attempted and refused (wrong password, reused token).
+    Failure,
+    /// It was refused without being attempted (locked account).
+    Denied,
+}
+
+impl AuditOutcome {
+    /// The lowercase name used in the API and in storage.
+    ///
+    /// ```
+    /// use domain::AuditOutcome;
+    /// assert_eq!(AuditOutcome::Denied.as_str(), "denied");
+    /// assert_eq!("success".parse(), Ok(AuditOutcome::Success));
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+            Self::Denied => "denied",
+        }
+    }
+}
+
+impl FromStr for AuditOutcome {
+    type Err = AuditActionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Success, Self::Failure, Self::Denied].into_iter().find(|o| o.as_str() == s).ok_or(AuditActionError)
+    }
+}
+
+/// One security-relevant action. It never holds a password, hash or token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Time-ordered id.
+    pub id: EventId,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// What happened.
+    pub action: AuditAction,
+    /// The organization concerned; none for a login with an unknown email.
+    pub organization_id: Option<OrgId>,
+    /// The admin who acted or whose account was concerned, when known.
+    pub actor_id: Option<AdminId>,
+    /// The client's address as the service determined it.
+    pub ip: Option<String>,
+    /// The request's id, to find its log lines.
+    pub request_id: Option<String>,
+    /// How it ended.
+    pub outcome: AuditOutcome,
+}

@@ -1,0 +1,387 @@
+//! Sessions, failed-login counters and the audit trail on MongoDB.
+//!
+//! Every decision that must hold under concurrency is one conditional single-document
+//! update, atomic on any deployment (standalone, replica set, sharded): a refresh rotates
+//! only if the presented hash is still `current`; a password check is reserved only by an
+//! increment under the threshold or a compare-and-set of the failure count.
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{
+    AdminId, AuditAction, AuditEvent, AuditOutcome, EventId, LockoutPolicy, OrgId, PasswordHash, Session, SessionId,
+    StoreError,
+};
+use mongodb::bson::{self, Document, doc};
+use mongodb::options::ReturnDocument;
+use ports::{
+    AccountLockout, AuditLog, AuditQuery, LoginAttempt, NewSession, REMEMBERED_ROTATIONS, RefreshHash, Rotation,
+    SessionRepository,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::MongoStore;
+use crate::documents::{from_bson_time, to_bson_time};
+use crate::errors::store_error;
+
+fn db<T>(result: mongodb::error::Result<T>) -> Result<T, StoreError> {
+    result.map_err(store_error)
+}
+
+fn corrupt(error: impl Into<anyhow::Error>) -> StoreError {
+    StoreError::Unknown(error.into())
+}
+
+/// How many times a compare-and-set is retried against concurrent writers before giving up
+/// with a retryable error. Each lost round means another writer made progress.
+const CAS_ATTEMPTS: usize = 16;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SessionDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    admin_id: String,
+    org_id: String,
+    created_at: bson::DateTime,
+    expires_at: bson::DateTime,
+    current: String,
+    #[serde(default)]
+    previous: Option<String>,
+    #[serde(default)]
+    rotated_at: Option<bson::DateTime>,
+    #[serde(default)]
+    retired: Vec<String>,
+    #[serde(default)]
+    revoked_at: Option<bson::DateTime>,
+}
+
+impl SessionDoc {
+    fn to_domain(&self) -> Result<Session, StoreError> {
+        Ok(Session {
+            id: SessionId::parse(&self.id).map_err(corrupt)?,
+            admin_id: AdminId::parse(&self.admin_id).map_err(corrupt)?,
+            org_id: OrgId::parse(&self.org_id).map_err(corrupt)?,
+            created_at: from_bson_time(self.created_at).map_err(corrupt)?,
+            expires_at: from_bson_time(self.expires_at).map_err(corrupt)?,
+        })
+    }
+
+    fn live(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at > to_bson_time(now)
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct EventDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    at: bson::DateTime,
+    action: String,
+    org_id: Option<String>,
+    actor_id: Option<String>,
+    ip: Option<String>,
+    request_id: Option<String>,
+    outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<bson::DateTime>,
+}
+
+impl EventDoc {
+    fn from_domain(e: &AuditEvent) -> Self {
+        Self {
+            id: e.id.to_string(),
+            at: to_bson_time(e.at),
+            action: e.action.as_str().to_owned(),
+            org_id: e.organization_id.map(|id| id.to_string()),
+            actor_id: e.actor_id.map(|id| id.to_string()),
+            ip: e.ip.clone(),
+            request_id: e.request_id.clone(),
+            outcome: e.outcome.as_str().to_owned(),
+            expires_at: None,
+        }
+    }
+
+    fn to_domain(&self) -> Result<AuditEvent, StoreError> {
+        Ok(AuditEvent {
+            id: EventId::parse(&self.id).map_err(corrupt)?,
+            at: from_bson_time(self.at).map_err(corrupt)?,
+            action: self.action.parse::<AuditAction>().map_err(corrupt)?,
+            organization_id: self.org_id.as_deref().map(OrgId::parse).transpose().map_err(corrupt)?,
+            actor_id: self.actor_id.as_deref().map(AdminId::parse).transpose().map_err(corrupt)?,
+            ip: self.ip.clone(),
+            request_id: self.request_id.clone(),
+            outcome: self.outcome.parse::<AuditOutcome>().map_err(corrupt)?,
+        })
+    }
+}
+
+/// The failed-login fields of an admin document.
+#[derive(Debug, Deserialize)]
+struct LockoutFields {
+    #[serde(default)]
+    failed_logins: u32,
+    #[serde(default)]
+    locked_until: Option<bson::DateTime>,
+}
+
+impl MongoStore {
+    fn sessions(&self) -> mongodb::Collection<SessionDoc> {
+        self.master.collection("sessions")
+    }
+
+    fn events_collection(&self) -> mongodb::Collection<EventDoc> {
+        self.master.collection("audit_events")
+    }
+
+    fn push_retired(hash: &str) -> Document {
+        doc! {"retired": {"$each": [hash], "$slice": -i64::try_from(REMEMBERED_ROTATIONS).unwrap_or(i64::MAX)}}
+    }
+}
+
+#[async_trait]
+impl AccountLockout for MongoStore {
+    async fn begin_login_attempt(
+        &self,
+        admin: AdminId,
+        policy: LockoutPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<LoginAttempt, StoreError> {
+        let id = admin.to_string();
+        let admins = self.master.collection::<LockoutFields>("admins");
+        let threshold = policy.threshold.max(1);
+        // The common case, far from the threshold: one atomic increment, no lock involved
+        // (an account below the threshold is never locked).
+        let below = i64::from(threshold) - 1;
+        let fast = db(admins
+            .update_one(
+                doc! {"_id": &id, "$or": [{"failed_logins": {"$lt": below}}, {"failed_logins": {"$exists": false}}]},
+                doc! {"$inc": {"failed_logins": 1}},
+            )
+            .await)?;
+        if fast.matched_count == 1 {
+            return Ok(LoginAttempt::Allowed { locks_on_failure: false });
+        }
+        // At or past the threshold: each attempt sets the next lock, so it is a
+        // compare-and-set on the count; the loser of a race sees the winner's lock.
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(current) = db(admins.find_one(doc! {"_id": &id}).await)? else {
+                return Ok(LoginAttempt::Allowed { locks_on_failure: false });
+            };
+            if let Some(until) = current.locked_until.filter(|until| *until > to_bson_time(now)) {
+                return Ok(LoginAttempt::Locked { until: from_bson_time(until).map_err(corrupt)? });
+            }
+            let failures = current.failed_logins.saturating_add(1);
+            let lock = policy.lock_for(failures);
+            let mut set = doc! {"failed_logins": failures};
+            if let Some(duration) = lock {
+                let until = now + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
+                set.insert("locked_until", to_bson_time(until));
+            }
+            let filter = if current.failed_logins == 0 {
+                doc! {"_id": &id, "$or": [{"failed_logins": 0}, {"failed_logins": {"$exists": false}}]}
+            } else {
+                doc! {"_id": &id, "failed_logins": current.failed_logins}
+            };
+            if db(admins.update_one(filter, doc! {"$set": set}).await)?.matched_count == 1 {
+                return Ok(LoginAttempt::Allowed { locks_on_failure: lock.is_some() });
+            }
+        }
+        Err(StoreError::Unavailable(anyhow!("too much contention on the failed-login counter")))
+    }
+
+    async fn login_succeeded(&self, admin: AdminId) -> Result<(), StoreError> {
+        db(self
+            .master
+            .collection::<Document>("admins")
+            .update_one(
+                doc! {"_id": admin.to_string()},
+                doc! {"$set": {"failed_logins": 0}, "$unset": {"locked_until": ""}},
+            )
+            .await)?;
+        Ok(())
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        admin: AdminId,
+        current: &PasswordHash,
+        upgraded: PasswordHash,
+    ) -> Result<bool, StoreError> {
+        let result = db(self
+            .master
+            .collection::<Document>("admins")
+            .update_one(
+                doc! {"_id": admin.to_string(), "password_hash": current.as_phc()},
+                doc! {"$set": {"password_hash": upgraded.as_phc()}},
+            )
+            .await)?;
+        Ok(result.matched_count == 1)
+    }
+}
+
+#[async_trait]
+impl SessionRepository for MongoStore {
+    async fn create_session(&self, new: NewSession) -> Result<(), StoreError> {
+        let s = &new.session;
+        let document = SessionDoc {
+            id: s.id.to_string(),
+            admin_id: s.admin_id.to_string(),
+            org_id: s.org_id.to_string(),
+            created_at: to_bson_time(s.created_at),
+            expires_at: to_bson_time(s.expires_at),
+            current: new.refresh_hash.as_hex().to_owned(),
+            previous: None,
+            rotated_at: None,
+            retired: Vec::new(),
+            revoked_at: None,
+        };
+        db(self.sessions().insert_one(document).await)?;
+        Ok(())
+    }
+
+    async fn rotate(
+        &self,
+        presented: &RefreshHash,
+        replacement: &RefreshHash,
+        grace: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation, StoreError> {
+        let (presented, replacement) = (presented.as_hex(), replacement.as_hex());
+        let at = to_bson_time(now);
+        // The current token: rotate it, in one conditional update.
+        let rotated = db(self
+            .sessions()
+            .find_one_and_update(
+                doc! {"current": presented, "revoked_at": null, "expires_at": {"$gt": at}},
+                doc! {
+                    "$set": {"current": replacement, "previous": presented, "rotated_at": at},
+                    "$push": Self::push_retired(presented),
+                },
+            )
+            .return_document(ReturnDocument::After)
+            .await)?;
+        if let Some(session) = rotated {
+            return Ok(Rotation::Rotated(session.to_domain()?));
+        }
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(session) =
+                db(self.sessions().find_one(doc! {"$or": [{"current": presented}, {"retired": presented}]}).await)?
+            else {
+                return Ok(Rotation::Invalid);
+            };
+            if !session.live(now) || session.current == presented {
+                return Ok(Rotation::Invalid);
+            }
+            let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+            let rotated_at = session.rotated_at.map(from_bson_time).transpose().map_err(corrupt)?;
+            let in_grace =
+                session.previous.as_deref() == Some(presented) && rotated_at.is_some_and(|t| now - t < grace);
+            if !in_grace {
+                // A rotated token presented again: whoever holds it, the session is
+                // compromised.
+                db(self
+                    .sessions()
+                    .update_one(doc! {"_id": &session.id, "revoked_at": null}, doc! {"$set": {"revoked_at": at}})
+                    .await)?;
+                return Ok(Rotation::Reused(session.to_domain()?));
+            }
+            // A retry within the grace window: replace whatever is current now.
+            let retried = db(self
+                .sessions()
+                .update_one(
+                    doc! {"_id": &session.id, "current": &session.current, "previous": presented, "revoked_at": null},
+                    doc! {"$set": {"current": replacement}, "$push": Self::push_retired(&session.current)},
+                )
+                .await)?;
+            if retried.matched_count == 1 {
+                return Ok(Rotation::Rotated(session.to_domain()?));
+            }
+        }
+        Err(StoreError::Unavailable(anyhow!("too much contention on one session")))
+    }
+
+    async fn session_active(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let found = db(self
+            .sessions()
+            .count_documents(doc! {"_id": id.to_string(), "revoked_at": null, "expires_at": {"$gt": to_bson_time(now)}})
+            .await)?;
+        Ok(found == 1)
+    }
+
+    async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        db(self
+            .sessions()
+            .update_one(
+                doc! {"_id": id.to_string(), "revoked_at": null},
+                doc! {"$set": {"revoked_at": to_bson_time(now)}},
+            )
+            .await)?;
+        Ok(())
+    }
+
+    async fn revoke_admin_sessions(
+        &self,
+        admin: AdminId,
+        except: Option<SessionId>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut filter = doc! {"admin_id": admin.to_string(), "revoked_at": null};
+        if let Some(except) = except {
+            filter.insert("_id", doc! {"$ne": except.to_string()});
+        }
+        db(self.sessions().update_many(filter, doc! {"$set": {"revoked_at": to_bson_time(now)}}).await)?;
+        Ok(())
+    }
+
+    async fn revoke_organization_sessions(&self, org: OrgId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        db(self
+            .sessions()
+            .update_many(
+                doc! {"org_id": org.to_string(), "revoked_at": null},
+                doc! {"$set": {"revoked_at": to_bson_time(now)}},
+            )
+            .await)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AuditLog for MongoStore {
+    async fn record(&self, event: AuditEvent) -> Result<(), StoreError> {
+        db(self.events_collection().insert_one(EventDoc::from_domain(&event)).await)?;
+        Ok(())
+    }
+
+    async fn events(&self, org: OrgId, query: AuditQuery, now: DateTime<Utc>) -> Result<Vec<AuditEvent>, StoreError> {
+        // Expired events may outlive their time until the TTL monitor runs; they are
+        // filtered out here so that retention is exact.
+        let mut filter = doc! {
+            "org_id": org.to_string(),
+            "$or": [{"expires_at": {"$exists": false}}, {"expires_at": {"$gt": to_bson_time(now)}}],
+        };
+        if let Some(action) = query.action {
+            filter.insert("action", action.as_str());
+        }
+        if let Some(before) = query.before {
+            // Hyphenated UUIDs of one width sort as their bytes, and version 7 ids sort by time.
+            filter.insert("_id", doc! {"$lt": before.to_string()});
+        }
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let mut cursor = db(self.events_collection().find(filter).sort(doc! {"_id": -1}).limit(limit).await)?;
+        let mut events = Vec::new();
+        while db(cursor.advance().await)? {
+            events.push(db(cursor.deserialize_current())?.to_domain()?);
+        }
+        Ok(events)
+    }
+
+    async fn expire_events(&self, org: OrgId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        db(self
+            .events_collection()
+            .update_many(doc! {"org_id": org.to_string()}, doc! {"$set": {"expires_at": to_bson_time(at)}})
+            .await)?;
+        Ok(())
+    }
+}
