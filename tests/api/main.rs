@@ -2,25 +2,42 @@
 //! with a fresh store and talks to it over HTTP; the [`api_tests!`] list runs each of them
 //! on every storage.
 
+mod abuse;
+mod audit;
 mod create;
 mod delete;
 mod docs;
 mod get;
+mod instances;
 mod login;
 mod outage;
+mod sessions;
 mod update;
 
 /// Runs every test (an `async fn(TestApp)`) against the storage that `$spawn` starts the
 /// application on, in a module named after the storage.
 macro_rules! api_tests {
-    ($storage:ident, $spawn:path) => {
+    ($storage:ident, $spawn:path, $backend:expr) => {
         mod $storage {
+            api_tests!(@configured $backend; sessions: login_returns_a_refresh_token_bound_to_a_session, refresh_rotates_and_reuse_revokes_the_session, a_retry_within_the_grace_window_is_not_reuse, logout_ends_access_and_refresh, credential_changes_end_every_other_session, deletion_ends_every_session, invalid_refresh_requests_are_rejected);
+            api_tests!(@configured $backend; abuse: parallel_wrong_passwords_get_five_checks_then_429, a_success_resets_the_failure_count, rate_limits_answer_429_with_retry_after, forwarded_for_counts_only_behind_trusted_proxies, hashing_beyond_its_bound_is_503_with_retry_after, cors_is_off_unless_origins_are_allowed, responses_are_never_cached);
+            api_tests!(@configured $backend; audit: every_action_is_recorded_with_its_context, pages_follow_the_cursor_newest_first, the_action_filter_and_bad_parameters, events_are_the_organizations_own_and_survive_a_rename);
             api_tests!(@module $spawn; create: returns_201_with_the_organization_and_creates_its_collection, same_key_in_any_spelling_is_409, taken_email_is_409_and_leaves_nothing, invalid_fields_are_422_naming_each_field, wrong_json_types_and_unknown_fields_are_422, malformed_json_is_400, oversized_body_is_413, non_json_content_type_is_415, sixteen_simultaneous_creates_have_one_winner, responses_never_contain_the_password_or_hash);
             api_tests!(@module $spawn; get: anonymous_callers_see_no_admin_email, the_organizations_own_admin_sees_its_email, unknown_organization_is_404, missing_or_invalid_parameter_is_422);
             api_tests!(@module $spawn; login: returns_a_bearer_jwt_with_every_claim, email_is_case_insensitive, unknown_email_and_wrong_password_get_the_same_401, invalid_fields_are_422);
             api_tests!(@module $spawn; update: requires_a_valid_bearer_token, empty_update_is_422, rename_moves_the_collection_with_every_document, rename_onto_a_taken_name_is_409_and_touches_nothing, tokens_survive_a_rename, email_and_password_changes_apply, taken_email_is_409_and_nothing_applies);
             api_tests!(@module $spawn; delete: requires_a_valid_bearer_token, unknown_organization_is_404, another_organization_is_403_and_survives, removes_everything_and_refuses_its_tokens, accepts_the_name_in_a_json_body, missing_name_is_422);
             api_tests!(@module $spawn; docs: openapi_documents_every_endpoint_and_the_bearer_scheme, swagger_ui_is_served, health_endpoints_answer, unknown_routes_and_methods_are_problems, security_headers_are_set);
+        }
+    };
+    (@configured $backend:expr; $module:ident: $($test:ident),* $(,)?) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    crate::$module::$test($backend).await;
+                }
+            )*
         }
     };
     (@module $spawn:path; $module:ident: $($test:ident),* $(,)?) => {
@@ -35,5 +52,5 @@ macro_rules! api_tests {
     };
 }
 
-api_tests!(memory, api_tests::TestApp::spawn);
-api_tests!(mongodb, api_tests::TestApp::spawn_mongodb);
+api_tests!(memory, api_tests::TestApp::spawn, api_tests::Backend::Memory);
+api_tests!(mongodb, api_tests::TestApp::spawn_mongodb, api_tests::Backend::MongoDb);

@@ -32,6 +32,43 @@ pub fn test_settings() -> Settings {
     settings
 }
 
+/// Where a test's application keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A fresh in-memory store.
+    Memory,
+    /// Fresh databases on the MongoDB test server.
+    MongoDb,
+}
+
+impl Backend {
+    /// The test settings for this storage, on fresh databases.
+    pub fn settings(self) -> Settings {
+        let mut settings = test_settings();
+        if self == Backend::MongoDb {
+            settings.storage = orgsvc::Storage::MongoDb;
+            settings.mongodb = mongo_adapter::test_support::fresh_settings(mongo_adapter::test_support::URI_VARIABLE);
+        }
+        settings
+    }
+
+    /// Starts the application on this storage with the test settings changed by `change`.
+    pub async fn spawn_with(self, change: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = self.settings();
+        change(&mut settings);
+        TestApp::spawn_with(settings).await
+    }
+}
+
+/// The tokens of a login or refresh.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    /// The access token.
+    pub access: String,
+    /// The refresh token.
+    pub refresh: String,
+}
+
 impl TestApp {
     /// Starts the application with the test settings.
     pub async fn spawn() -> Self {
@@ -96,6 +133,40 @@ impl TestApp {
         body["access_token"].as_str().expect("access_token").to_owned()
     }
 
+    /// Logs in, failing the test unless it gets 200; returns both tokens.
+    pub async fn tokens(&self, email: &str, password: &str) -> Tokens {
+        let response = self.login(email, password).await;
+        assert_eq!(response.status(), 200, "login {email}");
+        tokens_of(response).await
+    }
+
+    /// `POST /admin/refresh`.
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.request(Method::POST, "/admin/refresh")
+            .json(&json!({"refresh_token": refresh_token}))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `POST /admin/logout`.
+    pub async fn logout(&self, token: &str) -> Response {
+        self.request(Method::POST, "/admin/logout").bearer_auth(token).send().await.expect("request")
+    }
+
+    /// `GET /org/audit` with query parameters.
+    pub async fn audit(&self, token: &str, query: &[(&str, &str)]) -> Response {
+        self.request(Method::GET, "/org/audit").query(query).bearer_auth(token).send().await.expect("request")
+    }
+
+    /// Every audit event of the token's organization, newest first, failing unless 200.
+    pub async fn audit_events(&self, token: &str) -> Vec<Value> {
+        let response = self.audit(token, &[("limit", "100")]).await;
+        assert_eq!(response.status(), 200, "audit");
+        let body: Value = response.json().await.expect("json");
+        body["events"].as_array().expect("events").clone()
+    }
+
     /// `GET /org/get?organization_name=...`, with a token if given.
     pub async fn get(&self, name: &str, token: Option<&str>) -> Response {
         let mut request = self.request(Method::GET, "/org/get").query(&[("organization_name", name)]);
@@ -118,6 +189,15 @@ impl TestApp {
             .send()
             .await
             .expect("request")
+    }
+}
+
+/// The tokens of a 200 login or refresh response.
+pub async fn tokens_of(response: Response) -> Tokens {
+    let body: Value = response.json().await.expect("json");
+    Tokens {
+        access: body["access_token"].as_str().expect("access_token").to_owned(),
+        refresh: body["refresh_token"].as_str().expect("refresh_token").to_owned(),
     }
 }
 

@@ -107,15 +107,15 @@ impl PasswordHasher for Argon2Hasher {
     }
 
     fn needs_rehash(&self, hash: &PasswordHash) -> bool {
-        // Compare the algorithm, version and cost parameters recorded in the PHC string
-        // with the current ones; the salt and output length do not matter.
+        // Only a weaker hash is replaced: another algorithm or version, or less memory or
+        // fewer passes than now. During a rolling change of parameters, instances with the
+        // old ones must not downgrade what the new ones upgraded.
         let Ok(parsed) = argon2::password_hash::phc::PasswordHash::new(hash.as_phc()) else { return true };
         let Ok(params) = Params::try_from(&parsed) else { return true };
         parsed.algorithm.as_str() != "argon2id"
             || parsed.version != Some(Version::V0x13.into())
-            || params.m_cost() != self.params.m_cost()
-            || params.t_cost() != self.params.t_cost()
-            || params.p_cost() != self.params.p_cost()
+            || params.m_cost() < self.params.m_cost()
+            || params.t_cost() < self.params.t_cost()
     }
 }
 
@@ -165,7 +165,7 @@ mod tests {
         let fresh = current.hash(password("correct horse")).await.expect("hash");
         assert!(current.needs_rehash(&outdated));
         assert!(!current.needs_rehash(&fresh));
-        assert!(old.needs_rehash(&fresh));
+        assert!(!old.needs_rehash(&fresh), "never a downgrade");
     }
 
     #[tokio::test(flavor = "current_thread")]

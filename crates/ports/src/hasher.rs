@@ -27,7 +27,7 @@ pub trait PasswordHasher: Send + Sync + 'static {
     /// whether an account exists.
     async fn verify(&self, password: Password, hash: Option<PasswordHash>) -> Result<bool, HashError>;
 
-    /// Whether a hash was made with other parameters than the current ones and should be
+    /// Whether a hash is weaker than the current parameters would make it and should be
     /// replaced at the next successful login.
     fn needs_rehash(&self, hash: &PasswordHash) -> bool;
 }
