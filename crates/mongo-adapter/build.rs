@@ -1,14 +1,15 @@
-//! Embeds every master migration (`migrations/master/NNNN_*.json` at the workspace root)
-//! into the crate, in version order.
+//! Embeds every migration (`migrations/master/NNNN_*.json` and `migrations/tenant/NNNN_*.json`
+//! at the workspace root) into the crate, in version order.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-fn main() {
-    let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("manifest dir")).join("../../migrations/master");
+fn embed(kind: &str) {
+    let dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("manifest dir")).join("../../migrations").join(kind);
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("read migrations/master")
+        .unwrap_or_else(|e| panic!("read migrations/{kind}: {e}"))
         .map(|entry| entry.expect("directory entry").path())
         .filter(|path| path.extension().is_some_and(|e| e == "json"))
         .collect();
@@ -21,6 +22,11 @@ fn main() {
         writeln!(code, "    ({name:?}, include_str!({:?})),", path.display().to_string()).expect("write");
     }
     code.push(']');
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("out dir")).join("migrations.rs");
-    std::fs::write(out, code).expect("write migrations.rs");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("out dir")).join(format!("{kind}_migrations.rs"));
+    std::fs::write(out, code).expect("write the embedded migrations");
+}
+
+fn main() {
+    embed("master");
+    embed("tenant");
 }

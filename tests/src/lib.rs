@@ -86,7 +86,7 @@ impl TestApp {
     /// Starts the application with these settings.
     pub async fn spawn_with(settings: Settings) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
-            orgsvc::telemetry::init();
+            orgsvc::telemetry::init(settings.log_format);
         }
         let app = Application::build(settings).await.expect("build application");
         let address = format!("http://127.0.0.1:{}", app.port());

@@ -197,6 +197,16 @@ impl OrganizationRepository for InMemoryStore {
         Ok(())
     }
 
+    async fn list(&self) -> Result<Vec<Organization>, StoreError> {
+        let mut all: Vec<Organization> = self.state().organizations.values().cloned().collect();
+        all.sort_by(|a, b| a.name.key().as_str().cmp(b.name.key().as_str()));
+        Ok(all)
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        Ok(self.state().organizations.len() as u64)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }

@@ -27,6 +27,8 @@ pub const RECONCILE_AFTER_LISTING: &str = "reconcile:after_listing_organizations
 #[derive(Debug, Default)]
 struct Armed {
     crash: Option<&'static str>,
+    /// A crash at the nth pass through a step, counting down.
+    crash_at_pass: Option<(&'static str, usize)>,
     pause: Option<(&'static str, Arc<Pause>)>,
 }
 
@@ -81,8 +83,22 @@ impl FailPoints {
         *self.armed() = Armed::default();
     }
 
+    /// Makes the `n`th operation (from 1) that reaches `step` stop there.
+    pub fn arm_at_pass(&self, step: &'static str, n: usize) {
+        self.armed().crash_at_pass = Some((step, n));
+    }
+
     pub(crate) fn check(&self, step: &'static str) -> Result<(), Crash> {
         let mut armed = self.armed();
+        if let Some((at, remaining)) = armed.crash_at_pass
+            && at == step
+        {
+            if remaining <= 1 {
+                armed.crash_at_pass = None;
+                return Err(Crash(step));
+            }
+            armed.crash_at_pass = Some((at, remaining - 1));
+        }
         if armed.crash == Some(step) {
             armed.crash = None;
             return Err(Crash(step));

@@ -29,7 +29,10 @@ use mongodb::{Client, Collection, Database};
 use secrecy::ExposeSecret;
 
 pub use failpoints::{CREATE_STEPS, DELETE_STEPS, FailPoints, Pause, RECONCILE_AFTER_LISTING, UPDATE_STEPS};
-pub use migrations::{Migration, MigrationReport, master_migrations};
+pub use migrations::{
+    Migration, MigrationProgress, MigrationReport, Silent, TENANT_MIGRATION_STEP, TenantMigrationReport,
+    master_migrations, tenant_migrations,
+};
 pub use reconcile::ReconcileReport;
 pub use schema::tenant_collection_options;
 pub use settings::MongoSettings;

@@ -1,6 +1,12 @@
-//! Versioned migrations of the master database. Each is applied once, in version order,
-//! and recorded in `_migrations` with the SHA-256 of its text; an applied migration whose
-//! text changed is refused, naming it.
+//! Versioned migrations. Master migrations change the master database; each is applied
+//! once, in version order, and recorded in `_migrations` with the SHA-256 of its text; an
+//! applied migration whose text changed is refused, naming it.
+//!
+//! Tenant migrations change every tenant collection: their commands name the collection
+//! as `"$collection"`. Each organization records the tenant migrations its collection
+//! got (`tenant_migrations` on its document), so an interrupted run resumes where it
+//! stopped and never applies one twice to a collection it recorded; a new organization's
+//! collection gets every tenant migration when it is created.
 
 use anyhow::{Context, bail};
 use mongodb::bson::{self, Document, doc};
@@ -42,14 +48,79 @@ impl Migration {
 
 /// The master migrations embedded in this build, from `migrations/master/`.
 pub fn master_migrations() -> anyhow::Result<Vec<Migration>> {
-    const EMBEDDED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
+    const EMBEDDED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/master_migrations.rs"));
+    embedded(EMBEDDED)
+}
+
+/// The tenant migrations embedded in this build, from `migrations/tenant/`.
+pub fn tenant_migrations() -> anyhow::Result<Vec<Migration>> {
+    const EMBEDDED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/tenant_migrations.rs"));
+    embedded(EMBEDDED)
+}
+
+fn embedded(files: &[(&str, &str)]) -> anyhow::Result<Vec<Migration>> {
     let migrations: Vec<Migration> =
-        EMBEDDED.iter().map(|(name, text)| Migration { name: (*name).to_owned(), text: (*text).to_owned() }).collect();
+        files.iter().map(|(name, text)| Migration { name: (*name).to_owned(), text: (*text).to_owned() }).collect();
     for m in &migrations {
         m.commands()?;
     }
     Ok(migrations)
 }
+
+/// Where a tenant migration run reports its progress: a progress bar on a terminal, plain
+/// lines otherwise.
+pub trait MigrationProgress: Send {
+    /// A migration starts, with this many collections to do.
+    fn begin(&mut self, migration: &str, total: u64);
+    /// One more collection is done.
+    fn advance(&mut self);
+    /// The migration is done.
+    fn end(&mut self);
+}
+
+/// Reports nothing.
+#[derive(Debug, Default)]
+pub struct Silent;
+
+impl MigrationProgress for Silent {
+    fn begin(&mut self, _: &str, _: u64) {}
+    fn advance(&mut self) {}
+    fn end(&mut self) {}
+}
+
+/// What a tenant migration run did, per migration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantMigrationReport {
+    /// `(migration, collections migrated by this run (or to migrate, in a dry run),
+    /// collections that already had it)`.
+    pub migrations: Vec<(String, u64, u64)>,
+}
+
+impl std::fmt::Display for TenantMigrationReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.migrations.is_empty() {
+            return writeln!(f, "tenant migrations: none");
+        }
+        for (name, done, already) in &self.migrations {
+            writeln!(f, "tenant migration {name}: {done} collection(s) migrated now, {already} already had it")?;
+        }
+        Ok(())
+    }
+}
+
+/// Replaces every `"$collection"` string in a command with the collection's name.
+fn for_collection(value: &mut bson::Bson, collection: &str) {
+    match value {
+        bson::Bson::String(s) if s == "$collection" => *s = collection.to_owned(),
+        bson::Bson::Document(d) => d.iter_mut().for_each(|(_, v)| for_collection(v, collection)),
+        bson::Bson::Array(items) => items.iter_mut().for_each(|v| for_collection(v, collection)),
+        _ => {}
+    }
+}
+
+/// The step between two organizations of a tenant migration, where tests stop a run as if
+/// it had been killed.
+pub const TENANT_MIGRATION_STEP: &str = "tenant_migration:before_organization";
 
 /// What a migration run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -99,6 +170,137 @@ impl MongoStore {
             report.applied.push(migration.name);
         }
         Ok(report)
+    }
+}
+
+impl MongoStore {
+    /// Applies each tenant migration to every active organization's collection that lacks
+    /// it, recording it on the organization as it goes; with `dry_run`, only counts. Runs
+    /// until no active organization lacks a migration, so organizations created or renamed
+    /// meanwhile are not missed. Tenant migrations must be idempotent (index creation,
+    /// updates that skip documents already changed): a crash between applying one to a
+    /// collection and recording it re-applies it to that one collection on the next run.
+    pub async fn migrate_tenants(
+        &self,
+        migrations: &[Migration],
+        dry_run: bool,
+        progress: &mut dyn MigrationProgress,
+    ) -> anyhow::Result<TenantMigrationReport> {
+        let mut migrations = migrations.to_vec();
+        migrations.sort_by(|a, b| a.name.cmp(&b.name));
+        let organizations: Collection<Document> = self.master.collection("organizations");
+        let mut report = TenantMigrationReport::default();
+        for migration in &migrations {
+            self.check_tenant_checksum(migration, dry_run).await?;
+            let commands = migration.commands()?;
+            let lacking = doc! {"state": "active", "tenant_migrations": {"$ne": &migration.name}};
+            let already = organizations
+                .count_documents(doc! {"state": "active", "tenant_migrations": &migration.name})
+                .await
+                .context("counting migrated organizations")?;
+            let total = organizations.count_documents(lacking.clone()).await.context("counting organizations")?;
+            progress.begin(&migration.name, total);
+            let mut done = 0;
+            loop {
+                let mut cursor = organizations
+                    .find(lacking.clone())
+                    .projection(doc! {"collection": 1, "database": 1})
+                    .sort(doc! {"_id": 1})
+                    .await
+                    .context("listing organizations")?;
+                let mut batch = Vec::new();
+                while cursor.advance().await.context("listing organizations")? {
+                    batch.push(cursor.deserialize_current().context("reading an organization")?);
+                }
+                if batch.is_empty() || dry_run {
+                    done += if dry_run { batch.len() as u64 } else { 0 };
+                    break;
+                }
+                for org in batch {
+                    self.step(TENANT_MIGRATION_STEP).await.map_err(|e| anyhow::anyhow!("{e:#}"))?;
+                    let (id, collection, database) =
+                        (org.get_str("_id")?, org.get_str("collection")?, org.get_str("database")?);
+                    self.apply_tenant_commands(database, collection, &commands)
+                        .await
+                        .with_context(|| format!("applying tenant migration {} to {collection}", migration.name))?;
+                    // Recorded only if the collection is still the one migrated: after a
+                    // concurrent rename the organization is picked up again under its new
+                    // collection (idempotent), after a deletion it is gone.
+                    let recorded = organizations
+                        .update_one(
+                            doc! {"_id": id, "collection": collection},
+                            doc! {"$addToSet": {"tenant_migrations": &migration.name}},
+                        )
+                        .await
+                        .context("recording a tenant migration")?;
+                    if recorded.matched_count == 1 {
+                        done += 1;
+                        progress.advance();
+                    }
+                }
+            }
+            progress.end();
+            if !dry_run {
+                tracing::info!(migration = %migration.name, collections = done, "tenant migration applied");
+            }
+            report.migrations.push((migration.name.clone(), done, already));
+        }
+        Ok(report)
+    }
+
+    /// Records a tenant migration's checksum the first time it runs, and refuses one whose
+    /// text changed since.
+    async fn check_tenant_checksum(&self, migration: &Migration, dry_run: bool) -> anyhow::Result<()> {
+        let records: Collection<Document> = self.master.collection("_migrations");
+        let id = format!("tenant/{}", migration.name);
+        let checksum = migration.checksum();
+        match records.find_one(doc! {"_id": &id}).await.context("reading applied migrations")? {
+            Some(record) if record.get_str("checksum").unwrap_or_default() != checksum => bail!(
+                "tenant migration {} was changed after it was applied; restore it and add a new migration instead",
+                migration.name
+            ),
+            Some(_) => Ok(()),
+            None if dry_run => Ok(()),
+            None => {
+                let record = doc! {"_id": &id, "checksum": &checksum, "applied_at": bson::DateTime::now()};
+                match records.insert_one(record).await {
+                    Err(e) if !crate::errors::is_duplicate_key(&e) => Err(e).context("recording a tenant migration"),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Runs a tenant migration's commands on one collection.
+    pub(crate) async fn apply_tenant_commands(
+        &self,
+        database: &str,
+        collection: &str,
+        commands: &[Document],
+    ) -> anyhow::Result<()> {
+        for command in commands {
+            let mut command = bson::Bson::Document(command.clone());
+            for_collection(&mut command, collection);
+            let bson::Bson::Document(command) = command else { unreachable!("a document stays a document") };
+            self.client.database(database).run_command(command).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies every tenant migration of this build to a new organization's collection and
+    /// returns their names, to be recorded with the organization.
+    pub(crate) async fn initialize_tenant_collection(
+        &self,
+        database: &str,
+        collection: &str,
+    ) -> anyhow::Result<Vec<String>> {
+        let migrations = tenant_migrations()?;
+        let mut names = Vec::with_capacity(migrations.len());
+        for migration in migrations {
+            self.apply_tenant_commands(database, collection, &migration.commands()?).await?;
+            names.push(migration.name);
+        }
+        Ok(names)
     }
 }
 

@@ -53,7 +53,7 @@ enum MetadataConflict {
 
 impl MongoStore {
     /// A named step of an operation: where the tests inject crashes and pauses.
-    async fn step(&self, step: &'static str) -> Result<(), StoreError> {
+    pub(crate) async fn step(&self, step: &'static str) -> Result<(), StoreError> {
         self.failpoints.pass(step).await;
         self.failpoints.check(step).map_err(unknown)
     }
@@ -305,17 +305,24 @@ impl OrganizationRepository for MongoStore {
         }
         self.step("create:after_insert_metadata").await?;
 
-        if let Err(e) = self.create_tenant_collection(&org).await {
-            self.roll_back_metadata(&org, &token).await?;
-            return Err(e.into());
-        }
+        let initialized = match self.create_tenant_collection(&org).await {
+            Ok(()) => self.initialize_tenant_collection(&org.database, &org.collection).await.map_err(unknown),
+            Err(e) => Err(e),
+        };
+        let migrated = match initialized {
+            Ok(names) => names,
+            Err(e) => {
+                self.roll_back_metadata(&org, &token).await?;
+                return Err(e.into());
+            }
+        };
         self.step("create:after_create_collection").await?;
 
         let activated = db(self
             .organizations
             .update_one(
                 doc! {"_id": &org.id, "op.token": &token},
-                doc! {"$set": {"state": state(State::Active)}, "$unset": {"op": ""}},
+                doc! {"$set": {"state": state(State::Active), "tenant_migrations": migrated}, "$unset": {"op": ""}},
             )
             .await)?;
         if activated.matched_count == 0 {
@@ -463,6 +470,19 @@ impl OrganizationRepository for MongoStore {
         self.step("delete:after_mark").await?;
         self.finish_delete(&org, &token).await?;
         Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<Organization>, StoreError> {
+        let mut cursor = db(self.organizations.find(doc! {"state": state(State::Active)}).sort(doc! {"key": 1}).await)?;
+        let mut all = Vec::new();
+        while db(cursor.advance().await)? {
+            all.push(db(cursor.deserialize_current())?.to_domain().map_err(unknown)?);
+        }
+        Ok(all)
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        db(self.organizations.count_documents(doc! {"state": state(State::Active)}).await)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -1,46 +1,145 @@
-//! The command line: `orgsvc [serve]`, `orgsvc migrate [--dry-run]`, `orgsvc reconcile`.
+//! The command line. Every command reads the same layered settings: defaults, then
+//! `--config FILE`, then `ORGSVC_*` variables, then flags (`--set KEY=VALUE` and the
+//! shortcuts below).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use mongo_adapter::{MongoStore, master_migrations};
+use clap::{Parser, Subcommand};
+use mongo_adapter::{MongoStore, master_migrations, tenant_migrations};
+use ports::{AdminRepository, OrganizationRepository};
 
-use crate::{Application, Settings, Storage};
+use crate::settings::{Layers, read_config_file, variable_for};
+use crate::{Application, Settings, Storage, telemetry};
 
-const USAGE: &str = "\\
-usage: orgsvc [COMMAND]
+/// The Organization Management Service.
+#[derive(Debug, Parser)]
+#[command(name = "orgsvc", version, about, long_about = None)]
+pub struct Cli {
+    /// A TOML configuration file (keys as in `ORGSVC_*` without the prefix, lowercase;
+    /// tables allowed: `[mongodb] uri = ...`).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Sets any setting, over the file and the environment (`--set http_addr=0.0.0.0:8080`).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Address to listen on (`ORGSVC_HTTP_ADDR`).
+    #[arg(long, global = true, value_name = "ADDR")]
+    http_addr: Option<String>,
+    /// `memory` or `mongodb` (`ORGSVC_STORAGE`).
+    #[arg(long, global = true, value_name = "STORAGE")]
+    storage: Option<String>,
+    /// `text` or `json` (`ORGSVC_LOG_FORMAT`).
+    #[arg(long, global = true, value_name = "FORMAT")]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
 
-commands:
-  serve               serve the HTTP API (the default)
-  migrate [--dry-run] apply pending MongoDB migrations (--dry-run: only list them)
-  reconcile           finish or roll back interrupted operations and report what was done
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Apply pending migrations: master indexes, then every tenant collection.
+    Migrate {
+        /// Only list what would be applied.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Finish or roll back interrupted operations and report what was done.
+    Reconcile,
+    /// Read-only views of organizations.
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+    /// Print the effective settings (secrets redacted); fail on an invalid one.
+    CheckConfig,
+}
 
-Settings come from ORGSVC_* environment variables; see the README.";
+#[derive(Debug, Subcommand)]
+enum OrgCommand {
+    /// List every organization.
+    List,
+    /// Show one organization by name (any spelling with the same key).
+    Show {
+        /// The organization's name.
+        name: String,
+    },
+}
 
-/// Runs the command named by the arguments (without the program name).
-pub async fn run(args: Vec<String>) -> anyhow::Result<()> {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    match args.as_slice() {
-        [] | ["serve"] => {
-            let settings = Settings::from_env()?;
-            Application::build(settings).await?.run_until_stopped().await
-        }
-        ["migrate", rest @ ..] => {
-            let dry_run = match rest {
-                [] => false,
-                ["--dry-run"] => true,
-                _ => bail!("unexpected arguments to migrate: {rest:?}\\n\\n{USAGE}"),
+impl Cli {
+    fn layers(&self) -> anyhow::Result<Layers> {
+        let file = match &self.config {
+            Some(path) => read_config_file(path)?,
+            None => HashMap::new(),
+        };
+        let mut flags = HashMap::new();
+        for assignment in &self.set {
+            let Some((key, value)) = assignment.split_once('=') else {
+                bail!("--set {assignment:?}: expected KEY=VALUE");
             };
-            let store = mongo_store().await?;
-            let report = store.migrate(master_migrations()?, dry_run).await?;
-            let verb = if dry_run { "would apply" } else { "applied" };
-            println!(
-                "{verb}: {}",
-                if report.applied.is_empty() { "nothing".to_owned() } else { report.applied.join(", ") }
-            );
-            println!("already applied: {}", report.already_applied.len());
+            let variable = variable_for(key).with_context(|| format!("--set: unknown setting `{}`", key.trim()))?;
+            flags.insert(variable.to_owned(), value.to_owned());
+        }
+        for (variable, value) in [
+            ("ORGSVC_HTTP_ADDR", &self.http_addr),
+            ("ORGSVC_STORAGE", &self.storage),
+            ("ORGSVC_LOG_FORMAT", &self.log_format),
+        ] {
+            if let Some(value) = value {
+                flags.insert(variable.to_owned(), value.clone());
+            }
+        }
+        Ok(Layers { file, flags })
+    }
+}
+
+/// Parses the arguments, loads the settings, starts telemetry and runs the command.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = cli.layers().and_then(|layers| Settings::from_layers(&layers));
+    let settings = match settings {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("orgsvc: invalid configuration: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(settings.log_format);
+    match run(cli.command.unwrap_or(Command::Serve), settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "orgsvc failed");
+            eprintln!("orgsvc: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => Application::build(settings).await?.run_until_stopped().await,
+        Command::CheckConfig => {
+            println!("{settings:#?}");
+            println!("configuration is valid");
             Ok(())
         }
-        ["reconcile"] => {
-            let store = mongo_store().await?;
+        Command::Migrate { dry_run } => {
+            let store = mongo_store(&settings).await?;
+            let report = store.migrate(master_migrations()?, dry_run).await?;
+            let verb = if dry_run { "would apply" } else { "applied" };
+            let applied = if report.applied.is_empty() { "nothing".to_owned() } else { report.applied.join(", ") };
+            println!("master migrations: {verb} {applied}; already applied: {}", report.already_applied.len());
+            let tenants =
+                store.migrate_tenants(&tenant_migrations()?, dry_run, &mut crate::progress::Progress::new()).await?;
+            print!("{tenants}");
+            Ok(())
+        }
+        Command::Reconcile => {
+            let store = mongo_store(&settings).await?;
             let report = store.reconcile().await?;
             print!("{report}");
             if !report.needs_attention.is_empty() {
@@ -48,18 +147,53 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ["help" | "--help" | "-h"] => {
-            println!("{USAGE}");
+        Command::Org { command } => {
+            let store = mongo_store(&settings).await?;
+            match command {
+                OrgCommand::List => {
+                    let all = store.list().await?;
+                    println!("{:<36}  {:<40}  {:<30}  created", "id", "name", "collection");
+                    for org in &all {
+                        println!(
+                            "{:<36}  {:<40}  {:<30}  {}",
+                            org.id,
+                            org.name.as_str(),
+                            org.collection.as_str(),
+                            org.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        );
+                    }
+                    println!("{} organization(s)", all.len());
+                }
+                OrgCommand::Show { name } => {
+                    let name = domain::OrganizationName::parse(&name).context("not a valid organization name")?;
+                    let org = store
+                        .find_by_key(name.key())
+                        .await?
+                        .with_context(|| format!("no organization has the key {}", name.key()))?;
+                    let admin = AdminRepository::find_by_id(&store, org.admin_id).await?;
+                    println!("id:          {}", org.id);
+                    println!("name:        {}", org.name.as_str());
+                    println!("key:         {}", org.name.key());
+                    println!("collection:  {}", org.collection.as_str());
+                    println!(
+                        "admin:       {} <{}>",
+                        org.admin_id,
+                        admin.map_or("missing".to_owned(), |a| a.email.as_str().to_owned())
+                    );
+                    println!("created_at:  {}", org.created_at.to_rfc3339());
+                    println!("updated_at:  {}", org.updated_at.to_rfc3339());
+                }
+            }
             Ok(())
         }
-        _ => bail!("unknown command {args:?}\\n\\n{USAGE}"),
     }
 }
 
-async fn mongo_store() -> anyhow::Result<MongoStore> {
-    let settings = Settings::from_env()?;
+async fn mongo_store(settings: &Settings) -> anyhow::Result<MongoStore> {
     if settings.storage != Storage::MongoDb {
-        bail!("ORGSVC_STORAGE is not mongodb: the memory storage has nothing to migrate or reconcile");
+        bail!(
+            "ORGSVC_STORAGE is not mongodb: the memory storage lives inside a serving process and has nothing to show, migrate or reconcile"
+        );
     }
     MongoStore::connect(&settings.mongodb).await.context("connecting to MongoDB")
 }

@@ -3,6 +3,7 @@
 //! knows which adapters are in use.
 
 pub mod cli;
+pub mod progress;
 pub mod settings;
 pub mod telemetry;
 

@@ -1,8 +1,6 @@
-//! The `orgsvc` binary: set up telemetry, then run the command line (by default: load the
-//! settings, build the application and serve).
+//! The `orgsvc` binary: parse the command line, load the settings, start telemetry, run.
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    orgsvc::telemetry::init();
-    orgsvc::cli::run(std::env::args().skip(1).collect()).await
+async fn main() -> std::process::ExitCode {
+    orgsvc::cli::main().await
 }

@@ -1,5 +1,9 @@
-//! The service's settings, read from `ORGSVC_*` environment variables over defaults.
-//! Secrets are wrapped so that printing the settings cannot reveal them.
+//! The service's settings: defaults, then an optional TOML file, then `ORGSVC_*`
+//! environment variables, then command-line flags, each layer overriding the one before.
+//! Every setting has one name, its variable (`ORGSVC_HTTP_ADDR`); in the file it is the
+//! rest of that name in lowercase, flat (`http_addr = ...`) or split into tables
+//! (`[http] addr = ...`). Secrets are wrapped so that printing the settings cannot reveal
+//! them.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,6 +22,141 @@ pub enum Storage {
     Memory,
     /// MongoDB: a master database and one collection per organization.
     MongoDb,
+}
+
+/// Every variable a setting is read from. A key of the configuration file must name one of
+/// them, so that a typo is an error rather than a silently ignored setting.
+pub const VARIABLES: &[&str] = &[
+    "ORGSVC_ENV",
+    "ORGSVC_LOG_FORMAT",
+    "ORGSVC_HTTP_ADDR",
+    "ORGSVC_HTTP_WORKERS",
+    "ORGSVC_SHUTDOWN_GRACE_SECONDS",
+    "ORGSVC_STORAGE",
+    "ORGSVC_COLLECTION_NAMING",
+    "ORGSVC_JWT_SECRET",
+    "ORGSVC_JWT_KID",
+    "ORGSVC_JWT_KEYS",
+    "ORGSVC_JWT_ISSUER",
+    "ORGSVC_TOKEN_TTL_SECONDS",
+    "ORGSVC_ARGON2_MEMORY_KIB",
+    "ORGSVC_ARGON2_ITERATIONS",
+    "ORGSVC_ARGON2_PARALLELISM",
+    "ORGSVC_HASH_CONCURRENCY",
+    "ORGSVC_HASH_QUEUE",
+    "ORGSVC_MONGODB_URI",
+    "ORGSVC_MONGODB_DATABASE",
+    "ORGSVC_MONGODB_TENANT_DATABASE",
+    "ORGSVC_MONGODB_APP_NAME",
+    "ORGSVC_MONGODB_MAX_POOL_SIZE",
+    "ORGSVC_MONGODB_MIN_POOL_SIZE",
+    "ORGSVC_MONGODB_CONNECT_TIMEOUT_MS",
+    "ORGSVC_MONGODB_SERVER_SELECTION_TIMEOUT_MS",
+    "ORGSVC_MONGODB_COMMAND_TIMEOUT_MS",
+    "ORGSVC_MONGODB_WRITE_CONCERN",
+    "ORGSVC_MONGODB_RETRY_WRITES",
+    "ORGSVC_RECONCILE_LEASE_SECONDS",
+    "ORGSVC_RECONCILE_INTERVAL_SECONDS",
+    "ORGSVC_REFRESH_TTL_SECONDS",
+    "ORGSVC_REFRESH_GRACE_SECONDS",
+    "ORGSVC_REVOCATION_BOUND_SECONDS",
+    "ORGSVC_LOCKOUT_THRESHOLD",
+    "ORGSVC_LOCKOUT_BASE_SECONDS",
+    "ORGSVC_LOCKOUT_MAX_SECONDS",
+    "ORGSVC_AUDIT_RETENTION_DAYS",
+    "ORGSVC_RATE_LIMIT_LOGIN_PER_MINUTE",
+    "ORGSVC_RATE_LIMIT_CREATE_PER_MINUTE",
+    "ORGSVC_RATE_LIMIT_REFRESH_PER_MINUTE",
+    "ORGSVC_TRUSTED_PROXIES",
+    "ORGSVC_CORS_ALLOWED_ORIGINS",
+];
+
+/// The variable a configuration key or flag names: `mongodb.uri`, `mongodb_uri` and
+/// `ORGSVC_MONGODB_URI` all name `ORGSVC_MONGODB_URI`. `None` if it names no setting.
+pub fn variable_for(key: &str) -> Option<&'static str> {
+    let normalized = key.trim().replace(['.', '-'], "_").to_ascii_uppercase();
+    let name = if normalized.starts_with("ORGSVC_") { normalized } else { format!("ORGSVC_{normalized}") };
+    VARIABLES.iter().copied().find(|v| *v == name)
+}
+
+/// Reads a TOML configuration file into variable names and values. Unknown keys are an
+/// error that names them; values may be strings, numbers, booleans or arrays of those
+/// (joined with commas).
+pub fn read_config_file(path: &std::path::Path) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading the configuration file {}", path.display()))?;
+    parse_config(&text).with_context(|| format!("in the configuration file {}", path.display()))
+}
+
+/// Parses the text of a TOML configuration file (see [`read_config_file`]).
+pub fn parse_config(text: &str) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    // A TOML syntax error quotes the offending line, which could hold a secret; only its
+    // position is reported.
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid TOML at byte {}", e.span().map_or(0, |s| s.start)))?;
+    let mut values = std::collections::HashMap::new();
+    flatten(&table, "", &mut values)?;
+    Ok(values)
+}
+
+fn flatten(
+    table: &toml::Table,
+    prefix: &str,
+    out: &mut std::collections::HashMap<String, String>,
+) -> anyhow::Result<()> {
+    for (key, value) in table {
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        let scalar = |v: &toml::Value| -> Option<String> {
+            match v {
+                toml::Value::String(s) => Some(s.clone()),
+                toml::Value::Integer(i) => Some(i.to_string()),
+                toml::Value::Boolean(b) => Some(b.to_string()),
+                toml::Value::Float(f) => Some(f.to_string()),
+                _ => None,
+            }
+        };
+        let text = match value {
+            toml::Value::Table(inner) => {
+                flatten(inner, &path, out)?;
+                continue;
+            }
+            toml::Value::Array(items) => {
+                items.iter().map(scalar).collect::<Option<Vec<_>>>().map(|parts| parts.join(","))
+            }
+            other => scalar(other),
+        };
+        let Some(variable) = variable_for(&path) else { bail!("unknown key `{path}`") };
+        let Some(text) = text else { bail!("`{path}`: unsupported value type") };
+        out.insert(variable.to_owned(), text);
+    }
+    Ok(())
+}
+
+/// Where settings come from besides the defaults: a configuration file's values and
+/// command-line overrides, both by variable name. The environment sits between them.
+#[derive(Debug, Default, Clone)]
+pub struct Layers {
+    /// From the configuration file.
+    pub file: std::collections::HashMap<String, String>,
+    /// From command-line flags.
+    pub flags: std::collections::HashMap<String, String>,
+}
+
+impl Layers {
+    /// The value of a variable: flags over environment over file.
+    pub fn lookup(&self, env: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+        self.flags.get(name).cloned().or_else(|| env(name)).or_else(|| self.file.get(name).cloned())
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For people.
+    Text,
+    /// One JSON object per line, for collectors.
+    Json,
 }
 
 /// How strict the service is about its configuration.
@@ -60,6 +199,11 @@ pub struct Settings {
     pub collection_naming: CollectionNaming,
     /// Development or production (`ORGSVC_ENV`).
     pub environment: Environment,
+    /// Log format (`ORGSVC_LOG_FORMAT`: `text` or `json`; JSON by default in production).
+    pub log_format: LogFormat,
+    /// How long in-flight requests may take to finish after SIGTERM or Ctrl-C
+    /// (`ORGSVC_SHUTDOWN_GRACE_SECONDS`).
+    pub shutdown_grace: Duration,
     /// HMAC keys for access tokens, as `(kid, secret)`, each at least 32 bytes: the first
     /// signs, all verify. From `ORGSVC_JWT_KEYS` (`kid:secret,kid:secret`), or else
     /// `ORGSVC_JWT_SECRET` with `ORGSVC_JWT_KID`. Empty: a random key per process.
@@ -97,6 +241,8 @@ impl Default for Settings {
             storage: Storage::Memory,
             collection_naming: CollectionNaming::Key,
             environment: Environment::Development,
+            log_format: LogFormat::Text,
+            shutdown_grace: Duration::from_secs(30),
             jwt_keys: Vec::new(),
             jwt_issuer: "orgsvc".to_owned(),
             token_ttl_seconds: 900,
@@ -115,6 +261,12 @@ impl Settings {
     /// The defaults overridden by the process environment.
     pub fn from_env() -> anyhow::Result<Self> {
         Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The defaults overridden by a file's values, the process environment and flags.
+    pub fn from_layers(layers: &Layers) -> anyhow::Result<Self> {
+        let env = |name: &str| std::env::var(name).ok();
+        Self::from_lookup(|name| layers.lookup(&env, name))
     }
 
     /// The defaults overridden by whatever `lookup` finds; every error names its variable.
@@ -150,6 +302,16 @@ impl Settings {
                 "production" | "prod" => Environment::Production,
                 _ => bail!("ORGSVC_ENV: {v:?} is not one of development, production"),
             };
+        }
+        s.log_format = match get("ORGSVC_LOG_FORMAT").map(|v| v.trim().to_ascii_lowercase()) {
+            None if s.environment == Environment::Production => LogFormat::Json,
+            None => LogFormat::Text,
+            Some(v) if v == "json" => LogFormat::Json,
+            Some(v) if v == "text" => LogFormat::Text,
+            Some(v) => bail!("ORGSVC_LOG_FORMAT: {v:?} is not one of text, json"),
+        };
+        if let Some(v) = get("ORGSVC_SHUTDOWN_GRACE_SECONDS") {
+            s.shutdown_grace = Duration::from_secs(number("ORGSVC_SHUTDOWN_GRACE_SECONDS", &v)?);
         }
         s.read_keys(&lookup)?;
         if let Some(v) = get("ORGSVC_JWT_ISSUER") {
@@ -443,6 +605,77 @@ mod tests {
         .expect("settings");
         let printed = format!("{s:?}");
         assert!(!printed.contains("a-secret-that") && !printed.contains("hunter2"), "{printed}");
+    }
+
+    #[test]
+    fn every_variable_read_is_known_to_the_file_format() {
+        let source = include_str!("settings.rs");
+        let mut rest = source.split("#[cfg(test)]").next().expect("source");
+        while let Some(start) = rest.find("\"ORGSVC_") {
+            let tail = &rest[start + 1..];
+            let end = tail.find('"').expect("closing quote");
+            let name = &tail[..end];
+            let plain = name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            if plain && name != "ORGSVC_ARGON2" && !name.ends_with('_') {
+                assert!(VARIABLES.contains(&name), "{name} is read but not in VARIABLES");
+            }
+            rest = &tail[end..];
+        }
+    }
+
+    #[test]
+    fn a_file_sets_values_by_flat_or_nested_keys_and_refuses_unknown_ones() {
+        let values = parse_config(
+            "http_addr = \"0.0.0.0:9000\"\n[mongodb]\nuri = \"mongodb://db/\"\nmax_pool_size = 20\n\
+             [rate_limit]\nlogin_per_minute = 0\n[cors]\nallowed_origins = [\"https://a.example\", \"https://b.example\"]\n",
+        )
+        .expect("config");
+        assert_eq!(values["ORGSVC_HTTP_ADDR"], "0.0.0.0:9000");
+        assert_eq!(values["ORGSVC_MONGODB_URI"], "mongodb://db/");
+        assert_eq!(values["ORGSVC_MONGODB_MAX_POOL_SIZE"], "20");
+        assert_eq!(values["ORGSVC_RATE_LIMIT_LOGIN_PER_MINUTE"], "0");
+        assert_eq!(values["ORGSVC_CORS_ALLOWED_ORIGINS"], "https://a.example,https://b.example");
+        let error = format!("{:#}", parse_config("[mongodb]\nurl = \"x\"\n").expect_err("unknown key"));
+        assert!(error.contains("`mongodb.url`"), "{error}");
+        let error = format!("{:#}", parse_config("jwt_secret = \"hunter2hunter2\" oops").expect_err("syntax"));
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn flags_override_the_environment_which_overrides_the_file() {
+        let layers = Layers {
+            file: [("ORGSVC_HTTP_ADDR", "10.0.0.1:1"), ("ORGSVC_HTTP_WORKERS", "3"), ("ORGSVC_STORAGE", "memory")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into(),
+            flags: [("ORGSVC_HTTP_ADDR", "10.0.0.3:3")].map(|(k, v)| (k.to_owned(), v.to_owned())).into(),
+        };
+        let env = |name: &str| (name == "ORGSVC_HTTP_ADDR" || name == "ORGSVC_HTTP_WORKERS").then(|| "7".to_owned());
+        let env = |name: &str| match name {
+            "ORGSVC_HTTP_ADDR" => Some("10.0.0.2:2".to_owned()),
+            other => env(other),
+        };
+        let s = Settings::from_lookup(|name| layers.lookup(&env, name)).expect("settings");
+        assert_eq!(s.http_addr.to_string(), "10.0.0.3:3");
+        assert_eq!(s.http_workers, 7);
+        assert_eq!(s.storage, Storage::Memory);
+        assert_eq!(variable_for("mongodb.uri"), Some("ORGSVC_MONGODB_URI"));
+        assert_eq!(variable_for("ORGSVC_HTTP_ADDR"), Some("ORGSVC_HTTP_ADDR"));
+        assert_eq!(variable_for("http-addr"), Some("ORGSVC_HTTP_ADDR"));
+        assert_eq!(variable_for("nonsense"), None);
+    }
+
+    #[test]
+    fn production_logs_json_by_default() {
+        let s = from(&[
+            ("ORGSVC_JWT_SECRET", KEY_A),
+            ("ORGSVC_STORAGE", "mongodb"),
+            ("ORGSVC_MONGODB_URI", "mongodb://db/"),
+            ("ORGSVC_ENV", "production"),
+        ])
+        .expect("settings");
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(from(&[]).expect("settings").log_format, LogFormat::Text);
+        assert!(format!("{:#}", from(&[("ORGSVC_LOG_FORMAT", "xml")]).expect_err("bad")).contains("ORGSVC_LOG_FORMAT"));
     }
 
     const KEY_A: &str = "a-secret-that-is-long-enough-to-use!";

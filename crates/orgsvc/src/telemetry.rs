@@ -1,13 +1,17 @@
-//! Logging setup: `tracing` with an `RUST_LOG` filter (default `info`), human-readable, or
-//! JSON lines when `ORGSVC_LOG_FORMAT=json`.
+//! Logging setup: `tracing` with an `RUST_LOG` filter (default `info`), human-readable or
+//! JSON lines.
 
 use tracing_subscriber::EnvFilter;
 
+use crate::settings::LogFormat;
+
 /// Installs the global subscriber. Safe to call more than once (later calls do nothing),
 /// which tests rely on.
-pub fn init() {
+pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("ORGSVC_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
 }

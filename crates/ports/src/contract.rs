@@ -47,7 +47,8 @@ macro_rules! repository_contract_tests {
             parallel_failed_logins_get_at_most_the_allowed_checks, lockout_backs_off_and_resets_on_success,
             hash_upgrade_is_conditional, refresh_rotates_and_detects_reuse, refresh_grace_allows_one_retry,
             parallel_refreshes_of_one_token_rotate_once, sessions_are_revoked_by_admin_and_organization,
-            audit_events_page_newest_first_per_organization, deleted_organizations_events_expire);
+            audit_events_page_newest_first_per_organization, deleted_organizations_events_expire,
+            list_and_count_show_active_organizations);
     };
     (@cases $factory:expr; $($case:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -632,4 +633,15 @@ pub async fn deleted_organizations_events_expire<S: Store>(store: Arc<S>) {
     let query = AuditQuery { action: None, before: None, limit: 10 };
     assert_eq!(store.events(org, query.clone(), ms(t0, 30)).await.expect("events").len(), 1);
     assert!(store.events(org, query, ms(t0, 61)).await.expect("events").is_empty());
+}
+
+/// Operators' views: every active organization by key, and their number.
+pub async fn list_and_count_show_active_organizations<S: Store>(store: Arc<S>) {
+    assert_eq!(store.count().await.expect("count"), 0);
+    let globex = create(&*store, "Globex", "g@globex.test").await;
+    let acme = create(&*store, "Acme", "a@acme.test").await;
+    let gone = create(&*store, "Gone", "x@gone.test").await;
+    store.delete(gone.id).await.expect("delete");
+    assert_eq!(store.list().await.expect("list"), vec![acme, globex]);
+    assert_eq!(store.count().await.expect("count"), 2);
 }

@@ -37,6 +37,12 @@ pub trait OrganizationRepository: Send + Sync + 'static {
     /// moment it starts, the organization is invisible to the finders.
     async fn delete(&self, id: OrgId) -> Result<(), DeleteOrgError>;
 
+    /// Every active organization, sorted by key: for operators' views.
+    async fn list(&self) -> Result<Vec<Organization>, StoreError>;
+
+    /// How many organizations are active.
+    async fn count(&self) -> Result<u64, StoreError>;
+
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
 }
