@@ -29,6 +29,42 @@ impl Default for HashingLimits {
     }
 }
 
+/// The hasher's metrics: how many hashes wait for a slot, and how long they waited.
+#[derive(Clone)]
+struct HashMetrics {
+    queue_depth: prometheus::IntGauge,
+    wait_seconds: prometheus::Histogram,
+    refused: prometheus::IntCounter,
+}
+
+impl HashMetrics {
+    fn new() -> Self {
+        let buckets = vec![0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+        // The names and help texts are constants, so these cannot fail.
+        #[allow(clippy::unwrap_used)]
+        Self {
+            queue_depth: prometheus::IntGauge::new(
+                "orgsvc_password_hash_queue_depth",
+                "Password hashes waiting for a hashing slot.",
+            )
+            .unwrap(),
+            wait_seconds: prometheus::Histogram::with_opts(
+                prometheus::HistogramOpts::new(
+                    "orgsvc_password_hash_wait_seconds",
+                    "Time a password hash waited for a hashing slot.",
+                )
+                .buckets(buckets),
+            )
+            .unwrap(),
+            refused: prometheus::IntCounter::new(
+                "orgsvc_password_hash_refused_total",
+                "Password hashes refused because the queue was full (answered 503).",
+            )
+            .unwrap(),
+        }
+    }
+}
+
 /// Argon2id hashing with explicit parameters.
 #[derive(Clone)]
 pub struct Argon2Hasher {
@@ -36,6 +72,7 @@ pub struct Argon2Hasher {
     running: Arc<Semaphore>,
     admitted: Arc<Semaphore>,
     dummy: Arc<str>,
+    metrics: HashMetrics,
 }
 
 impl std::fmt::Debug for Argon2Hasher {
@@ -64,7 +101,16 @@ impl Argon2Hasher {
             running: Arc::new(Semaphore::new(concurrency)),
             admitted: Arc::new(Semaphore::new(concurrency + limits.queue)),
             dummy: dummy.into(),
+            metrics: HashMetrics::new(),
         })
+    }
+
+    /// Registers the hasher's metrics (queue depth, wait time, refusals).
+    pub fn register_metrics(&self, registry: &prometheus::Registry) -> anyhow::Result<()> {
+        registry.register(Box::new(self.metrics.queue_depth.clone()))?;
+        registry.register(Box::new(self.metrics.wait_seconds.clone()))?;
+        registry.register(Box::new(self.metrics.refused.clone()))?;
+        Ok(())
     }
 
     /// Runs `work` on the blocking pool once admitted and given a slot.
@@ -72,8 +118,16 @@ impl Argon2Hasher {
         &self,
         work: impl FnOnce(Argon2<'static>) -> R + Send + 'static,
     ) -> Result<R, HashError> {
-        let _admitted = self.admitted.try_acquire().map_err(|_| HashError::Busy)?;
-        let _running = self.running.acquire().await.context("hashing semaphore closed")?;
+        let _admitted = self.admitted.try_acquire().map_err(|_| {
+            self.metrics.refused.inc();
+            HashError::Busy
+        })?;
+        let waiting = std::time::Instant::now();
+        self.metrics.queue_depth.inc();
+        let running = self.running.acquire().await;
+        self.metrics.queue_depth.dec();
+        self.metrics.wait_seconds.observe(waiting.elapsed().as_secs_f64());
+        let _running = running.context("hashing semaphore closed")?;
         let argon2 = argon2(&self.params);
         tokio::task::spawn_blocking(move || work(argon2))
             .await

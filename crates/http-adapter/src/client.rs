@@ -4,8 +4,7 @@
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::HeaderValue;
 use actix_web::{HttpMessage, HttpRequest};
 use ports::RequestContext;
 
@@ -84,37 +83,12 @@ pub(crate) fn client_ip(req: &HttpRequest, trusted: &[TrustedNetwork]) -> Option
     Some(forwarded.into_iter().rev().find(|ip| !is_trusted(*ip)).unwrap_or(peer))
 }
 
-fn acceptable_request_id(value: &HeaderValue) -> Option<String> {
+pub(crate) fn acceptable_request_id(value: &HeaderValue) -> Option<String> {
     let text = value.to_str().ok()?;
     let ok = !text.is_empty()
         && text.len() <= MAX_REQUEST_ID_LEN
         && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
     ok.then(|| text.to_owned())
-}
-
-/// Middleware: takes the client's `X-Request-Id` if it is acceptable, or makes one, keeps
-/// it in the request's extensions and echoes it on the response.
-pub(crate) fn request_id<S, B>(
-    req: ServiceRequest,
-    service: &S,
-) -> impl Future<Output = Result<ServiceResponse<B>, actix_web::Error>> + use<S, B>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
-{
-    let id = req
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(acceptable_request_id)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let call = service.call(req);
-    async move {
-        let mut response = call.await?;
-        if let Ok(value) = HeaderValue::from_str(&id) {
-            response.headers_mut().insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
-        }
-        Ok(response)
-    }
 }
 
 /// The audit context of a request.

@@ -26,7 +26,8 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/admin/refresh").post(refresh))
         .service(resource("/admin/logout").post(logout))
         .service(resource("/health/live").get(live))
-        .service(resource("/health/ready").get(ready));
+        .service(resource("/health/ready").get(ready))
+        .service(resource("/metrics").get(metrics));
 }
 
 /// A resource that answers other methods with a 405 problem.
@@ -344,6 +345,26 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
         domain::StoreError::Unavailable(e) | domain::StoreError::Unknown(e) => ApiError::Unavailable(e),
     })?;
     Ok(HttpResponse::Ok().json(HealthResponse { status: "ok".to_owned() }))
+}
+
+/// Prometheus metrics, text format: HTTP requests and latency by route template, in-flight
+/// requests, password hashing queue, store latency by operation, organizations, security
+/// events (failed logins, lockouts).
+#[utoipa::path(
+    get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain"))
+)]
+pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    // A store outage must not hide the other metrics: the count is simply not refreshed.
+    match state.api.organization_count().await {
+        Ok(count) => state.metrics.organizations.set(i64::try_from(count).unwrap_or(i64::MAX)),
+        Err(error) => tracing::warn!(error = %error, "could not count organizations for /metrics"),
+    }
+    let mut text = String::new();
+    if let Err(error) = prometheus::TextEncoder::new().encode_utf8(&state.registry.gather(), &mut text) {
+        return ApiError::Internal(anyhow::anyhow!("encoding metrics: {error}")).error_response();
+    }
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(text)
 }
 
 pub(crate) async fn not_found() -> HttpResponse {

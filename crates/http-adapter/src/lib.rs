@@ -10,6 +10,7 @@ mod client;
 mod dto;
 mod extract;
 mod handlers;
+mod observe;
 mod openapi;
 mod problem;
 mod ratelimit;
@@ -23,11 +24,11 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::{Condition, DefaultHeaders};
 use actix_web::{App, HttpServer, web};
 use ports::OrganizationApi;
-use tracing_actix_web::TracingLogger;
 use utoipa::OpenApi as _;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use client::{REQUEST_ID_HEADER, RequestId, TrustedNetwork};
+pub use observe::{HttpMetrics, store_latency};
 pub use openapi::ApiDoc;
 pub use problem::{Problem, ProblemField};
 pub use ratelimit::{Limited, RateLimiter, RateLimits};
@@ -52,6 +53,8 @@ pub struct AppState {
     api: Arc<dyn OrganizationApi>,
     limiter: Arc<RateLimiter>,
     policy: Arc<HttpPolicy>,
+    pub(crate) registry: prometheus::Registry,
+    pub(crate) metrics: HttpMetrics,
 }
 
 impl AppState {
@@ -60,9 +63,28 @@ impl AppState {
         Self::with_policy(api, HttpPolicy::default())
     }
 
-    /// State around the use cases, with this policy.
+    /// State around the use cases, with this policy, and the HTTP metrics in a registry of
+    /// their own.
     pub fn with_policy(api: Arc<dyn OrganizationApi>, policy: HttpPolicy) -> Self {
-        Self { api, limiter: Arc::new(RateLimiter::new(policy.rate_limits)), policy: Arc::new(policy) }
+        Self::with_metrics(api, policy, prometheus::Registry::new())
+            .unwrap_or_else(|_| unreachable!("a fresh registry has no name conflicts"))
+    }
+
+    /// State whose HTTP metrics are registered in `registry`, which `GET /metrics` exposes
+    /// with everything else registered there.
+    pub fn with_metrics(
+        api: Arc<dyn OrganizationApi>,
+        policy: HttpPolicy,
+        registry: prometheus::Registry,
+    ) -> prometheus::Result<Self> {
+        let metrics = HttpMetrics::register(&registry)?;
+        Ok(Self {
+            api,
+            limiter: Arc::new(RateLimiter::new(policy.rate_limits)),
+            policy: Arc::new(policy),
+            registry,
+            metrics,
+        })
     }
 
     /// The audit context of a request.
@@ -91,21 +113,28 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
 }
 
 /// Starts serving on a bound listener with `workers` worker threads (0: one per core).
-pub fn serve(listener: TcpListener, state: AppState, workers: usize) -> std::io::Result<Server> {
+pub fn serve(
+    listener: TcpListener,
+    state: AppState,
+    workers: usize,
+    shutdown_grace: std::time::Duration,
+) -> std::io::Result<Server> {
     let mut server = HttpServer::new(move || {
         let cors = cors(&state.policy.cors_allowed_origins);
         App::new()
             .wrap(Condition::new(cors.is_some(), cors.unwrap_or_default()))
             .wrap_fn(no_store)
             .wrap(security_headers())
-            .wrap_fn(client::request_id)
-            .wrap(TracingLogger::default())
+            .wrap_fn(observe::observe)
             .configure(configure(state.clone()))
             .default_service(web::to(handlers::not_found))
     });
     if workers > 0 {
         server = server.workers(workers);
     }
+    // On SIGTERM or Ctrl-C the server stops accepting and gives in-flight requests this
+    // long to finish.
+    server = server.shutdown_timeout(shutdown_grace.as_secs());
     Ok(server.listen(listener)?.run())
 }
 

@@ -30,6 +30,7 @@ use crate::problem::{Problem, ProblemField};
         handlers::logout,
         handlers::live,
         handlers::ready,
+        handlers::metrics,
     ),
     components(schemas(
         CreateOrganizationBody, CreatedOrganizationResponse, AdminSummary, OrganizationResponse, UpdateOrganizationBody,

@@ -29,6 +29,9 @@ pub struct Problem {
     /// The invalid fields, for validation problems.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<ProblemField>,
+    /// The request's id (also its `X-Request-Id` header): quote it when reporting a problem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// One invalid field of a request.
@@ -120,6 +123,7 @@ impl ApiError {
             status: self.status_code().as_u16(),
             detail,
             errors,
+            request_id: crate::observe::current_request_id(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! knows which adapters are in use.
 
 pub mod cli;
+pub mod instrumented;
 pub mod progress;
 pub mod settings;
 pub mod telemetry;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use crypto_adapter::{Argon2Hasher, HashingLimits, JwtIssuer, SigningKey};
 use http_adapter::AppState;
+use instrumented::Instrumented;
 use memory_adapter::InMemoryStore;
 use mongo_adapter::MongoStore;
 use ports::{
@@ -27,6 +29,8 @@ pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
     tenants: Arc<dyn TenantStore>,
+    /// The MongoDB store and its background reconciler, closed after the server stops.
+    mongo: Option<(Arc<MongoStore>, Option<tokio::task::JoinHandle<()>>)>,
 }
 
 impl Application {
@@ -53,37 +57,36 @@ impl Application {
         };
         let tokens = JwtIssuer::new(keys, settings.jwt_issuer.clone(), settings.token_ttl_seconds)?;
 
-        let naming = settings.collection_naming;
-        let policy = settings.security;
-        let (api, tenants): (Arc<dyn ports::OrganizationApi>, Arc<dyn TenantStore>) = match settings.storage {
+        let registry = prometheus::Registry::new();
+        hasher.register_metrics(&registry)?;
+        let parts = Parts { hasher, tokens, naming: settings.collection_naming, policy: settings.security };
+        let (api, tenants, mongo) = match settings.storage {
             Storage::Memory => {
                 let store = Arc::new(InMemoryStore::new());
-                let security = security_stores(&store, policy);
-                let service =
-                    OrgService::new(store.clone(), store.clone(), hasher, tokens, SystemClock, naming, security);
-                (Arc::new(service), store)
+                (parts.service(store.clone(), &registry)?, store as Arc<dyn TenantStore>, None)
             }
             Storage::MongoDb => {
                 let store = Arc::new(MongoStore::open(&settings.mongodb).await.context("opening the MongoDB store")?);
-                reconcile_now_and_then(Arc::clone(&store), settings.reconcile_interval).await?;
-                let security = security_stores(&store, policy);
-                let service =
-                    OrgService::new(store.clone(), store.clone(), hasher, tokens, SystemClock, naming, security);
-                (Arc::new(service), store)
+                let reconciler = reconcile_now_and_then(Arc::clone(&store), settings.reconcile_interval).await?;
+                (
+                    parts.service(store.clone(), &registry)?,
+                    store.clone() as Arc<dyn TenantStore>,
+                    Some((store, reconciler)),
+                )
             }
         };
 
         let listener =
             TcpListener::bind(settings.http_addr).with_context(|| format!("binding {}", settings.http_addr))?;
         let port = listener.local_addr()?.port();
-        let state = AppState::with_policy(api, settings.http.clone());
-        let server = http_adapter::serve(listener, state, settings.http_workers)?;
+        let state = AppState::with_metrics(api, settings.http.clone(), registry)?;
+        let server = http_adapter::serve(listener, state, settings.http_workers, settings.shutdown_grace)?;
         tracing::info!(
             storage = ?settings.storage,
             "listening on http://{host}:{port}, Swagger UI at http://{host}:{port}/docs/",
             host = settings.http_addr.ip(),
         );
-        Ok(Self { port, server, tenants })
+        Ok(Self { port, server, tenants, mongo })
     }
 
     /// The port the application listens on.
@@ -96,39 +99,88 @@ impl Application {
         Arc::clone(&self.tenants)
     }
 
-    /// Serves until the server is stopped (SIGINT or SIGTERM).
+    /// A handle that stops the server gracefully, as SIGTERM does.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped (SIGTERM, Ctrl-C or a handle): it stops accepting,
+    /// lets in-flight requests finish within the grace period, then closes the database
+    /// client.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.server.await.context("HTTP server failed")
+        let served = self.server.await.context("HTTP server failed");
+        if let Some((store, reconciler)) = self.mongo {
+            if let Some(reconciler) = reconciler {
+                reconciler.abort();
+            }
+            store.client().clone().shutdown().immediate(true).await;
+            tracing::info!("MongoDB client closed");
+        }
+        tracing::info!("stopped");
+        served
     }
 }
 
-/// One store serves as the session, lockout and audit store too.
-fn security_stores<S>(store: &Arc<S>, policy: SecurityPolicy) -> SecurityStores
-where
-    S: SessionRepository + AccountLockout + AuditLog,
-{
-    SecurityStores { sessions: store.clone(), lockout: store.clone(), audit: store.clone(), policy }
+/// What every store is wired with.
+struct Parts {
+    hasher: Argon2Hasher,
+    tokens: JwtIssuer,
+    naming: domain::CollectionNaming,
+    policy: SecurityPolicy,
+}
+
+impl Parts {
+    /// The use cases on one store (which also keeps sessions, lockout counters and the audit
+    /// trail), measured.
+    fn service<S>(
+        self,
+        store: Arc<S>,
+        registry: &prometheus::Registry,
+    ) -> anyhow::Result<Arc<dyn ports::OrganizationApi>>
+    where
+        S: ports::OrganizationRepository + ports::AdminRepository + SessionRepository + AccountLockout + AuditLog,
+    {
+        let store = Arc::new(Instrumented::new(store, registry)?);
+        let security = SecurityStores {
+            sessions: store.clone(),
+            lockout: store.clone(),
+            audit: store.clone(),
+            policy: self.policy,
+        };
+        Ok(Arc::new(OrgService::new(
+            store.clone(),
+            store,
+            self.hasher,
+            self.tokens,
+            SystemClock,
+            self.naming,
+            security,
+        )))
+    }
 }
 
 /// Repairs operations that a previous process left unfinished, then keeps doing so in the
 /// background: an operation interrupted while this instance runs (another instance died)
 /// is picked up once its lease expires.
-async fn reconcile_now_and_then(store: Arc<MongoStore>, interval: std::time::Duration) -> anyhow::Result<()> {
+async fn reconcile_now_and_then(
+    store: Arc<MongoStore>,
+    interval: std::time::Duration,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let report = store.reconcile().await.context("reconciling interrupted operations")?;
     if !report.is_clean() {
         tracing::warn!(%report, "reconciled interrupted operations at startup");
     }
-    if !interval.is_zero() {
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(interval).await;
-                match store.reconcile().await {
-                    Ok(report) if !report.is_clean() => tracing::warn!(%report, "reconciled interrupted operations"),
-                    Ok(_) => {}
-                    Err(error) => tracing::warn!(error = format!("{error:#}"), "reconciliation failed; will retry"),
-                }
-            }
-        });
+    if interval.is_zero() {
+        return Ok(None);
     }
-    Ok(())
+    Ok(Some(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            match store.reconcile().await {
+                Ok(report) if !report.is_clean() => tracing::warn!(%report, "reconciled interrupted operations"),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(error = format!("{error:#}"), "reconciliation failed; will retry"),
+            }
+        }
+    })))
 }

@@ -245,6 +245,9 @@ pub trait OrganizationApi: Send + Sync + 'static {
     /// The caller's organization's audit events, newest first.
     async fn audit(&self, caller: &Principal, query: AuditQuery) -> Result<AuditPage, AuthError>;
 
+    /// How many organizations are active, for metrics.
+    async fn organization_count(&self) -> Result<u64, StoreError>;
+
     /// Checks that the store answers.
     async fn ready(&self) -> Result<(), StoreError>;
 }
@@ -609,6 +612,10 @@ where
             None
         };
         Ok(AuditPage { events, next_cursor })
+    }
+
+    async fn organization_count(&self) -> Result<u64, StoreError> {
+        self.organizations.count().await
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

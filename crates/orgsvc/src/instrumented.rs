@@ -1,0 +1,155 @@
+//! A decorator over any store that measures every operation's latency by operation name
+//! and outcome, and counts security events by action (failed logins, lockouts, reuse), so
+//! the metrics are the same whichever adapter is wired in.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{
+    Admin, AdminId, AuditEvent, CreateOrgError, DeleteOrgError, Email, LockoutPolicy, NewOrganization, OrgId, OrgKey,
+    Organization, OrganizationChanges, PasswordHash, SessionId, StoreError, UpdateOrgError,
+};
+use ports::{
+    AccountLockout, AdminRepository, AuditLog, AuditQuery, LoginAttempt, NewSession, OrganizationRepository,
+    RefreshHash, Rotation, SessionRepository,
+};
+use prometheus::{HistogramVec, IntCounterVec, Opts, Registry};
+
+/// A store whose operations are measured.
+pub struct Instrumented<S> {
+    inner: Arc<S>,
+    latency: HistogramVec,
+    security_events: IntCounterVec,
+}
+
+impl<S> Instrumented<S> {
+    /// Wraps a store, registering its metrics.
+    pub fn new(inner: Arc<S>, registry: &Registry) -> prometheus::Result<Self> {
+        let latency = http_adapter::store_latency(registry)?;
+        let security_events = IntCounterVec::new(
+            Opts::new("orgsvc_security_events_total", "Audited security events by action and outcome."),
+            &["action", "outcome"],
+        )?;
+        registry.register(Box::new(security_events.clone()))?;
+        Ok(Self { inner, latency, security_events })
+    }
+
+    async fn timed<T, E>(&self, operation: &'static str, call: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+        let started = Instant::now();
+        let result = call.await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        self.latency.with_label_values(&[operation, outcome]).observe(started.elapsed().as_secs_f64());
+        result
+    }
+}
+
+#[async_trait]
+impl<S: OrganizationRepository> OrganizationRepository for Instrumented<S> {
+    async fn create(&self, new: NewOrganization) -> Result<Organization, CreateOrgError> {
+        self.timed("organization.create", self.inner.create(new)).await
+    }
+    async fn find_by_key(&self, key: &OrgKey) -> Result<Option<Organization>, StoreError> {
+        self.timed("organization.find_by_key", self.inner.find_by_key(key)).await
+    }
+    async fn find_by_id(&self, id: OrgId) -> Result<Option<Organization>, StoreError> {
+        self.timed("organization.find_by_id", OrganizationRepository::find_by_id(&*self.inner, id)).await
+    }
+    async fn update(&self, id: OrgId, changes: OrganizationChanges) -> Result<Organization, UpdateOrgError> {
+        self.timed("organization.update", self.inner.update(id, changes)).await
+    }
+    async fn delete(&self, id: OrgId) -> Result<(), DeleteOrgError> {
+        self.timed("organization.delete", self.inner.delete(id)).await
+    }
+    async fn list(&self) -> Result<Vec<Organization>, StoreError> {
+        self.timed("organization.list", self.inner.list()).await
+    }
+    async fn count(&self) -> Result<u64, StoreError> {
+        self.timed("organization.count", self.inner.count()).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.timed("ping", self.inner.ping()).await
+    }
+}
+
+#[async_trait]
+impl<S: AdminRepository> AdminRepository for Instrumented<S> {
+    async fn find_by_email(&self, email: &Email) -> Result<Option<Admin>, StoreError> {
+        self.timed("admin.find_by_email", self.inner.find_by_email(email)).await
+    }
+    async fn find_by_id(&self, id: AdminId) -> Result<Option<Admin>, StoreError> {
+        self.timed("admin.find_by_id", AdminRepository::find_by_id(&*self.inner, id)).await
+    }
+}
+
+#[async_trait]
+impl<S: AccountLockout> AccountLockout for Instrumented<S> {
+    async fn begin_login_attempt(
+        &self,
+        admin: AdminId,
+        policy: LockoutPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<LoginAttempt, StoreError> {
+        self.timed("lockout.begin_attempt", self.inner.begin_login_attempt(admin, policy, now)).await
+    }
+    async fn login_succeeded(&self, admin: AdminId) -> Result<(), StoreError> {
+        self.timed("lockout.reset", self.inner.login_succeeded(admin)).await
+    }
+    async fn upgrade_password_hash(
+        &self,
+        admin: AdminId,
+        current: &PasswordHash,
+        upgraded: PasswordHash,
+    ) -> Result<bool, StoreError> {
+        self.timed("admin.upgrade_hash", self.inner.upgrade_password_hash(admin, current, upgraded)).await
+    }
+}
+
+#[async_trait]
+impl<S: SessionRepository> SessionRepository for Instrumented<S> {
+    async fn create_session(&self, new: NewSession) -> Result<(), StoreError> {
+        self.timed("session.create", self.inner.create_session(new)).await
+    }
+    async fn rotate(
+        &self,
+        presented: &RefreshHash,
+        replacement: &RefreshHash,
+        grace: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation, StoreError> {
+        self.timed("session.rotate", self.inner.rotate(presented, replacement, grace, now)).await
+    }
+    async fn session_active(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.timed("session.active", self.inner.session_active(id, now)).await
+    }
+    async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.timed("session.revoke", self.inner.revoke_session(id, now)).await
+    }
+    async fn revoke_admin_sessions(
+        &self,
+        admin: AdminId,
+        except: Option<SessionId>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.timed("session.revoke_admin", self.inner.revoke_admin_sessions(admin, except, now)).await
+    }
+    async fn revoke_organization_sessions(&self, org: OrgId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.timed("session.revoke_organization", self.inner.revoke_organization_sessions(org, now)).await
+    }
+}
+
+#[async_trait]
+impl<S: AuditLog> AuditLog for Instrumented<S> {
+    async fn record(&self, event: AuditEvent) -> Result<(), StoreError> {
+        self.security_events.with_label_values(&[event.action.as_str(), event.outcome.as_str()]).inc();
+        self.timed("audit.record", self.inner.record(event)).await
+    }
+    async fn events(&self, org: OrgId, query: AuditQuery, now: DateTime<Utc>) -> Result<Vec<AuditEvent>, StoreError> {
+        self.timed("audit.events", self.inner.events(org, query, now)).await
+    }
+    async fn expire_events(&self, org: OrgId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.timed("audit.expire", self.inner.expire_events(org, at)).await
+    }
+}

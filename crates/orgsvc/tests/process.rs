@@ -1,0 +1,227 @@
+//! The `orgsvc` binary as an operator runs it: a configuration file, JSON logs with request
+//! ids, `check-config`, the read-only `org` views, `migrate` with progress, and a graceful
+//! stop on SIGTERM that lets an in-flight request finish.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_orgsvc");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A configuration file, removed on drop.
+struct ConfigFile(PathBuf);
+
+impl ConfigFile {
+    fn new(text: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("orgsvc-test-{}.toml", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&path, text).expect("write config");
+        Self(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 path")
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The binary with a clean environment: only the test server variables are kept.
+fn orgsvc(args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command.args(args).env_remove("RUST_LOG");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("ORGSVC_") && !key.starts_with("ORGSVC_TEST_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// Starts `orgsvc serve` and waits until it answers. The caller waits for the child.
+#[allow(clippy::zombie_processes)]
+async fn serve(config: &Path, port: u16) -> Child {
+    let mut child = orgsvc(&["--config", config.to_str().expect("path"), "serve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn orgsvc");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if reqwest::get(format!("http://127.0.0.1:{port}/health/live")).await.is_ok() {
+            return child;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("wait");
+            panic!("orgsvc did not start: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn terminate(child: &Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
+    let port = free_port();
+    // Expensive hashing makes the create slow enough to be in flight when SIGTERM comes.
+    let config = ConfigFile::new(&format!(
+        "http_addr = \"127.0.0.1:{port}\"\nshutdown_grace_seconds = 20\n[argon2]\nmemory_kib = 262144\niterations = 6\n"
+    ));
+    let child = serve(&config.0, port).await;
+    let create = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/org/create"))
+            .json(
+                &serde_json::json!({"organization_name": "Acme", "email": "a@acme.test", "password": "correct horse"}),
+            )
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    terminate(&child);
+    let response = create.await.expect("join").expect("the in-flight request is answered");
+    assert_eq!(response.status(), 201);
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("wait");
+    assert!(output.status.success(), "exit status {:?}", output.status);
+    assert!(reqwest::get(format!("http://127.0.0.1:{port}/health/live")).await.is_err(), "no longer accepting");
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_route_status_and_latency() {
+    let port = free_port();
+    let config = ConfigFile::new(&format!("http_addr = \"127.0.0.1:{port}\"\nlog_format = \"json\"\n"));
+    let mut child = serve(&config.0, port).await;
+    let response = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/org/get?organization_name=Secret%20Name"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 404);
+    assert_eq!(response.headers()["x-request-id"], "trace-me-42");
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["request_id"], "trace-me-42", "the problem body names the request");
+    terminate(&child);
+    let stdout = child.stdout.take().expect("stdout");
+    let lines: Vec<serde_json::Value> = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .map(|line| serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON line: {line}")))
+        .collect();
+    assert!(child.wait().expect("wait").success());
+    let served = lines
+        .iter()
+        .find(|l| l["message"] == "request served" && l["span"]["request_id"] == "trace-me-42")
+        .unwrap_or_else(|| panic!("no request line in {lines:#?}"));
+    assert_eq!(served["span"]["route"], "/org/get");
+    assert_eq!(served["span"]["method"], "GET");
+    assert_eq!(served["status"], 404);
+    assert!(served["latency_ms"].as_f64().is_some());
+    let all = lines.iter().map(|l| l.to_string()).collect::<String>();
+    assert!(!all.contains("Secret Name"), "raw names stay out of the logs");
+}
+
+#[test]
+fn check_config_prints_redacted_settings_and_names_a_bad_setting() {
+    let good = ConfigFile::new(
+        "env = \"production\"\njwt_secret = \"a-production-secret-of-32-bytes-or-more\"\nstorage = \"mongodb\"\n\
+         [mongodb]\nuri = \"mongodb://user:hunter2@db.example/\"\n",
+    );
+    let output = orgsvc(&["--config", good.path(), "check-config"]).output().expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("Production") && stdout.contains("configuration is valid"), "{stdout}");
+    assert!(!stdout.contains("hunter2") && !stdout.contains("a-production-secret"), "secrets leaked: {stdout}");
+
+    let unknown = ConfigFile::new("[mongodb]\nurl = \"mongodb://db/\"\n");
+    let output = orgsvc(&["--config", unknown.path(), "check-config"]).output().expect("run");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("`mongodb.url`"));
+
+    // Flags override the file.
+    let output =
+        orgsvc(&["--config", good.path(), "--set", "token_ttl_seconds=0", "check-config"]).output().expect("run");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("ORGSVC_TOKEN_TTL_SECONDS"));
+    let output = orgsvc(&["--set", "no_such_setting=1", "check-config"]).output().expect("run");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no_such_setting"));
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["migrate", "--help"],
+        vec!["reconcile", "--help"],
+        vec!["org", "--help"],
+        vec!["org", "list", "--help"],
+        vec!["org", "show", "--help"],
+        vec!["check-config", "--help"],
+    ] {
+        let output = orgsvc(&args).output().expect("run");
+        assert!(output.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"), "{args:?}");
+    }
+}
+
+#[tokio::test]
+async fn operators_list_show_and_migrate_on_mongodb() {
+    let uri = std::env::var("ORGSVC_TEST_MONGODB_URI").expect("run with make test: ORGSVC_TEST_MONGODB_URI");
+    let database = format!("t{}", uuid::Uuid::new_v4().simple());
+    let port = free_port();
+    let config = ConfigFile::new(&format!(
+        "http_addr = \"127.0.0.1:{port}\"\nstorage = \"mongodb\"\n[mongodb]\nuri = \"{uri}\"\ndatabase = \"{database}\"\n"
+    ));
+    let child = serve(&config.0, port).await;
+    for (name, email) in [("Globex", "g@globex.test"), ("Acme Corp", "a@acme.test")] {
+        let response = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/org/create"))
+            .json(&serde_json::json!({"organization_name": name, "email": email, "password": "correct horse"}))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(response.status(), 201);
+    }
+    terminate(&child);
+    assert!(child.wait_with_output().expect("wait").status.success());
+
+    let list = orgsvc(&["--config", config.path(), "org", "list"]).output().expect("run");
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success(), "{text}");
+    let acme = text.find("Acme Corp").expect("acme listed");
+    let globex = text.find("Globex").expect("globex listed");
+    assert!(acme < globex, "sorted by key: {text}");
+    assert!(text.contains("2 organization(s)"));
+
+    let show = orgsvc(&["--config", config.path(), "org", "show", "acme-corp"]).output().expect("run");
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(show.status.success() && text.contains("org_acme_corp") && text.contains("a@acme.test"), "{text}");
+    let missing = orgsvc(&["--config", config.path(), "org", "show", "Nobody"]).output().expect("run");
+    assert!(!missing.status.success());
+
+    // Both organizations got the tenant migrations when they were created.
+    let output = orgsvc(&["--config", config.path(), "migrate"]).output().expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout} {stderr}");
+    assert!(stdout.contains("0 collection(s) migrated now, 2 already had it"), "{stdout}");
+    assert!(
+        stderr.contains("organizations") && stderr.contains("ETA"),
+        "plain progress lines off a terminal: {stderr}"
+    );
+}
