@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test fmt fmt-check lint doc check-deps clean
+.PHONY: run test bench bench-quick fmt fmt-check lint doc check-deps clean
 
 ## Start the service on the embedded in-memory store (no setup needed).
 run:
@@ -38,3 +38,14 @@ check-deps:
 
 clean:
 	$(CARGO) clean
+
+## Benchmarks (release build; memory store, and MongoDB on the project's test server).
+## Prints one table with the targets of docs/benchmarks.md marked met or not.
+bench:
+	$(CARGO) build --release -p orgsvc -p bench
+	scripts/with-test-mongo.sh target/release/orgsvc-bench
+
+## The same scenarios, smaller and shorter (under 2 minutes after the build).
+bench-quick:
+	$(CARGO) build --release -p orgsvc -p bench
+	scripts/with-test-mongo.sh target/release/orgsvc-bench --quick

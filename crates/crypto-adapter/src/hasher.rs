@@ -1,7 +1,11 @@
 //! Argon2id password hashing. Hashing costs tens of milliseconds of CPU and ~19 MiB of
-//! memory, so it runs on the blocking pool (never on an executor thread), at most
+//! memory, so it runs on a pool of its own threads (never on an executor thread), at most
 //! `concurrency` at once, with at most `queue` more waiting; beyond that callers get
 //! [`HashError::Busy`] rather than a growing queue that exhausts memory.
+//!
+//! The pool's threads run at the lowest scheduling class the OS offers without privileges
+//! (`SCHED_IDLE` on Linux): they use every idle cycle, but a thread serving requests always
+//! preempts them, so a login flood cannot slow other requests down.
 
 use std::sync::Arc;
 
@@ -65,9 +69,71 @@ impl HashMetrics {
     }
 }
 
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// Threads that run hashing jobs, at idle priority.
+struct HashPool {
+    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+impl HashPool {
+    fn new(threads: usize) -> anyhow::Result<Self> {
+        let (sender, receiver) = std::sync::mpsc::channel::<Job>();
+        let receiver = Arc::new(std::sync::Mutex::new(receiver));
+        for i in 0..threads {
+            let receiver = Arc::clone(&receiver);
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        let job = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            // The hasher is gone.
+                            Err(_) => break,
+                        }
+                    }
+                })
+                .context("starting a hashing thread")?;
+        }
+        Ok(Self { jobs: std::sync::Mutex::new(sender) })
+    }
+
+    async fn run<R: Send + 'static>(&self, work: impl FnOnce() -> R + Send + 'static) -> anyhow::Result<R> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(work());
+        });
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .map_err(|_| anyhow!("hashing threads stopped"))?;
+        result.await.context("a hashing job was dropped")
+    }
+}
+
+/// Moves the current thread to the idle scheduling class, where the OS allows it.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::unix::{
+            NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy, thread_native_id,
+        };
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        if let Err(error) =
+            set_thread_priority_and_policy(thread_native_id(), thread_priority::ThreadPriority::Min, idle)
+        {
+            tracing::warn!(?error, "could not lower the hashing threads' priority");
+        }
+    }
+}
+
 /// Argon2id hashing with explicit parameters.
 #[derive(Clone)]
 pub struct Argon2Hasher {
+    pool: Arc<HashPool>,
     params: Params,
     running: Arc<Semaphore>,
     admitted: Arc<Semaphore>,
@@ -97,6 +163,7 @@ impl Argon2Hasher {
         let dummy =
             argon2.hash_password(&dummy_password).map_err(|e| anyhow!("computing the dummy hash: {e}"))?.to_string();
         Ok(Self {
+            pool: Arc::new(HashPool::new(concurrency)?),
             params,
             running: Arc::new(Semaphore::new(concurrency)),
             admitted: Arc::new(Semaphore::new(concurrency + limits.queue)),
@@ -129,10 +196,7 @@ impl Argon2Hasher {
         self.metrics.wait_seconds.observe(waiting.elapsed().as_secs_f64());
         let _running = running.context("hashing semaphore closed")?;
         let argon2 = argon2(&self.params);
-        tokio::task::spawn_blocking(move || work(argon2))
-            .await
-            .context("hashing task failed")
-            .map_err(HashError::Failed)
+        self.pool.run(move || work(argon2)).await.map_err(HashError::Failed)
     }
 }
 
@@ -240,6 +304,16 @@ mod tests {
         hasher.hash(password("correct horse")).await.expect("hash");
         ticker.abort();
         assert!(ticks.load(std::sync::atomic::Ordering::SeqCst) > 1);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_yield_to_every_other_thread() {
+        use thread_priority::unix::{NormalThreadSchedulePolicy, ThreadSchedulePolicy, thread_schedule_policy};
+        let hasher = Argon2Hasher::new(fast(), HashingLimits::default()).expect("hasher");
+        let policy = hasher.run(|_| thread_schedule_policy()).await.expect("run").expect("policy");
+        assert_eq!(policy, ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle));
+        assert_ne!(thread_schedule_policy().expect("policy"), policy, "callers keep their own class");
     }
 
     #[tokio::test]

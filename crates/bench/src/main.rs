@@ -1,0 +1,428 @@
+//! `orgsvc-bench`: the benchmark harness behind `make bench` and `make bench-quick`.
+//!
+//! It starts the release `orgsvc` binary as a separate process (on the memory store, and on
+//! MongoDB when `ORGSVC_TEST_MONGODB_URI` names a server), seeds data through the API, drives
+//! load from this process with a fixed number of concurrent connections (closed loop), and
+//! prints one table with the targets of issue 6 marked met or not. Nothing here runs inside
+//! `cargo test`.
+
+mod load;
+mod service;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use load::{Stats, run_load};
+use mongodb::bson::doc;
+use serde_json::{Value, json};
+use service::{Service, Storage};
+
+/// How long and how big each scenario is.
+#[derive(Debug, Clone)]
+struct Plan {
+    quick: bool,
+    measure: Duration,
+    concurrency: usize,
+    memory_sizes: Vec<usize>,
+    mongo_sizes: Vec<usize>,
+    big_tenant_docs: usize,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                quick,
+                measure: Duration::from_secs(3),
+                concurrency: 16,
+                memory_sizes: vec![200, 2_000],
+                mongo_sizes: vec![100, 1_000],
+                big_tenant_docs: 20_000,
+            }
+        } else {
+            Self {
+                quick,
+                measure: Duration::from_secs(10),
+                concurrency: 32,
+                memory_sizes: vec![1_000, 10_000, 100_000],
+                mongo_sizes: vec![1_000, 10_000],
+                big_tenant_docs: 100_000,
+            }
+        }
+    }
+}
+
+/// One line of the results table.
+struct Row {
+    scenario: String,
+    storage: &'static str,
+    concurrency: usize,
+    stats: Stats,
+}
+
+/// A target of issue 6 and whether it was met.
+struct Verdict {
+    target: String,
+    measured: String,
+    met: bool,
+}
+
+#[derive(Default)]
+struct Report {
+    rows: Vec<Row>,
+    verdicts: Vec<Verdict>,
+    notes: Vec<String>,
+}
+
+impl Report {
+    fn row(&mut self, scenario: impl Into<String>, storage: &'static str, concurrency: usize, stats: &Stats) {
+        self.rows.push(Row { scenario: scenario.into(), storage, concurrency, stats: stats.clone() });
+    }
+
+    fn verdict(&mut self, target: impl Into<String>, measured: impl Into<String>, met: bool) {
+        self.verdicts.push(Verdict { target: target.into(), measured: measured.into(), met });
+    }
+
+    fn print(&self) {
+        println!();
+        println!(
+            "{:<44} {:<8} {:>5} {:>10} {:>9} {:>9} {:>9} {:>7}",
+            "scenario", "storage", "conc", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors"
+        );
+        println!("{}", "-".repeat(108));
+        for r in &self.rows {
+            println!(
+                "{:<44} {:<8} {:>5} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+                r.scenario,
+                r.storage,
+                r.concurrency,
+                r.stats.rps(),
+                r.stats.percentile_ms(50.0),
+                r.stats.percentile_ms(99.0),
+                r.stats.percentile_ms(99.9),
+                r.stats.errors
+            );
+        }
+        println!();
+        println!("{:<6} {:<70} measured", "target", "");
+        for v in &self.verdicts {
+            println!("{:<6} {:<70} {}", if v.met { "MET" } else { "NOT MET" }, v.target, v.measured);
+        }
+        for note in &self.notes {
+            println!("note: {note}");
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let plan = Plan::new(quick);
+    let started = Instant::now();
+    let mongo_uri = std::env::var("ORGSVC_TEST_MONGODB_URI").ok();
+    let mut report = Report::default();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    println!(
+        "orgsvc benchmarks ({}), {cores} cores, MongoDB: {}",
+        if quick { "quick" } else { "full" },
+        if mongo_uri.is_some() { "the project's test server" } else { "none (memory only)" }
+    );
+
+    // Scenarios 1 and 2 with production hashing parameters.
+    for storage in storages(&mongo_uri) {
+        let service = Service::start(&storage, service::Hashing::Owasp).await?;
+        get_warm(&service, &storage, &plan, &mut report).await?;
+        login_flood(&service, &storage, &plan, cores, &mut report).await?;
+        service.stop().await;
+    }
+    // Scenarios 3 and 5: growth, with cheap hashing so that seeding is about the store.
+    for storage in storages(&mongo_uri) {
+        let service = Service::start(&storage, service::Hashing::Cheap).await?;
+        growth(&service, &storage, &plan, &mut report).await?;
+        service.stop().await;
+    }
+    // Scenario 4: rename cost against tenant size (collections exist on MongoDB only), with
+    // tenant collections named by key (renameCollection) and by id (metadata only).
+    if let Some(uri) = &mongo_uri {
+        for naming in ["key", "id"] {
+            let storage = Storage::mongodb(uri);
+            let service =
+                Service::start_with(&storage, service::Hashing::Cheap, &[("ORGSVC_COLLECTION_NAMING", naming)]).await?;
+            rename_cost(&service, &storage, naming, &plan, &mut report).await?;
+            service.stop().await;
+        }
+    } else {
+        report.notes.push("scenario 4 needs MongoDB: run through `make bench`, which starts the test server".into());
+    }
+    report.print();
+    println!("\ntotal time {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn storages(mongo_uri: &Option<String>) -> Vec<Storage> {
+    let mut all = vec![Storage::Memory];
+    if let Some(uri) = mongo_uri {
+        all.push(Storage::mongodb(uri));
+    }
+    all
+}
+
+async fn create(service: &Service, name: &str, email: &str) -> anyhow::Result<Value> {
+    let response = service
+        .client
+        .post(service.url("/org/create"))
+        .json(&json!({"organization_name": name, "email": email, "password": "benchmark password"}))
+        .send()
+        .await?;
+    anyhow::ensure!(response.status() == 201, "create {name}: {}", response.status());
+    Ok(response.json().await?)
+}
+
+async fn login(service: &Service, email: &str) -> anyhow::Result<String> {
+    let response = service
+        .client
+        .post(service.url("/admin/login"))
+        .json(&json!({"email": email, "password": "benchmark password"}))
+        .send()
+        .await?;
+    anyhow::ensure!(response.status() == 200, "login {email}: {}", response.status());
+    let body: Value = response.json().await?;
+    body["access_token"].as_str().map(str::to_owned).context("access_token")
+}
+
+async fn get_ok(service: &Service, name: &str) -> bool {
+    match service.client.get(service.url("/org/get")).query(&[("organization_name", name)]).send().await {
+        Ok(response) => response.status() == 200 && response.bytes().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Scenario 1: `GET /org/get` on a warm organization, and on MongoDB the same lookup as a
+/// raw driver loop from this process.
+async fn get_warm(service: &Service, storage: &Storage, plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
+    create(service, "Warm Org", "warm@bench.test").await?;
+    // Warm up connections and caches.
+    run_load(plan.concurrency, Duration::from_secs(1), |_| get_ok(service, "Warm Org")).await;
+    let api = run_load(plan.concurrency, plan.measure, |_| get_ok(service, "Warm Org")).await;
+    report.row("1 GET /org/get (warm)", storage.label(), plan.concurrency, &api);
+    if let Storage::MongoDb { database, .. } = storage {
+        let client = service.mongo_client().await?;
+        let organizations = client.database(database).collection::<mongodb::bson::Document>("organizations");
+        let find = |_| {
+            let organizations = organizations.clone();
+            async move {
+                organizations
+                    .find_one(doc! {"keys": "warm_org", "key": "warm_org"})
+                    .await
+                    .is_ok_and(|found| found.is_some())
+            }
+        };
+        run_load(plan.concurrency, Duration::from_secs(1), find).await;
+        let raw = run_load(plan.concurrency, plan.measure, find).await;
+        report.row("1 raw driver find_one (same query)", storage.label(), plan.concurrency, &raw);
+        let ratio = api.rps() / raw.rps();
+        report.verdict(
+            "1 GET throughput >= 80% of the raw find_one loop (MongoDB)",
+            format!("{:.0}%  ({:.0} vs {:.0} req/s)", ratio * 100.0, api.rps(), raw.rps()),
+            ratio >= 0.8,
+        );
+    }
+    Ok(())
+}
+
+/// Scenario 2: saturate `POST /admin/login` while measuring `GET /org/get`.
+async fn login_flood(
+    service: &Service,
+    storage: &Storage,
+    plan: &Plan,
+    cores: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    create(service, "Flood Org", "flood@bench.test").await?;
+    // The single-hash time, with the service's parameters, on this machine; and what all
+    // cores actually sustain hashing at once (memory bandwidth is shared).
+    let single = service::single_hash_time();
+    let bound = cores as f64 / single.as_secs_f64();
+    let parallel = service::parallel_hash_rate(cores, Duration::from_secs(2));
+    let get_concurrency = 4;
+    let idle = run_load(get_concurrency, plan.measure, |_| get_ok(service, "Flood Org")).await;
+    report.row("2 GET /org/get, idle", storage.label(), get_concurrency, &idle);
+    let login_concurrency = cores * 4;
+    let flood = async {
+        run_load(login_concurrency, plan.measure + Duration::from_secs(2), |_| async {
+            login(service, "flood@bench.test").await.is_ok()
+        })
+        .await
+    };
+    let measured = async {
+        // Let the flood reach its steady state first.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        run_load(get_concurrency, plan.measure, |_| get_ok(service, "Flood Org")).await
+    };
+    let (logins, during) = tokio::join!(flood, measured);
+    report.row("2 POST /admin/login flood", storage.label(), login_concurrency, &logins);
+    report.row("2 GET /org/get during the flood", storage.label(), get_concurrency, &during);
+    let p99_ratio = during.percentile_ms(99.0) / idle.percentile_ms(99.0).max(0.001);
+    report.verdict(
+        format!("2 GET p99 under login flood <= 2x idle ({})", storage.label()),
+        format!("{p99_ratio:.2}x  ({:.2} vs {:.2} ms)", during.percentile_ms(99.0), idle.percentile_ms(99.0)),
+        p99_ratio <= 2.0,
+    );
+    let share = logins.rps() / bound;
+    report.verdict(
+        format!("2 login throughput >= 90% of the hashing bound ({})", storage.label()),
+        format!(
+            "{:.0}%  ({:.1}/s; bound {cores} cores / {:.1} ms per hash = {bound:.1}/s)",
+            share * 100.0,
+            logins.rps(),
+            single.as_secs_f64() * 1000.0
+        ),
+        share >= 0.9,
+    );
+    report.notes.push(format!(
+        "{cores} threads hashing at once in the benchmark process sustain {parallel:.1} hashes/s \
+         ({:.0}% of the cores/single-hash bound); login throughput ({}) is {:.0}% of that",
+        parallel / bound * 100.0,
+        storage.label(),
+        logins.rps() / parallel * 100.0
+    ));
+    Ok(())
+}
+
+/// Scenarios 3 and 5: create organizations up to each size, measuring create latency near
+/// each size and GET latency at it, and the service's resident memory.
+async fn growth(service: &Service, storage: &Storage, plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
+    let sizes = match storage {
+        Storage::Memory => &plan.memory_sizes,
+        Storage::MongoDb { .. } => &plan.mongo_sizes,
+    };
+    let idle_rss = service.rss_kib();
+    let mut created = 0usize;
+    let mut at_size: Vec<(usize, Stats, Stats)> = Vec::new();
+    for &size in sizes {
+        // Seed up to the size minus a measured window, then measure the window's creates.
+        let window = (size / 10).clamp(100, 2_000);
+        let seed_to = size - window.min(size - created);
+        seed(service, created, seed_to, plan.concurrency).await?;
+        created = seed_to;
+        let next = std::sync::atomic::AtomicUsize::new(created);
+        let creates = run_counted(plan.concurrency, size - created, |_| async {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            create(service, &format!("Org {i:07}"), &format!("admin{i}@bench.test")).await.is_ok()
+        })
+        .await;
+        created = size;
+        let gets = run_load(plan.concurrency, plan.measure, |n| {
+            let i = (n * 7919) % size;
+            async move { get_ok(service, &format!("Org {i:07}")).await }
+        })
+        .await;
+        report.row(format!("3 create, near {size} organizations"), storage.label(), plan.concurrency, &creates);
+        report.row(format!("3 GET, at {size} organizations"), storage.label(), plan.concurrency, &gets);
+        at_size.push((size, creates, gets));
+    }
+    // Compare the largest MongoDB size the issue names (10,000) or the last, with the first.
+    let first = &at_size[0];
+    let compare = at_size.iter().find(|(s, _, _)| *s == 10 * first.0).unwrap_or(&at_size[at_size.len() - 1]);
+    for (what, a, b) in [("create", &first.1, &compare.1), ("GET", &first.2, &compare.2)] {
+        let ratio = b.percentile_ms(50.0) / a.percentile_ms(50.0).max(0.001);
+        report.verdict(
+            format!("3 {what} p50 at {} within 1.3x of {} ({})", compare.0, first.0, storage.label()),
+            format!("{ratio:.2}x  ({:.2} vs {:.2} ms)", b.percentile_ms(50.0), a.percentile_ms(50.0)),
+            ratio <= 1.3,
+        );
+    }
+    let loaded_rss = service.rss_kib();
+    let per_org = (loaded_rss.saturating_sub(idle_rss)) as f64 * 1024.0 / created as f64;
+    report.verdict(
+        format!("5 resident memory ({})", storage.label()),
+        format!(
+            "idle {:.1} MiB, after {created} organizations {:.1} MiB: {per_org:.0} bytes per organization",
+            idle_rss as f64 / 1024.0,
+            loaded_rss as f64 / 1024.0
+        ),
+        true,
+    );
+    Ok(())
+}
+
+/// Creates organizations `from..to` with `concurrency` connections.
+async fn seed(service: &Service, from: usize, to: usize, concurrency: usize) -> anyhow::Result<()> {
+    if to <= from {
+        return Ok(());
+    }
+    let next = std::sync::atomic::AtomicUsize::new(from);
+    let stats = run_counted(concurrency, to - from, |_| async {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        create(service, &format!("Org {i:07}"), &format!("admin{i}@bench.test")).await.is_ok()
+    })
+    .await;
+    anyhow::ensure!(stats.errors == 0, "{} creates failed while seeding", stats.errors);
+    Ok(())
+}
+
+/// Runs exactly `total` requests over `concurrency` connections.
+async fn run_counted<F, Fut>(concurrency: usize, total: usize, request: F) -> Stats
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    load::run(concurrency, load::Until::Count(total), request).await
+}
+
+/// Scenario 4: rename an organization holding few documents and one holding many.
+async fn rename_cost(
+    service: &Service,
+    storage: &Storage,
+    naming: &str,
+    plan: &Plan,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let Storage::MongoDb { database, .. } = storage else { return Ok(()) };
+    let client = service.mongo_client().await?;
+    let tenants = client.database(&format!("{database}_tenants"));
+    let mut medians = Vec::new();
+    for (label, docs) in [("small", 10usize), ("large", plan.big_tenant_docs)] {
+        let email = format!("{label}@bench.test");
+        let created = create(service, &format!("Rename {label} A"), &email).await?;
+        let collection = created["collection_name"].as_str().context("collection_name")?.to_owned();
+        let payload = "x".repeat(200);
+        for start in (0..docs).step_by(10_000) {
+            let batch: Vec<_> =
+                (start..(start + 10_000).min(docs)).map(|i| doc! {"n": i as i64, "payload": &payload}).collect();
+            tenants.collection::<mongodb::bson::Document>(&collection).insert_many(batch).await?;
+        }
+        let token = login(service, &email).await?;
+        let mut stats = Stats::default();
+        // An even number of renames brings the organization back to its first name.
+        let rounds = if plan.quick { 4 } else { 10 };
+        for round in 0..rounds {
+            let to = if round % 2 == 0 { format!("Rename {label} B") } else { format!("Rename {label} A") };
+            let started = Instant::now();
+            let response = service
+                .client
+                .put(service.url("/org/update"))
+                .bearer_auth(&token)
+                .json(&json!({"organization_name": to}))
+                .send()
+                .await?;
+            let ok = response.status() == 200;
+            stats.record(started.elapsed(), ok);
+        }
+        stats.elapsed = Duration::from_secs(1);
+        let count = tenants.collection::<mongodb::bson::Document>(&collection).count_documents(doc! {}).await?;
+        anyhow::ensure!(
+            count as usize == docs,
+            "the {label} tenant has {count} documents after its renames, not {docs}"
+        );
+        report.row(format!("4 rename, {docs} documents, naming={naming}"), storage.label(), 1, &stats);
+        medians.push((docs, stats.percentile_ms(50.0)));
+    }
+    let ratio = medians[1].1 / medians[0].1.max(0.001);
+    report.verdict(
+        format!("4 rename of {} vs {} documents: ratio < 2 (naming={naming})", medians[1].0, medians[0].0),
+        format!("{ratio:.2}x  ({:.2} vs {:.2} ms)", medians[1].1, medians[0].1),
+        ratio < 2.0,
+    );
+    Ok(())
+}

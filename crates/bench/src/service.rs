@@ -1,0 +1,177 @@
+//! The service under test: the release `orgsvc` binary next to this one, started as its
+//! own process with benchmark settings, and stopped with SIGTERM.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// Where the service keeps its data.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// The in-memory store.
+    Memory,
+    /// Fresh databases on a MongoDB server.
+    MongoDb {
+        /// The server.
+        uri: String,
+        /// The master database, new for each use.
+        database: String,
+    },
+}
+
+impl Storage {
+    /// Fresh databases on the server at `uri`.
+    pub fn mongodb(uri: &str) -> Self {
+        Self::MongoDb { uri: uri.to_owned(), database: format!("bench_{}", uuid::Uuid::new_v4().simple()) }
+    }
+
+    /// The name in the results table.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::MongoDb { .. } => "mongodb",
+        }
+    }
+}
+
+/// The password hashing parameters the service runs with.
+#[derive(Debug, Clone, Copy)]
+pub enum Hashing {
+    /// The production default (OWASP: 19 MiB, 2 passes, 1 lane).
+    Owasp,
+    /// 1 MiB, 1 pass: for scenarios that create many organizations and measure the store.
+    Cheap,
+}
+
+/// A running service.
+pub struct Service {
+    child: Child,
+    port: u16,
+    storage: Storage,
+    /// A client with a connection pool for the load.
+    pub client: reqwest::Client,
+}
+
+impl Service {
+    /// Starts the service and waits until it is ready.
+    pub async fn start(storage: &Storage, hashing: Hashing) -> anyhow::Result<Self> {
+        Self::start_with(storage, hashing, &[]).await
+    }
+
+    /// Starts the service with extra settings and waits until it is ready.
+    pub async fn start_with(storage: &Storage, hashing: Hashing, extra: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let binary = std::env::current_exe()?.with_file_name("orgsvc");
+        if !binary.exists() {
+            bail!("{} not found: build it with `cargo build --release -p orgsvc`", binary.display());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut command = Command::new(&binary);
+        command
+            .arg("serve")
+            .env("RUST_LOG", "warn")
+            .env("ORGSVC_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("ORGSVC_RATE_LIMIT_LOGIN_PER_MINUTE", "0")
+            .env("ORGSVC_RATE_LIMIT_CREATE_PER_MINUTE", "0")
+            .env("ORGSVC_RATE_LIMIT_REFRESH_PER_MINUTE", "0")
+            .env("ORGSVC_LOCKOUT_THRESHOLD", "1000000")
+            .env("ORGSVC_HASH_QUEUE", "10000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if let Hashing::Cheap = hashing {
+            command.env("ORGSVC_ARGON2_MEMORY_KIB", "1024").env("ORGSVC_ARGON2_ITERATIONS", "1");
+        }
+        if let Storage::MongoDb { uri, database } = storage {
+            command
+                .env("ORGSVC_STORAGE", "mongodb")
+                .env("ORGSVC_MONGODB_URI", uri)
+                .env("ORGSVC_MONGODB_DATABASE", database)
+                .env("ORGSVC_MONGODB_MAX_POOL_SIZE", "64");
+        }
+        command.envs(extra.iter().copied());
+        let child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;
+        let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+        let service = Self { child, port, storage: storage.clone(), client };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(response) = service.client.get(service.url("/health/ready")).send().await
+                && response.status() == 200
+            {
+                return Ok(service);
+            }
+            if Instant::now() > deadline {
+                service.stop().await;
+                bail!("the service did not become ready");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The URL of a path.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// A driver client on the service's MongoDB server.
+    pub async fn mongo_client(&self) -> anyhow::Result<mongodb::Client> {
+        let Storage::MongoDb { uri, .. } = &self.storage else { bail!("not on MongoDB") };
+        Ok(mongodb::Client::with_uri_str(uri).await?)
+    }
+
+    /// The service's resident memory, KiB (Linux).
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+            })
+            .unwrap_or(0)
+    }
+
+    /// Stops the service with SIGTERM and waits for it.
+    pub async fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = tokio::task::spawn_blocking(move || self.child.wait()).await;
+    }
+}
+
+/// The median time of one argon2id hash with the production parameters, on this machine.
+pub fn single_hash_time() -> Duration {
+    use argon2::password_hash::PasswordHasher as _;
+    let argon2 = argon2::Argon2::default();
+    let mut times: Vec<Duration> = (0..7)
+        .map(|_| {
+            let started = Instant::now();
+            let _ = argon2.hash_password(b"benchmark password");
+            started.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// Hashes per second that `threads` threads sustain hashing at once for `duration`.
+pub fn parallel_hash_rate(threads: usize, duration: Duration) -> f64 {
+    use argon2::password_hash::PasswordHasher as _;
+    let started = Instant::now();
+    let counts: Vec<usize> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let argon2 = argon2::Argon2::default();
+                    let mut n = 0;
+                    while started.elapsed() < duration {
+                        let _ = argon2.hash_password(b"benchmark password");
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0)).collect()
+    });
+    counts.iter().sum::<usize>() as f64 / started.elapsed().as_secs_f64()
+}
