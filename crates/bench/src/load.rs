@@ -38,7 +38,9 @@ impl Stats {
         }
         let mut sorted = self.latencies_us.clone();
         sorted.sort_unstable();
-        let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+        // The small epsilon keeps binary rounding (99.9 / 100 * 1000 = 999.0000000000001)
+        // from moving the rank up by one.
+        let rank = ((p / 100.0) * sorted.len() as f64 - 1e-9).ceil() as usize;
         sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0
     }
 
