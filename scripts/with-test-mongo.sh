@@ -6,6 +6,7 @@
 #
 #   ORGSVC_TEST_MONGODB_URI             the replica-set server
 #   ORGSVC_TEST_MONGODB_STANDALONE_URI  the standalone server
+#   ORGSVC_TEST_MONGODB_PID             the replica-set server's process id
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -68,6 +69,10 @@ standalone_port=$(start standalone --standalone)
 export ORGSVC_TEST_MONGODB_URI="mongodb://127.0.0.1:$replica_port/?directConnection=true"
 export ORGSVC_TEST_MONGODB_STANDALONE_URI="mongodb://127.0.0.1:$standalone_port/?directConnection=true"
 export ORGSVC_TEST_SECANTUSD="$venv/bin/secantusd-py"
+# The benchmark reads the replica-set server's CPU time from /proc to show what the database
+# took from the cores it shares with the service.
+ORGSVC_TEST_MONGODB_PID=$(cat "$work/replica.pid")
+export ORGSVC_TEST_MONGODB_PID
 echo "SecantusDB test servers: replica set on $replica_port, standalone on $standalone_port" >&2
 
 "$@"

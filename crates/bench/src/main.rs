@@ -45,11 +45,46 @@ impl Plan {
                 measure: Duration::from_secs(8),
                 concurrency: 32,
                 memory_sizes: vec![1_000, 10_000, 100_000],
-                mongo_sizes: vec![1_000, 10_000],
+                // The issue asks for 1,000 and 10,000; on the project's test server creating a
+                // collection costs time proportional to the number of collections it holds
+                // (docs/benchmarks.md), so 10,000 alone takes longer than the 10 minutes the
+                // whole run may take. `make bench-growth` runs those sizes.
+                mongo_sizes: vec![1_000, 3_000],
                 big_tenant_docs: 100_000,
             }
         }
     }
+}
+
+/// Which scenarios run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Only {
+    All,
+    /// Scenarios 3 and 5 alone.
+    Growth,
+}
+
+/// The command line: `[--quick] [--only=growth] [--mongo-sizes=N,N...]`.
+fn parse_args(args: impl Iterator<Item = String>) -> anyhow::Result<(Plan, Only)> {
+    let args: Vec<String> = args.collect();
+    let mut plan = Plan::new(args.iter().any(|a| a == "--quick"));
+    let mut only = Only::All;
+    for arg in &args {
+        if arg == "--quick" {
+            continue;
+        } else if let Some(sizes) = arg.strip_prefix("--mongo-sizes=") {
+            plan.mongo_sizes = sizes.split(',').map(str::parse).collect::<Result<_, _>>().context("--mongo-sizes")?;
+            anyhow::ensure!(
+                !plan.mongo_sizes.is_empty() && plan.mongo_sizes.windows(2).all(|w| w[0] < w[1]),
+                "--mongo-sizes must be increasing"
+            );
+        } else if arg == "--only=growth" {
+            only = Only::Growth;
+        } else {
+            anyhow::bail!("unknown argument {arg}; usage: orgsvc-bench [--quick] [--only=growth] [--mongo-sizes=N,N]");
+        }
+    }
+    Ok((plan, only))
 }
 
 /// One line of the results table.
@@ -67,16 +102,28 @@ struct Verdict {
     met: bool,
 }
 
-#[derive(Default)]
 struct Report {
+    started: Instant,
     rows: Vec<Row>,
     verdicts: Vec<Verdict>,
     notes: Vec<String>,
 }
 
 impl Report {
+    fn new() -> Self {
+        Self { started: Instant::now(), rows: Vec::new(), verdicts: Vec::new(), notes: Vec::new() }
+    }
+
+    /// Records a row, and shows progress on stderr: a full run takes minutes.
     fn row(&mut self, scenario: impl Into<String>, storage: &'static str, concurrency: usize, stats: &Stats) {
-        self.rows.push(Row { scenario: scenario.into(), storage, concurrency, stats: stats.clone() });
+        let scenario = scenario.into();
+        eprintln!(
+            "[{:>4.0} s] {scenario} ({storage}): {:.0} req/s, p50 {:.2} ms",
+            self.started.elapsed().as_secs_f64(),
+            stats.rps(),
+            stats.percentile_ms(50.0)
+        );
+        self.rows.push(Row { scenario, storage, concurrency, stats: stats.clone() });
     }
 
     fn verdict(&mut self, target: impl Into<String>, measured: impl Into<String>, met: bool) {
@@ -116,11 +163,11 @@ impl Report {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let plan = Plan::new(quick);
+    let (plan, only) = parse_args(std::env::args().skip(1))?;
+    let quick = plan.quick;
     let started = Instant::now();
     let mongo_uri = std::env::var("ORGSVC_TEST_MONGODB_URI").ok();
-    let mut report = Report::default();
+    let mut report = Report::new();
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     println!(
         "orgsvc benchmarks ({}), {cores} cores, MongoDB: {}",
@@ -128,31 +175,38 @@ async fn main() -> anyhow::Result<()> {
         if mongo_uri.is_some() { "the project's test server" } else { "none (memory only)" }
     );
 
-    // Scenarios 1 and 2 with production hashing parameters.
-    for storage in storages(&mongo_uri) {
-        let service = Service::start(&storage, service::Hashing::Owasp).await?;
-        get_warm(&service, &storage, &plan, &mut report).await?;
-        login_flood(&service, &storage, &plan, cores, &mut report).await?;
-        service.stop().await;
+    if only == Only::All {
+        // Scenarios 1 and 2 with production hashing parameters.
+        for storage in storages(&mongo_uri) {
+            let service = Service::start(&storage, service::Hashing::Owasp).await?;
+            get_warm(&service, &storage, &plan, &mut report).await?;
+            login_flood(&service, &storage, &plan, cores, &mut report).await?;
+            service.stop().await;
+        }
+        // Scenario 4 before 3: on the test server, the thousands of collections scenario 3
+        // leaves behind slow down every later collection command (docs/benchmarks.md).
+        // Rename cost against tenant size (collections exist on MongoDB only), with tenant
+        // collections named by key (renameCollection) and by id (metadata only).
+        if let Some(uri) = &mongo_uri {
+            for naming in ["key", "id"] {
+                let storage = Storage::mongodb(uri);
+                let service =
+                    Service::start_with(&storage, service::Hashing::Cheap, &[("ORGSVC_COLLECTION_NAMING", naming)])
+                        .await?;
+                rename_cost(&service, &storage, naming, &plan, &mut report).await?;
+                service.stop().await;
+            }
+        } else {
+            report
+                .notes
+                .push("scenario 4 needs MongoDB: run through `make bench`, which starts the test server".into());
+        }
     }
     // Scenarios 3 and 5: growth, with cheap hashing so that seeding is about the store.
     for storage in storages(&mongo_uri) {
         let service = Service::start(&storage, service::Hashing::Cheap).await?;
         growth(&service, &storage, &plan, &mut report).await?;
         service.stop().await;
-    }
-    // Scenario 4: rename cost against tenant size (collections exist on MongoDB only), with
-    // tenant collections named by key (renameCollection) and by id (metadata only).
-    if let Some(uri) = &mongo_uri {
-        for naming in ["key", "id"] {
-            let storage = Storage::mongodb(uri);
-            let service =
-                Service::start_with(&storage, service::Hashing::Cheap, &[("ORGSVC_COLLECTION_NAMING", naming)]).await?;
-            rename_cost(&service, &storage, naming, &plan, &mut report).await?;
-            service.stop().await;
-        }
-    } else {
-        report.notes.push("scenario 4 needs MongoDB: run through `make bench`, which starts the test server".into());
     }
     report.print();
     println!("\ntotal time {:.0} s", started.elapsed().as_secs_f64());
@@ -250,9 +304,11 @@ async fn login_flood(
     let login_concurrency = cores * 4;
     // Login throughput is measured on its own: while the GETs are measured they take CPU
     // from hashing by design (hashing runs at idle priority).
+    let cpu = CpuShares::start(service);
     let alone =
         run_load(login_concurrency, plan.measure, |_| async { login(service, "flood@bench.test").await.is_ok() }).await;
     report.row("2 POST /admin/login flood, alone", storage.label(), login_concurrency, &alone);
+    report.notes.push(format!("CPU during the login flood ({}): {}", storage.label(), cpu.finish()));
     let flood = async {
         run_load(login_concurrency, plan.measure + Duration::from_secs(2), |_| async {
             login(service, "flood@bench.test").await.is_ok()
@@ -294,6 +350,53 @@ async fn login_flood(
     Ok(())
 }
 
+/// CPU time used by the service, this load driver and the database server over a span, to
+/// show who shares the machine's cores during a measurement.
+struct CpuShares {
+    started: Instant,
+    service_pid: String,
+    service: Option<f64>,
+    driver: Option<f64>,
+    database: Option<f64>,
+}
+
+impl CpuShares {
+    fn start(service: &Service) -> Self {
+        let service_pid = service.pid().to_string();
+        Self {
+            started: Instant::now(),
+            service: service::cpu_seconds(&service_pid),
+            driver: service::cpu_seconds("self"),
+            database: database_pid().and_then(|pid| service::cpu_seconds(&pid)),
+            service_pid,
+        }
+    }
+
+    /// Cores used by each process since `start`, as text.
+    fn finish(self) -> String {
+        let wall = self.started.elapsed().as_secs_f64();
+        let share = |before: Option<f64>, after: Option<f64>| match (before, after) {
+            (Some(b), Some(a)) => format!("{:.2}", (a - b) / wall),
+            _ => "?".to_owned(),
+        };
+        let mut text = format!(
+            "service {} cores, load driver {} cores",
+            share(self.service, service::cpu_seconds(&self.service_pid)),
+            share(self.driver, service::cpu_seconds("self"))
+        );
+        if let Some(before) = self.database {
+            let after = database_pid().and_then(|pid| service::cpu_seconds(&pid));
+            text.push_str(&format!(", database server {} cores", share(Some(before), after)));
+        }
+        text
+    }
+}
+
+/// The test database server's process id, which `scripts/with-test-mongo.sh` exports.
+fn database_pid() -> Option<String> {
+    std::env::var("ORGSVC_TEST_MONGODB_PID").ok()
+}
+
 /// Scenarios 3 and 5: create organizations up to each size, measuring create latency near
 /// each size and GET latency at it, and the service's resident memory.
 async fn growth(service: &Service, storage: &Storage, plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
@@ -324,6 +427,21 @@ async fn growth(service: &Service, storage: &Storage, plan: &Plan, report: &mut 
         .await;
         report.row(format!("3 create, near {size} organizations"), storage.label(), plan.concurrency, &creates);
         report.row(format!("3 GET, at {size} organizations"), storage.label(), plan.concurrency, &gets);
+        if let Storage::MongoDb { database, .. } = storage {
+            // The same lookups straight on the driver: what the database itself does at
+            // this size, to tell the service's growth from the server's.
+            let client = service.mongo_client().await?;
+            let organizations = client.database(database).collection::<mongodb::bson::Document>("organizations");
+            let raw = run_load(plan.concurrency, plan.measure, |n| {
+                let key = format!("org_{:07}", (n * 7919) % size);
+                let organizations = organizations.clone();
+                async move {
+                    organizations.find_one(doc! {"keys": &key, "key": &key}).await.is_ok_and(|found| found.is_some())
+                }
+            })
+            .await;
+            report.row(format!("3 raw find_one, at {size} organizations"), storage.label(), plan.concurrency, &raw);
+        }
         at_size.push((size, creates, gets));
     }
     // Compare the largest MongoDB size the issue names (10,000) or the last, with the first.

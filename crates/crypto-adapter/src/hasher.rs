@@ -7,11 +7,12 @@
 //! (`SCHED_IDLE` on Linux): they use every idle cycle, but a thread serving requests always
 //! preempts them, so a login flood cannot slow other requests down.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash as Phc, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use async_trait::async_trait;
 use domain::{Password, PasswordHash};
 use ports::{HashError, PasswordHasher};
@@ -158,10 +159,8 @@ impl Argon2Hasher {
     /// much as a real one.
     pub fn new(params: Params, limits: HashingLimits) -> anyhow::Result<Self> {
         let concurrency = limits.concurrency.max(1);
-        let argon2 = argon2(&params);
         let dummy_password: [u8; 16] = rand::random();
-        let dummy =
-            argon2.hash_password(&dummy_password).map_err(|e| anyhow!("computing the dummy hash: {e}"))?.to_string();
+        let dummy = hash_phc(&params, &dummy_password).context("computing the dummy hash")?;
         Ok(Self {
             pool: Arc::new(HashPool::new(concurrency)?),
             params,
@@ -180,11 +179,8 @@ impl Argon2Hasher {
         Ok(())
     }
 
-    /// Runs `work` on the blocking pool once admitted and given a slot.
-    async fn run<R: Send + 'static>(
-        &self,
-        work: impl FnOnce(Argon2<'static>) -> R + Send + 'static,
-    ) -> Result<R, HashError> {
+    /// Runs `work` on the hashing threads once admitted and given a slot.
+    async fn run<R: Send + 'static>(&self, work: impl FnOnce() -> R + Send + 'static) -> Result<R, HashError> {
         let _admitted = self.admitted.try_acquire().map_err(|_| {
             self.metrics.refused.inc();
             HashError::Busy
@@ -195,8 +191,7 @@ impl Argon2Hasher {
         self.metrics.queue_depth.dec();
         self.metrics.wait_seconds.observe(waiting.elapsed().as_secs_f64());
         let _running = running.context("hashing semaphore closed")?;
-        let argon2 = argon2(&self.params);
-        self.pool.run(move || work(argon2)).await.map_err(HashError::Failed)
+        self.pool.run(work).await.map_err(HashError::Failed)
     }
 }
 
@@ -204,13 +199,69 @@ fn argon2(params: &Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
 }
 
+thread_local! {
+    /// The calling thread's argon2 memory, kept from one hash to the next. Allocating and
+    /// faulting in ~19 MiB for every hash costs about a tenth of the hashing throughput when
+    /// every core hashes at once (docs/benchmarks.md).
+    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's argon2 memory, sized for `params`, and zeroes the memory
+/// afterwards so that no state derived from a password outlives its hash.
+fn with_memory<R>(params: &Params, f: impl FnOnce(&mut [Block]) -> R) -> R {
+    MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        let needed = params.block_count();
+        if memory.len() != needed {
+            *memory = vec![Block::default(); needed];
+        }
+        let result = f(&mut memory);
+        memory.fill(Block::default());
+        result
+    })
+}
+
+/// Hashes `password` with `params` and a fresh random salt into a PHC string.
+fn hash_phc(params: &Params, password: &[u8]) -> anyhow::Result<String> {
+    let salt_bytes: [u8; 16] = rand::random();
+    let salt = Salt::new(&salt_bytes).map_err(|e| anyhow!("salt: {e}"))?;
+    let mut out = vec![0u8; params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)];
+    with_memory(params, |memory| {
+        argon2(params).hash_password_into_with_memory(password, &salt_bytes, &mut out, memory)
+    })
+    .map_err(|e| anyhow!("hashing failed: {e}"))?;
+    let phc = Phc {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| anyhow!("parameters: {e}"))?,
+        salt: Some(salt),
+        hash: Some(Output::new(&out).map_err(|e| anyhow!("output: {e}"))?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `password` matches the PHC string `phc`, with the algorithm, version and
+/// parameters the string names (so hashes made with older parameters still verify), compared
+/// in constant time. A string that does not parse matches nothing.
+fn verify_phc(password: &[u8], phc: &str) -> bool {
+    let Ok(parsed) = Phc::new(phc) else { return false };
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else { return false };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_str()) else { return false };
+    let Ok(version) = parsed.version.map_or(Ok(Version::default()), Version::try_from) else { return false };
+    let Ok(params) = Params::try_from(&parsed) else { return false };
+    let mut out = vec![0u8; expected.len()];
+    let hashed = with_memory(&params, |memory| {
+        Argon2::new(algorithm, version, params.clone()).hash_password_into_with_memory(password, salt, &mut out, memory)
+    });
+    hashed.is_ok() && Output::new(&out).is_ok_and(|computed| &computed == expected)
+}
+
 #[async_trait]
 impl PasswordHasher for Argon2Hasher {
     async fn hash(&self, password: Password) -> Result<PasswordHash, HashError> {
-        let phc = self
-            .run(move |argon2| argon2.hash_password(password.expose().as_bytes()).map(|h| h.to_string()))
-            .await?
-            .map_err(|e| HashError::Failed(anyhow!("hashing failed: {e}")))?;
+        let params = self.params.clone();
+        let phc =
+            self.run(move || hash_phc(&params, password.expose().as_bytes())).await?.map_err(HashError::Failed)?;
         PasswordHash::from_phc(phc).context("argon2 produced an unexpected hash").map_err(HashError::Failed)
     }
 
@@ -219,8 +270,7 @@ impl PasswordHasher for Argon2Hasher {
         let phc = hash.map_or_else(|| self.dummy.to_string(), |h| h.as_phc().to_owned());
         // The parameters come from the PHC string, so hashes made with older parameters
         // still verify.
-        let matches =
-            self.run(move |argon2| argon2.verify_password(password.expose().as_bytes(), phc.as_str()).is_ok()).await?;
+        let matches = self.run(move || verify_phc(password.expose().as_bytes(), &phc)).await?;
         Ok(known && matches)
     }
 
@@ -228,7 +278,7 @@ impl PasswordHasher for Argon2Hasher {
         // Only a weaker hash is replaced: another algorithm or version, or less memory or
         // fewer passes than now. During a rolling change of parameters, instances with the
         // old ones must not downgrade what the new ones upgraded.
-        let Ok(parsed) = argon2::password_hash::phc::PasswordHash::new(hash.as_phc()) else { return true };
+        let Ok(parsed) = Phc::new(hash.as_phc()) else { return true };
         let Ok(params) = Params::try_from(&parsed) else { return true };
         parsed.algorithm.as_str() != "argon2id"
             || parsed.version != Some(Version::V0x13.into())
@@ -259,6 +309,46 @@ mod tests {
         assert!(!a.as_phc().contains("correct horse"));
         assert!(hasher.verify(password("correct horse"), Some(a.clone())).await.expect("verify"));
         assert!(!hasher.verify(password("wrong horse"), Some(a)).await.expect("verify"));
+    }
+
+    #[tokio::test]
+    async fn hashes_interoperate_with_the_reference_implementation() {
+        // The hasher computes on reused memory rather than through the crate's own
+        // PasswordHasher; both must accept each other's PHC strings.
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let hasher = Argon2Hasher::new(fast(), HashingLimits::default()).expect("hasher");
+        let ours = hasher.hash(password("correct horse")).await.expect("hash");
+        let reference = argon2(&fast());
+        assert!(reference.verify_password(b"correct horse", ours.as_phc()).is_ok());
+        assert!(reference.verify_password(b"wrong horse", ours.as_phc()).is_err());
+        let theirs = reference.hash_password(b"correct horse").expect("hash").to_string();
+        let theirs = PasswordHash::from_phc(theirs).expect("phc");
+        assert!(hasher.verify(password("correct horse"), Some(theirs.clone())).await.expect("verify"));
+        assert!(!hasher.verify(password("wrong horse"), Some(theirs)).await.expect("verify"));
+    }
+
+    #[test]
+    fn memory_is_zeroed_after_each_hash() {
+        let phc = hash_phc(&fast(), b"correct horse").expect("hash");
+        assert!(verify_phc(b"correct horse", &phc));
+        MEMORY.with(|memory| {
+            let memory = memory.borrow();
+            assert_eq!(memory.len(), fast().block_count(), "the memory is kept for the next hash");
+            assert!(
+                memory.iter().all(|block| block.as_ref().iter().all(|&word| word == 0)),
+                "no password-derived state is left"
+            );
+        });
+    }
+
+    #[test]
+    fn malformed_or_tampered_hashes_match_nothing() {
+        let phc = hash_phc(&fast(), b"correct horse").expect("hash");
+        assert!(!verify_phc(b"correct horse", "not a phc string"));
+        assert!(!verify_phc(b"correct horse", &phc.replace("$argon2id$", "$argon2x$")));
+        let (head, tail) = phc.rsplit_once('$').expect("hash part");
+        let flipped = if tail.starts_with('A') { tail.replacen('A', "B", 1) } else { format!("A{}", &tail[1..]) };
+        assert!(!verify_phc(b"correct horse", &format!("{head}${flipped}")));
     }
 
     #[tokio::test]
@@ -311,7 +401,7 @@ mod tests {
     async fn hashing_threads_yield_to_every_other_thread() {
         use thread_priority::unix::{NormalThreadSchedulePolicy, ThreadSchedulePolicy, thread_schedule_policy};
         let hasher = Argon2Hasher::new(fast(), HashingLimits::default()).expect("hasher");
-        let policy = hasher.run(|_| thread_schedule_policy()).await.expect("run").expect("policy");
+        let policy = hasher.run(thread_schedule_policy).await.expect("run").expect("policy");
         assert_eq!(policy, ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle));
         assert_ne!(thread_schedule_policy().expect("policy"), policy, "callers keep their own class");
     }
