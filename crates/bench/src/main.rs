@@ -244,6 +244,26 @@ async fn login(service: &Service, email: &str) -> anyhow::Result<String> {
     body["access_token"].as_str().map(str::to_owned).context("access_token")
 }
 
+/// The name of the `i`th organization the growth scenario creates.
+fn org_name(i: usize) -> String {
+    format!("Org {i:07}")
+}
+
+/// Creates the `i`th organization of the growth scenario; whether that succeeded.
+async fn create_numbered(service: &Service, i: usize) -> bool {
+    create(service, &org_name(i), &format!("admin{i}@bench.test")).await.is_ok()
+}
+
+/// The key the service looks an organization name up by, by the domain's own rule.
+fn key_of(name: &str) -> anyhow::Result<String> {
+    Ok(domain::OrganizationName::parse(name).map_err(|e| anyhow::anyhow!("{name}: {e}"))?.key().as_str().to_owned())
+}
+
+/// The service's lookup of an organization by key, straight on the driver; whether it found it.
+async fn raw_find(organizations: mongodb::Collection<mongodb::bson::Document>, key: &str) -> bool {
+    organizations.find_one(doc! {"keys": key, "key": key}).await.is_ok_and(|found| found.is_some())
+}
+
 async fn get_ok(service: &Service, name: &str) -> bool {
     match service.client.get(service.url("/org/get")).query(&[("organization_name", name)]).send().await {
         Ok(response) => response.status() == 200 && response.bytes().await.is_ok(),
@@ -262,15 +282,8 @@ async fn get_warm(service: &Service, storage: &Storage, plan: &Plan, report: &mu
     if let Storage::MongoDb { database, .. } = storage {
         let client = service.mongo_client().await?;
         let organizations = client.database(database).collection::<mongodb::bson::Document>("organizations");
-        let find = |_| {
-            let organizations = organizations.clone();
-            async move {
-                organizations
-                    .find_one(doc! {"keys": "warm_org", "key": "warm_org"})
-                    .await
-                    .is_ok_and(|found| found.is_some())
-            }
-        };
+        let key = key_of("Warm Org")?;
+        let find = |_| raw_find(organizations.clone(), &key);
         run_load(plan.concurrency, Duration::from_secs(1), find).await;
         let raw = run_load(plan.concurrency, plan.measure, find).await;
         report.row("1 raw driver find_one (same query)", storage.label(), plan.concurrency, &raw);
@@ -357,7 +370,8 @@ struct CpuShares {
     service_pid: String,
     service: Option<f64>,
     driver: Option<f64>,
-    database: Option<f64>,
+    /// The database server's process id and its CPU seconds at the start.
+    database: Option<(String, Option<f64>)>,
 }
 
 impl CpuShares {
@@ -367,7 +381,10 @@ impl CpuShares {
             started: Instant::now(),
             service: service::cpu_seconds(&service_pid),
             driver: service::cpu_seconds("self"),
-            database: database_pid().and_then(|pid| service::cpu_seconds(&pid)),
+            database: std::env::var("ORGSVC_TEST_MONGODB_PID").ok().map(|pid| {
+                let used = service::cpu_seconds(&pid);
+                (pid, used)
+            }),
             service_pid,
         }
     }
@@ -384,17 +401,12 @@ impl CpuShares {
             share(self.service, service::cpu_seconds(&self.service_pid)),
             share(self.driver, service::cpu_seconds("self"))
         );
-        if let Some(before) = self.database {
-            let after = database_pid().and_then(|pid| service::cpu_seconds(&pid));
-            text.push_str(&format!(", database server {} cores", share(Some(before), after)));
+        // The test server's process id comes from `scripts/with-test-mongo.sh`.
+        if let Some((pid, before)) = self.database {
+            text.push_str(&format!(", database server {} cores", share(before, service::cpu_seconds(&pid))));
         }
         text
     }
-}
-
-/// The test database server's process id, which `scripts/with-test-mongo.sh` exports.
-fn database_pid() -> Option<String> {
-    std::env::var("ORGSVC_TEST_MONGODB_PID").ok()
 }
 
 /// Scenarios 3 and 5: create organizations up to each size, measuring create latency near
@@ -403,6 +415,14 @@ async fn growth(service: &Service, storage: &Storage, plan: &Plan, report: &mut 
     let sizes = match storage {
         Storage::Memory => &plan.memory_sizes,
         Storage::MongoDb { .. } => &plan.mongo_sizes,
+    };
+    // The same lookups as the GETs straight on the driver, on MongoDB: what the database
+    // itself does at each size, to tell the service's growth from the server's.
+    let organizations = match storage {
+        Storage::MongoDb { database, .. } => Some(
+            service.mongo_client().await?.database(database).collection::<mongodb::bson::Document>("organizations"),
+        ),
+        Storage::Memory => None,
     };
     let idle_rss = service.rss_kib();
     let mut created = 0usize;
@@ -414,32 +434,24 @@ async fn growth(service: &Service, storage: &Storage, plan: &Plan, report: &mut 
         seed(service, created, seed_to, plan.concurrency).await?;
         created = seed_to;
         let next = std::sync::atomic::AtomicUsize::new(created);
-        let creates = run_counted(plan.concurrency, size - created, |_| async {
-            let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            create(service, &format!("Org {i:07}"), &format!("admin{i}@bench.test")).await.is_ok()
+        let creates = run_counted(plan.concurrency, size - created, |_| {
+            create_numbered(service, next.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
         })
         .await;
         created = size;
         let gets = run_load(plan.concurrency, plan.measure, |n| {
             let i = (n * 7919) % size;
-            async move { get_ok(service, &format!("Org {i:07}")).await }
+            async move { get_ok(service, &org_name(i)).await }
         })
         .await;
         report.row(format!("3 create, near {size} organizations"), storage.label(), plan.concurrency, &creates);
         report.row(format!("3 GET, at {size} organizations"), storage.label(), plan.concurrency, &gets);
-        if let Storage::MongoDb { database, .. } = storage {
-            // The same lookups straight on the driver: what the database itself does at
-            // this size, to tell the service's growth from the server's.
-            let client = service.mongo_client().await?;
-            let organizations = client.database(database).collection::<mongodb::bson::Document>("organizations");
-            let raw = run_load(plan.concurrency, plan.measure, |n| {
-                let key = format!("org_{:07}", (n * 7919) % size);
-                let organizations = organizations.clone();
-                async move {
-                    organizations.find_one(doc! {"keys": &key, "key": &key}).await.is_ok_and(|found| found.is_some())
-                }
-            })
-            .await;
+        if let Some(organizations) = &organizations {
+            // Keys computed before the run, so that the loop measures the lookups alone.
+            let keys: Vec<String> = (0..size).map(|i| key_of(&org_name(i))).collect::<anyhow::Result<_>>()?;
+            let raw =
+                run_load(plan.concurrency, plan.measure, |n| raw_find(organizations.clone(), &keys[(n * 7919) % size]))
+                    .await;
             report.row(format!("3 raw find_one, at {size} organizations"), storage.label(), plan.concurrency, &raw);
         }
         at_size.push((size, creates, gets));
@@ -475,9 +487,8 @@ async fn seed(service: &Service, from: usize, to: usize, concurrency: usize) -> 
         return Ok(());
     }
     let next = std::sync::atomic::AtomicUsize::new(from);
-    let stats = run_counted(concurrency, to - from, |_| async {
-        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        create(service, &format!("Org {i:07}"), &format!("admin{i}@bench.test")).await.is_ok()
+    let stats = run_counted(concurrency, to - from, |_| {
+        create_numbered(service, next.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
     })
     .await;
     anyhow::ensure!(stats.errors == 0, "{} creates failed while seeding", stats.errors);
