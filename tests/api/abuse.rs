@@ -180,3 +180,44 @@ pub async fn responses_are_never_cached(backend: Backend) {
     let body: Value = app.get("Acme", None).await.json().await.expect("json");
     assert_eq!(body["organization_name"], "Acme");
 }
+
+/// Clients that send their headers and then stall the body: each gets 408 once the body
+/// timeout has passed and its connection is closed, while other clients are served.
+pub async fn stalled_bodies_get_408_and_lose_the_connection(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const STALLED: usize = 64;
+    let timeout = std::time::Duration::from_millis(1500);
+    let app = backend.spawn_with(|s| s.http.body_timeout = timeout).await;
+    let authority = app.address.trim_start_matches("http://").to_owned();
+    let started = std::time::Instant::now();
+    let stalled: Vec<_> = (0..STALLED)
+        .map(|_| {
+            let authority = authority.clone();
+            tokio::spawn(async move {
+                let mut stream = tokio::net::TcpStream::connect(&authority).await.expect("connect");
+                let head = format!(
+                    "POST /org/create HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+                     Content-Length: 1000\r\n\r\n{{\"organization_name\": "
+                );
+                stream.write_all(head.as_bytes()).await.expect("write");
+                // Read until the server closes: the answer, then the end of the stream.
+                let mut answer = Vec::new();
+                stream.read_to_end(&mut answer).await.expect("read");
+                (String::from_utf8_lossy(&answer).into_owned(), std::time::Instant::now())
+            })
+        })
+        .collect();
+    // Meanwhile the service answers everyone else.
+    tokio::time::sleep(timeout / 3).await;
+    app.create_ok("Acme", "a@acme.test", PASSWORD).await;
+    for connection in stalled {
+        let (answer, closed_at) = tokio::time::timeout(timeout * 4, connection)
+            .await
+            .expect("the server closes a stalled connection")
+            .expect("join");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("application/problem+json"), "{answer}");
+        assert!(closed_at - started >= timeout, "closed before the timeout");
+    }
+    problem(app.get("Nobody", None).await, 404).await;
+}

@@ -85,6 +85,7 @@ pub async fn pages_follow_the_cursor_newest_first(backend: Backend) {
     let reader = app.tokens("a@acme.test", PASSWORD).await;
     let all = app.audit_events(&reader.access).await;
     assert_eq!(all.len(), 16);
+    all.iter().for_each(|e| api_tests::assert_api_time(&e["at"]));
     let times: Vec<&str> = all.iter().map(|e| e["at"].as_str().expect("at")).collect();
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
 

@@ -72,3 +72,32 @@ pub async fn missing_name_is_422(app: TestApp) {
     assert_eq!(error_fields(&problem(response, 422).await), vec!["organization_name"]);
     app.get("Acme", None).await.error_for_status().expect("still there");
 }
+
+pub async fn naming_two_organizations_is_400_and_deletes_nothing(app: TestApp) {
+    app.create_ok("Acme", "a@acme.test", "correct horse").await;
+    let token = app.token("a@acme.test", "correct horse").await;
+    let delete = |query: &'static str, body: serde_json::Value| {
+        app.request(Method::DELETE, "/org/delete")
+            .query(&[("organization_name", query)])
+            .bearer_auth(&token)
+            .json(&body)
+    };
+    let response = delete("Acme", json!({"organization_name": "Globex"})).send().await.expect("request");
+    let body = problem(response, 400).await;
+    assert_eq!(error_fields(&body), ["query.organization_name", "body.organization_name"]);
+    app.get("Acme", None).await.error_for_status().expect("still there");
+    // A body without a content type is not read as JSON.
+    let response = app
+        .request(Method::DELETE, "/org/delete")
+        .bearer_auth(&token)
+        .body(r#"{"organization_name": "Acme"}"#)
+        .send()
+        .await
+        .expect("request");
+    problem(response, 415).await;
+    app.get("Acme", None).await.error_for_status().expect("still there");
+    // Two spellings of one organization name one organization.
+    let response = delete("Acme", json!({"organization_name": "ACME"})).send().await.expect("request");
+    assert_eq!(response.status(), 204);
+    problem(app.get("Acme", None).await, 404).await;
+}

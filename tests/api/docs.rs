@@ -39,6 +39,11 @@ pub async fn swagger_ui_is_served(app: TestApp) {
     let response = app.request(Method::GET, "/docs/").send().await.expect("request");
     assert_eq!(response.status(), 200);
     assert!(response.text().await.expect("text").to_lowercase().contains("swagger"));
+    // Without the slash the client is sent there (reqwest follows redirects).
+    let response = app.request(Method::GET, "/docs").send().await.expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.url().path(), "/docs/");
+    assert!(response.text().await.expect("text").to_lowercase().contains("swagger"));
 }
 
 pub async fn health_endpoints_answer(app: TestApp) {
@@ -59,7 +64,17 @@ pub async fn health_endpoints_answer(app: TestApp) {
 
 pub async fn unknown_routes_and_methods_are_problems(app: TestApp) {
     problem(app.request(Method::GET, "/nowhere").send().await.expect("request"), 404).await;
-    problem(app.request(Method::GET, "/org/create").send().await.expect("request"), 405).await;
+    for (method, path, allow) in [
+        (Method::GET, "/org/create", "POST"),
+        (Method::POST, "/org/get", "GET"),
+        (Method::PATCH, "/org/update", "PUT"),
+        (Method::GET, "/org/delete", "DELETE"),
+        (Method::DELETE, "/metrics", "GET"),
+    ] {
+        let response = app.request(method, path).send().await.expect("request");
+        assert_eq!(response.headers().get("allow").and_then(|v| v.to_str().ok()), Some(allow), "{path}");
+        problem(response, 405).await;
+    }
 }
 
 pub async fn security_headers_are_set(app: TestApp) {

@@ -15,6 +15,7 @@ pub async fn anonymous_callers_see_no_admin_email(app: TestApp) {
         assert_eq!(body["collection_name"], "org_acme_corp");
         assert_eq!(body["created_at"], created["created_at"]);
         assert_eq!(body["updated_at"], created["created_at"]);
+        api_tests::assert_api_time(&body["updated_at"]);
         assert!(body.get("admin_email").is_none(), "{body}");
     }
     // An invalid token is treated as no token, not as an error.

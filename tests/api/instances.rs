@@ -132,5 +132,19 @@ async fn production_mode_refuses_unsafe_settings() {
     let error = format!("{:#}", Application::build(settings.clone()).await.err().expect("random key refused"));
     assert!(error.contains("ORGSVC_JWT_SECRET"), "{error}");
     settings.jwt_keys = keys(&[("k", OLD_KEY)]);
+    // The test settings hash cheaply, run without a login limit and expose /metrics to all.
+    let error = format!("{:#}", Application::build(settings.clone()).await.err().expect("weak hashing refused"));
+    assert!(error.contains("ORGSVC_ARGON2_MEMORY_KIB"), "{error}");
+    settings.argon2 = orgsvc::settings::Argon2Settings::default();
+    let error = format!("{:#}", Application::build(settings.clone()).await.err().expect("no metrics rule refused"));
+    assert!(error.contains("ORGSVC_METRICS_ADDR") && error.contains("ORGSVC_METRICS_TOKEN"), "{error}");
+    settings.http.metrics.token = Some("J9F6+gvZaD9f5I+24qp9QHMQWmE7JAQH".to_owned().into());
+    let error = format!("{:#}", Application::build(settings.clone()).await.err().expect("no login limit refused"));
+    assert!(error.contains("ORGSVC_RATE_LIMIT_LOGIN_PER_MINUTE"), "{error}");
+    settings.http.rate_limits = http_adapter::RateLimits::default();
+    settings.jwt_keys = keys(&[("k", &"k".repeat(40))]);
+    let error = format!("{:#}", Application::build(settings.clone()).await.err().expect("a weak key refused"));
+    assert!(error.contains("entropy") && !error.contains("kkkk"), "{error}");
+    settings.jwt_keys = keys(&[("k", OLD_KEY)]);
     Application::build(settings).await.expect("a complete production configuration starts");
 }

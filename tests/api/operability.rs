@@ -79,3 +79,31 @@ pub async fn metrics_expose_requests_hashing_store_and_security_events(backend: 
     // Label values are route templates, never what a client typed.
     assert!(!text.contains("Secret") && !text.contains("Nobody") && !text.contains("acme.test"), "{text}");
 }
+
+pub async fn metrics_can_need_a_token_or_a_listener_of_their_own(backend: Backend) {
+    const TOKEN: &str = "J9F6+gvZaD9f5I+24qp9QHMQWmE7JAQH";
+    let app = backend.spawn_with(|s| s.http.metrics.token = Some(TOKEN.to_owned().into())).await;
+    let metrics = |token: Option<&str>| {
+        let request = app.request(reqwest::Method::GET, "/metrics");
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+        .send()
+    };
+    problem(metrics(None).await.expect("request"), 401).await;
+    problem(metrics(Some("J9F6+gvZaD9f5I+24qp9QHMQWmE7JAQh")).await.expect("request"), 401).await;
+    problem(metrics(Some("J9F6")).await.expect("request"), 401).await;
+    let response = metrics(Some(TOKEN)).await.expect("request");
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.expect("text").contains("orgsvc_http_requests_total"));
+
+    // On a listener of its own, the API's listener no longer serves it.
+    let app = backend.spawn_with(|s| s.metrics_addr = Some("127.0.0.1:0".parse().expect("address"))).await;
+    problem(app.request(reqwest::Method::GET, "/metrics").send().await.expect("request"), 404).await;
+    let address = app.metrics_address.as_deref().expect("a metrics listener");
+    let response = app.client.get(format!("{address}/metrics")).send().await.expect("request");
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.expect("text").contains("orgsvc_http_requests_total"));
+    problem(app.client.get(format!("{address}/org/get?organization_name=A")).send().await.expect("request"), 404).await;
+}

@@ -17,6 +17,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// Direct access to the tenant collections behind the API.
     pub tenants: Arc<dyn TenantStore>,
+    /// `http://127.0.0.1:<port>` of the metrics listener, when it has its own.
+    pub metrics_address: Option<String>,
 }
 
 /// The settings every test starts from: a free port, a fixed signing key, and the real
@@ -90,9 +92,10 @@ impl TestApp {
         }
         let app = Application::build(settings).await.expect("build application");
         let address = format!("http://127.0.0.1:{}", app.port());
+        let metrics_address = app.metrics_port().map(|port| format!("http://127.0.0.1:{port}"));
         let tenants = app.tenants();
         tokio::spawn(app.run_until_stopped());
-        Self { address, client: reqwest::Client::new(), tenants }
+        Self { address, client: reqwest::Client::new(), tenants, metrics_address }
     }
 
     /// A request to a path of the application.
@@ -228,4 +231,21 @@ pub fn jwt_payload(token: &str) -> Value {
     let part = token.split('.').nth(1).expect("jwt payload");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).expect("base64url");
     serde_json::from_slice(&bytes).expect("json payload")
+}
+
+/// Asserts that `value` is a time as the API writes every time: RFC 3339 in UTC with
+/// exactly three fractional digits (`2026-11-26T12:00:34.000Z`), so that times compare as
+/// strings in the order they happened.
+pub fn assert_api_time(value: &Value) {
+    let text = value.as_str().unwrap_or_else(|| panic!("not a time string: {value}"));
+    let shape_ok = text.len() == 24
+        && text.char_indices().all(|(i, c)| match i {
+            4 | 7 => c == '-',
+            10 => c == 'T',
+            13 | 16 => c == ':',
+            19 => c == '.',
+            23 => c == 'Z',
+            _ => c.is_ascii_digit(),
+        });
+    assert!(shape_ok, "not RFC 3339 UTC with milliseconds: {text}");
 }

@@ -13,6 +13,11 @@ use serde::{Deserialize, Serialize};
 /// The shortest accepted HMAC key, in bytes (the size of the SHA-256 output).
 pub const MIN_KEY_BYTES: usize = 32;
 
+/// How far in the future a token's `iat` or `nbf` may lie, in seconds: the clock skew
+/// tolerated between instances. A token issued later than that was not issued by a
+/// well-behaved instance of this service.
+pub const CLOCK_SKEW_LEEWAY_SECONDS: i64 = 30;
+
 /// An HMAC key and the id that names it in token headers.
 pub struct SigningKey {
     /// The key id, written in the `kid` header.
@@ -40,6 +45,9 @@ struct Claims {
     org_id: String,
     sid: String,
     iat: i64,
+    /// Not set by this service, but honoured when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<i64>,
     exp: i64,
     jti: String,
     iss: String,
@@ -99,8 +107,10 @@ impl JwtIssuer {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[issuer.as_str()]);
         validation.set_required_spec_claims(&["exp", "iat", "sub", "iss"]);
-        // Expiry is checked against the service's clock below, not the library's.
+        // Expiry, `iat` and `nbf` are checked against the service's clock below, not the
+        // library's.
         validation.validate_exp = false;
+        validation.validate_nbf = false;
         Ok(Self { keys: built, issuer, ttl_seconds, validation })
     }
 }
@@ -122,6 +132,7 @@ impl TokenIssuer for JwtIssuer {
             org_id: org_id.to_string(),
             sid: session_id.to_string(),
             iat: now.timestamp(),
+            nbf: None,
             exp: now.timestamp() + ttl,
             jti: uuid::Uuid::new_v4().to_string(),
             iss: self.issuer.clone(),
@@ -140,7 +151,11 @@ impl TokenIssuer for JwtIssuer {
         let data =
             jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation).map_err(|_| TokenError::Invalid)?;
         let claims = data.claims;
-        if claims.exp <= now.timestamp() {
+        let latest_start = now.timestamp().saturating_add(CLOCK_SKEW_LEEWAY_SECONDS);
+        if claims.exp <= now.timestamp()
+            || claims.iat > latest_start
+            || claims.nbf.is_some_and(|nbf| nbf > latest_start)
+        {
             return Err(TokenError::Invalid);
         }
         Ok(TokenClaims {
@@ -205,6 +220,40 @@ mod tests {
         let token = jwt.issue(AdminId::new(), OrgId::new(), SessionId::new(), now).expect("issue");
         let later = now + chrono::Duration::seconds(900);
         assert!(matches!(jwt.verify(token.token.expose_secret(), later), Err(TokenError::Invalid)));
+    }
+
+    #[test]
+    fn tokens_issued_or_valid_only_in_the_future_are_refused() {
+        let jwt = issuer(&[("k1", SECRET)]);
+        let now = Utc::now();
+        let at = |seconds: i64| now + chrono::Duration::seconds(seconds);
+        let issued_at = |seconds: i64| {
+            let token = jwt.issue(AdminId::new(), OrgId::new(), SessionId::new(), at(seconds)).expect("issue");
+            jwt.verify(token.token.expose_secret(), now)
+        };
+        assert!(issued_at(CLOCK_SKEW_LEEWAY_SECONDS).is_ok(), "within the leeway");
+        assert!(matches!(issued_at(CLOCK_SKEW_LEEWAY_SECONDS + 1), Err(TokenError::Invalid)));
+        assert!(matches!(issued_at(3600), Err(TokenError::Invalid)));
+
+        let with_nbf = |nbf: i64| {
+            let claims = Claims {
+                sub: AdminId::new().to_string(),
+                org_id: OrgId::new().to_string(),
+                sid: SessionId::new().to_string(),
+                iat: now.timestamp(),
+                nbf: Some(at(nbf).timestamp()),
+                exp: at(900).timestamp(),
+                jti: "j".to_owned(),
+                iss: "orgsvc".to_owned(),
+            };
+            let mut header = Header::new(Algorithm::HS256);
+            header.kid = Some("k1".to_owned());
+            let token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(SECRET)).expect("encode");
+            jwt.verify(&token, now)
+        };
+        assert!(with_nbf(-10).is_ok());
+        assert!(with_nbf(CLOCK_SKEW_LEEWAY_SECONDS).is_ok());
+        assert!(matches!(with_nbf(CLOCK_SKEW_LEEWAY_SECONDS + 1), Err(TokenError::Invalid)));
     }
 
     #[test]

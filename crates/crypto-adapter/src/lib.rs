@@ -1,9 +1,14 @@
-//! The credential ports: [`Argon2Hasher`] hashes passwords with argon2id on tokio's blocking
-//! pool, at most a bounded number at once; [`JwtIssuer`] issues and verifies HS256 access
-//! tokens with the algorithm pinned.
+//! The credential ports: [`Argon2Hasher`] hashes passwords with argon2id on its own
+//! idle-priority threads, at most a bounded number at once; [`JwtIssuer`] issues and
+//! verifies HS256 access tokens with the algorithm pinned; the strength checks tell
+//! production settings from weak ones.
 
 mod hasher;
 mod jwt;
+mod strength;
 
 pub use hasher::{Argon2Hasher, HashingLimits};
-pub use jwt::{JwtIssuer, MIN_KEY_BYTES, SigningKey};
+pub use jwt::{CLOCK_SKEW_LEEWAY_SECONDS, JwtIssuer, MIN_KEY_BYTES, SigningKey};
+pub use strength::{
+    MIN_KEY_ENTROPY_BITS, OWASP_ARGON2ID_MINIMUMS, estimated_key_entropy_bits, meets_owasp_argon2id_minimum,
+};

@@ -26,12 +26,12 @@ mod password;
 mod security;
 
 pub use collection::{CollectionName, CollectionNameError, CollectionNaming};
-pub use email::{Email, EmailError};
+pub use email::{Email, EmailError, MAX_EMAIL_BYTES};
 pub use entities::{Admin, NewAdmin, NewOrganization, Organization, OrganizationChanges, Rename};
 pub use errors::{CreateOrgError, DeleteOrgError, GetOrgError, StoreError, UpdateOrgError};
 pub use ids::{AdminId, EventId, IdError, OrgId, SessionId};
-pub use name::{OrgKey, OrganizationName, OrganizationNameError};
-pub use password::{Password, PasswordError, PasswordHash, PasswordHashError};
+pub use name::{MAX_NAME_CHARS, OrgKey, OrganizationName, OrganizationNameError};
+pub use password::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, Password, PasswordError, PasswordHash, PasswordHashError};
 pub use security::{AuditAction, AuditActionError, AuditEvent, AuditOutcome, LockoutPolicy, Session};
 
 /// Truncates a timestamp to whole milliseconds, the precision every store keeps, so that a

@@ -19,7 +19,8 @@ pub(crate) struct Authenticated(pub Principal);
 /// when there is no token or an unusable one.
 pub(crate) struct MaybeAuthenticated(pub Option<Principal>);
 
-fn bearer_token(req: &HttpRequest) -> Option<String> {
+/// The token of an `Authorization: Bearer` header, if there is one.
+pub(crate) fn bearer_token(req: &HttpRequest) -> Option<String> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();

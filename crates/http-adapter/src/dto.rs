@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::extract::FieldErrors;
-use crate::problem::ApiError;
+use crate::problem::{ApiError, ProblemField};
 
 /// `POST /org/create` body.
 #[derive(Deserialize, ToSchema)]
@@ -122,6 +122,24 @@ pub(crate) fn parse_organization_name(value: Option<String>) -> Result<Organizat
     errors.finish(name)
 }
 
+/// The organization a delete names, in the query string or the body. Naming two different
+/// organizations (different keys) is refused rather than resolved by a precedence rule that
+/// a client could get wrong: a delete must never hit the other one.
+pub(crate) fn parse_delete_target(query: Option<String>, body: Option<String>) -> Result<OrganizationName, ApiError> {
+    let (query, body) = match (query, body) {
+        (Some(query), Some(body)) => (parse_organization_name(Some(query))?, parse_organization_name(Some(body))?),
+        (query, body) => return parse_organization_name(query.or(body)),
+    };
+    if query.key() != body.key() {
+        let rule = "the query string and the body name different organizations; name one";
+        return Err(ApiError::ConflictingFields(vec![
+            ProblemField::new("query.organization_name", rule),
+            ProblemField::new("body.organization_name", rule),
+        ]));
+    }
+    Ok(query)
+}
+
 /// An admin as shown on creation.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AdminSummary {
@@ -144,6 +162,7 @@ pub struct CreatedOrganizationResponse {
     /// Its admin.
     pub admin: AdminSummary,
     /// When it was created.
+    #[serde(with = "timestamp")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -170,8 +189,10 @@ pub struct OrganizationResponse {
     /// Its tenant collection.
     pub collection_name: String,
     /// When it was created.
+    #[serde(with = "timestamp")]
     pub created_at: DateTime<Utc>,
     /// When it was last changed.
+    #[serde(with = "timestamp")]
     pub updated_at: DateTime<Utc>,
     /// Its admin's email: only present for a request authenticated as that admin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -288,6 +309,7 @@ pub struct AuditEventResponse {
     /// The event's id.
     pub id: Uuid,
     /// When it happened.
+    #[serde(with = "timestamp")]
     pub at: DateTime<Utc>,
     /// What happened, such as `login.failed`.
     #[schema(example = "login.failed")]
@@ -342,4 +364,44 @@ pub struct HealthResponse {
     /// `ok` when healthy.
     #[schema(example = "ok")]
     pub status: String,
+}
+
+/// The one format of every time the API returns: RFC 3339 in UTC with exactly three
+/// fractional digits (`2026-11-26T12:00:34.000Z`). chrono's default drops the fraction
+/// when it is zero, so two instants of the same second would not compare as strings do.
+pub(crate) mod timestamp {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Formats `at` as RFC 3339 UTC with milliseconds; finer digits are dropped.
+    pub(crate) fn format(at: &DateTime<Utc>) -> String {
+        at.to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+
+    pub(crate) fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format(at))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+        DateTime::<Utc>::deserialize(deserializer)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use chrono::TimeZone;
+
+        use super::*;
+
+        #[test]
+        fn always_three_fractional_digits_in_utc() {
+            let second = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 34).single().expect("valid");
+            let check = |nanos: i64, expected: &str| {
+                assert_eq!(format(&(second + chrono::Duration::nanoseconds(nanos))), expected);
+            };
+            check(0, "2026-11-26T12:00:34.000Z");
+            check(4_000_000, "2026-11-26T12:00:34.004Z");
+            check(120_000_000, "2026-11-26T12:00:34.120Z");
+            check(999_999_999, "2026-11-26T12:00:34.999Z");
+        }
+    }
 }

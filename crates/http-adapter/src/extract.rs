@@ -21,13 +21,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let content_type_ok = is_json_or_absent(req);
-        let body = web::Bytes::from_request(req, payload);
+        let content_type_ok = is_json(req);
+        let body = read_body(req, payload);
         Box::pin(async move {
             if !content_type_ok {
                 return Err(ApiError::UnsupportedMediaType);
             }
-            let bytes = body.await.map_err(body_error)?;
+            let bytes = body.await?;
             parse_json(&bytes).map(JsonBody)
         })
     }
@@ -41,10 +41,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJsonBody<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let content_type_ok = is_json_or_absent(req);
-        let body = web::Bytes::from_request(req, payload);
+        let content_type_ok = is_json(req);
+        let body = read_body(req, payload);
         Box::pin(async move {
-            let bytes = body.await.map_err(body_error)?;
+            let bytes = body.await?;
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 return Ok(OptionalJsonBody(None));
             }
@@ -56,13 +56,29 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJsonBody<T> {
     }
 }
 
-/// A body without a content type is read as JSON (clients forget the header); one with a
-/// content type must say JSON (`application/json` or a `+json` type).
-fn is_json_or_absent(req: &HttpRequest) -> bool {
-    let Some(value) = req.headers().get(header::CONTENT_TYPE) else { return true };
+/// A body must say it is JSON (`application/json` or a `+json` type). A body without a
+/// content type is refused rather than guessed at: a proxy, a cache or a browser (a form
+/// posted cross-site is sent without preflight) may read such a body differently.
+fn is_json(req: &HttpRequest) -> bool {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else { return false };
     let Ok(value) = value.to_str() else { return false };
     let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Reads the whole body within the policy's body timeout: a client that sends its headers
+/// and then stalls gets 408 and loses the connection instead of holding it and its buffers.
+fn read_body(req: &HttpRequest, payload: &mut Payload) -> impl Future<Output = Result<web::Bytes, ApiError>> + use<> {
+    let timeout = req
+        .app_data::<web::Data<crate::AppState>>()
+        .map_or_else(|| crate::HttpPolicy::default().body_timeout, |state| state.policy.body_timeout);
+    let body = web::Bytes::from_request(req, payload);
+    async move {
+        match tokio::time::timeout(timeout, body).await {
+            Ok(read) => read.map_err(body_error),
+            Err(_) => Err(ApiError::BodyTimeout),
+        }
+    }
 }
 
 fn body_error(error: actix_web::Error) -> ApiError {

@@ -10,29 +10,36 @@ use crate::auth::{Authenticated, MaybeAuthenticated};
 use crate::dto::{
     AuditPageResponse, AuditQueryParams, CreateOrganizationBody, CreatedOrganizationResponse, DeleteOrganizationBody,
     HealthResponse, LoginBody, OrganizationNameQuery, OrganizationResponse, RefreshBody, TokenResponse,
-    UpdateOrganizationBody, parse_organization_name,
+    UpdateOrganizationBody, parse_delete_target, parse_organization_name,
 };
 use crate::extract::{JsonBody, OptionalJsonBody};
 use crate::problem::{ApiError, Problem};
 use crate::{AppState, Limited};
+use secrecy::ExposeSecret;
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/org/create").post(create_organization))
-        .service(resource("/org/get").get(get_organization))
-        .service(resource("/org/update").put(update_organization))
-        .service(resource("/org/delete").delete(delete_organization))
-        .service(resource("/org/audit").get(audit))
-        .service(resource("/admin/login").post(login))
-        .service(resource("/admin/refresh").post(refresh))
-        .service(resource("/admin/logout").post(logout))
-        .service(resource("/health/live").get(live))
-        .service(resource("/health/ready").get(ready))
-        .service(resource("/metrics").get(metrics));
+    cfg.service(resource("/org/create", "POST").post(create_organization))
+        .service(resource("/org/get", "GET").get(get_organization))
+        .service(resource("/org/update", "PUT").put(update_organization))
+        .service(resource("/org/delete", "DELETE").delete(delete_organization))
+        .service(resource("/org/audit", "GET").get(audit))
+        .service(resource("/admin/login", "POST").post(login))
+        .service(resource("/admin/refresh", "POST").post(refresh))
+        .service(resource("/admin/logout", "POST").post(logout))
+        .service(resource("/health/live", "GET").get(live))
+        .service(resource("/health/ready", "GET").get(ready));
 }
 
-/// A resource that answers other methods with a 405 problem.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(|| async { ApiError::MethodNotAllowed.error_response() }))
+/// `GET /metrics`, on the API's listener or one of its own.
+pub(crate) fn metrics_route(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/metrics", "GET").get(metrics));
+}
+
+/// A resource that answers other methods with a 405 problem whose `Allow` header lists
+/// `allow`, the methods it has.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path)
+        .default_service(web::to(move || async move { ApiError::MethodNotAllowed { allow }.error_response() }))
 }
 
 impl From<CreateOrgError> for ApiError {
@@ -306,9 +313,12 @@ pub(crate) async fn update_organization(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "Malformed JSON body, or the query string and the body name different organizations", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not the token's organization", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No organization has this name", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Missing or invalid organization_name", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
     )
@@ -320,8 +330,7 @@ pub(crate) async fn delete_organization(
     query: web::Query<OrganizationNameQuery>,
     OptionalJsonBody(body): OptionalJsonBody<DeleteOrganizationBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = query.into_inner().organization_name.or_else(|| body.and_then(|b| b.organization_name));
-    let name = parse_organization_name(name)?;
+    let name = parse_delete_target(query.into_inner().organization_name, body.and_then(|b| b.organization_name))?;
     state.api.delete(&caller.0, &name, &state.context(&req)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -352,9 +361,20 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
 /// events (failed logins, lockouts).
 #[utoipa::path(
     get, path = "/metrics", tag = "health",
-    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain"))
+    security((), ("metrics_token" = [])),
+    responses(
+        (status = 200, description = "Prometheus text exposition format", content_type = "text/plain"),
+        (status = 401, description = "A metrics token is configured and the request does not carry it", body = Problem, content_type = "application/problem+json"),
+    )
 )]
-pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    if let Some(token) = &state.policy.metrics.token {
+        let presented = crate::auth::bearer_token(&req).unwrap_or_default();
+        if !constant_time_eq(presented.as_bytes(), token.expose_secret().as_bytes()) {
+            return ApiError::Unauthorized { detail: "the metrics token is missing or wrong", invalid_token: false }
+                .error_response();
+        }
+    }
     // A store outage must not hide the other metrics: the count is simply not refreshed.
     match state.api.organization_count().await {
         Ok(count) => state.metrics.organizations.set(i64::try_from(count).unwrap_or(i64::MAX)),
@@ -365,6 +385,12 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         return ApiError::Internal(anyhow::anyhow!("encoding metrics: {error}")).error_response();
     }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(text)
+}
+
+/// Compares two secrets in time that depends on their lengths only, not on where they
+/// differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub(crate) async fn not_found() -> HttpResponse {

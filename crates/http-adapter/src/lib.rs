@@ -37,7 +37,7 @@ pub use ratelimit::{Limited, RateLimiter, RateLimits};
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// How the HTTP layer treats clients.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HttpPolicy {
     /// Per-address request limits.
     pub rate_limits: RateLimits,
@@ -45,6 +45,42 @@ pub struct HttpPolicy {
     pub trusted_proxies: Vec<TrustedNetwork>,
     /// Origins allowed to call the API from a browser; CORS is off when empty.
     pub cors_allowed_origins: Vec<String>,
+    /// The longest a client may take to send a request body once its headers are in; a
+    /// slower one gets 408 and its connection is closed, so stalled uploads cannot pile up.
+    pub body_timeout: std::time::Duration,
+    /// Connections served at once by the whole server; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Who may read `GET /metrics`, and where.
+    pub metrics: MetricsAccess,
+}
+
+impl Default for HttpPolicy {
+    fn default() -> Self {
+        Self {
+            rate_limits: RateLimits::default(),
+            trusted_proxies: Vec::new(),
+            cors_allowed_origins: Vec::new(),
+            body_timeout: std::time::Duration::from_secs(10),
+            max_connections: 10_000,
+            metrics: MetricsAccess::default(),
+        }
+    }
+}
+
+/// Access to `GET /metrics`, which shows tenant counts and security-event counters.
+#[derive(Debug, Clone)]
+pub struct MetricsAccess {
+    /// When set, `GET /metrics` needs `Authorization: Bearer <token>`.
+    pub token: Option<secrecy::SecretString>,
+    /// Whether the API's listener serves `/metrics`; `false` when it has a listener of its
+    /// own ([`serve_metrics`]).
+    pub on_api_listener: bool,
+}
+
+impl Default for MetricsAccess {
+    fn default() -> Self {
+        Self { token: None, on_api_listener: true }
+    }
 }
 
 /// What the handlers share.
@@ -104,21 +140,29 @@ impl AppState {
 /// Registers every route, the OpenAPI document and Swagger UI on an actix app.
 pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
+        let metrics_here = state.policy.metrics.on_api_listener;
         cfg.app_data(web::Data::new(state))
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
             .app_data(web::QueryConfig::default().error_handler(|e, _| problem::ApiError::from(e).into()))
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()))
+            // Swagger UI lives under `/docs/`; people type `/docs`.
+            .service(web::redirect("/docs", "/docs/").permanent())
             .configure(handlers::routes);
+        if metrics_here {
+            cfg.configure(handlers::metrics_route);
+        }
     }
 }
 
-/// Starts serving on a bound listener with `workers` worker threads (0: one per core).
+/// Starts serving on a bound listener with `workers` worker threads (0: one per core). The
+/// server does not listen for signals; stop it through its handle.
 pub fn serve(
     listener: TcpListener,
     state: AppState,
     workers: usize,
     shutdown_grace: std::time::Duration,
 ) -> std::io::Result<Server> {
+    let max_connections = state.policy.max_connections;
     let mut server = HttpServer::new(move || {
         let cors = cors(&state.policy.cors_allowed_origins);
         App::new()
@@ -129,12 +173,32 @@ pub fn serve(
             .configure(configure(state.clone()))
             .default_service(web::to(handlers::not_found))
     });
-    if workers > 0 {
-        server = server.workers(workers);
-    }
-    // On SIGTERM or Ctrl-C the server stops accepting and gives in-flight requests this
-    // long to finish.
-    server = server.shutdown_timeout(shutdown_grace.as_secs());
+    let workers = if workers > 0 { workers } else { std::thread::available_parallelism().map_or(1, |n| n.get()) };
+    // actix-web bounds connections per worker; the setting bounds the whole server.
+    let per_worker = max_connections.div_ceil(workers).max(1);
+    server = server.workers(workers).max_connections(per_worker);
+    // When stopped, the server stops accepting and gives in-flight requests this long to
+    // finish. Signals are left to the caller: actix-web's own handler stops at once,
+    // dropping in-flight requests, on SIGINT.
+    server = server.shutdown_timeout(shutdown_grace.as_secs()).disable_signals();
+    Ok(server.listen(listener)?.run())
+}
+
+/// Serves `GET /metrics` alone on a listener of its own (an address that only the
+/// monitoring network reaches), with the same token rule as on the API's listener. One
+/// worker is plenty for a scraper.
+pub fn serve_metrics(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap_fn(no_store)
+            .wrap(security_headers())
+            .app_data(web::Data::new(state.clone()))
+            .configure(handlers::metrics_route)
+            .default_service(web::to(handlers::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1);
     Ok(server.listen(listener)?.run())
 }
 

@@ -55,12 +55,16 @@ impl ProblemField {
 pub(crate) enum ApiError {
     #[error("the request has invalid fields")]
     Validation(Vec<ProblemField>),
+    #[error("the request names conflicting values")]
+    ConflictingFields(Vec<ProblemField>),
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
     #[error("unsupported media type")]
     UnsupportedMediaType,
     #[error("request body too large")]
     PayloadTooLarge,
+    #[error("the request body was not received in time")]
+    BodyTimeout,
     #[error("{detail}")]
     Unauthorized { detail: &'static str, invalid_token: bool },
     #[error("{0}")]
@@ -68,7 +72,7 @@ pub(crate) enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed { allow: &'static str },
     #[error("{detail}")]
     Conflict { slug: &'static str, detail: String },
     #[error("too many requests from this address; retry later")]
@@ -85,13 +89,15 @@ impl ApiError {
     fn slug_and_title(&self) -> (&'static str, &'static str) {
         match self {
             Self::Validation(_) => ("validation", "Invalid request"),
+            Self::ConflictingFields(_) => ("conflicting-fields", "Conflicting fields"),
             Self::MalformedJson(_) => ("malformed-json", "Malformed JSON"),
             Self::UnsupportedMediaType => ("unsupported-media-type", "Unsupported media type"),
             Self::PayloadTooLarge => ("payload-too-large", "Request body too large"),
+            Self::BodyTimeout => ("request-timeout", "Request timeout"),
             Self::Unauthorized { .. } => ("unauthorized", "Unauthorized"),
             Self::Forbidden(_) => ("forbidden", "Forbidden"),
             Self::NotFound(_) => ("not-found", "Not found"),
-            Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
+            Self::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
             Self::Conflict { slug, .. } => (slug, "Conflict"),
             Self::RateLimited { .. } => ("rate-limited", "Too many requests"),
             Self::Locked { .. } => ("account-locked", "Account locked"),
@@ -107,6 +113,10 @@ impl ApiError {
                 [one] => format!("{}: {}", one.field, one.message),
                 many => format!("the request has {} invalid fields", many.len()),
             },
+            Self::ConflictingFields(errors) => {
+                let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+                format!("{} contradict each other", fields.join(" and "))
+            }
             Self::PayloadTooLarge => format!("the request body must be at most {} bytes", crate::MAX_BODY_BYTES),
             Self::UnsupportedMediaType => "the request body must be application/json".to_owned(),
             Self::Unavailable(_) => "the service is temporarily unavailable; retry later".to_owned(),
@@ -114,7 +124,7 @@ impl ApiError {
             other => other.to_string(),
         };
         let errors = match self {
-            Self::Validation(errors) => errors.clone(),
+            Self::Validation(errors) | Self::ConflictingFields(errors) => errors.clone(),
             _ => Vec::new(),
         };
         Problem {
@@ -132,13 +142,14 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            Self::MalformedJson(_) | Self::ConflictingFields(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::RateLimited { .. } | Self::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -163,6 +174,13 @@ impl ResponseError for ApiError {
             }
             Self::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            Self::MethodNotAllowed { allow } => {
+                response.insert_header((header::ALLOW, *allow));
+            }
+            Self::BodyTimeout => {
+                // The rest of the body may still come; the connection cannot be reused.
+                response.force_close();
             }
             Self::RateLimited { retry_after } | Self::Locked { retry_after } => {
                 // Whole seconds, rounded up, at least one.

@@ -26,12 +26,27 @@ pub(crate) fn is_duplicate_key(error: &Error) -> bool {
     code(error) == Some(DUPLICATE_KEY)
 }
 
-/// Maps a driver error onto the domain's store error.
-pub(crate) fn store_error(error: Error) -> StoreError {
-    let unavailable = matches!(
+/// Whether the error says the server could not be reached at all (no server selected, the
+/// connection broke, the pool was cleared), as opposed to a server that answered.
+pub(crate) fn is_unreachable(error: &Error) -> bool {
+    matches!(
         error.kind.as_ref(),
         ErrorKind::ServerSelection { .. } | ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. }
-    ) || error.contains_label("RetryableWriteError")
+    )
+}
+
+/// Whether a transaction that failed with this error is worth running again: a write
+/// conflict with a concurrent transaction is, an unreachable server is not. The driver
+/// labels both `TransientTransactionError`, but retrying the second only repeats the
+/// server selection timeout, turning a quick 503 into a wait of many timeouts.
+pub(crate) fn is_retryable_transaction_error(error: &Error) -> bool {
+    error.contains_label("TransientTransactionError") && !is_unreachable(error)
+}
+
+/// Maps a driver error onto the domain's store error.
+pub(crate) fn store_error(error: Error) -> StoreError {
+    let unavailable = is_unreachable(&error)
+        || error.contains_label("RetryableWriteError")
         || error.contains_label("TransientTransactionError");
     if unavailable {
         StoreError::Unavailable(anyhow::Error::new(error).context("MongoDB is unreachable"))

@@ -94,6 +94,8 @@ pub struct TenantMigrationReport {
     /// `(migration, collections migrated by this run (or to migrate, in a dry run),
     /// collections that already had it)`.
     pub migrations: Vec<(String, u64, u64)>,
+    /// Whether this was a dry run, which applied nothing.
+    pub dry_run: bool,
 }
 
 impl std::fmt::Display for TenantMigrationReport {
@@ -102,7 +104,11 @@ impl std::fmt::Display for TenantMigrationReport {
             return writeln!(f, "tenant migrations: none");
         }
         for (name, done, already) in &self.migrations {
-            writeln!(f, "tenant migration {name}: {done} collection(s) migrated now, {already} already had it")?;
+            if self.dry_run {
+                writeln!(f, "tenant migration {name}: would migrate {done} collection(s), {already} already have it")?;
+            } else {
+                writeln!(f, "tenant migration {name}: {done} collection(s) migrated now, {already} already had it")?;
+            }
         }
         Ok(())
     }
@@ -189,7 +195,7 @@ impl MongoStore {
         let mut migrations = migrations.to_vec();
         migrations.sort_by(|a, b| a.name.cmp(&b.name));
         let organizations: Collection<Document> = self.master.collection("organizations");
-        let mut report = TenantMigrationReport::default();
+        let mut report = TenantMigrationReport { dry_run, ..TenantMigrationReport::default() };
         for migration in &migrations {
             self.check_tenant_checksum(migration, dry_run).await?;
             let commands = migration.commands()?;
@@ -199,7 +205,12 @@ impl MongoStore {
                 .await
                 .context("counting migrated organizations")?;
             let total = organizations.count_documents(lacking.clone()).await.context("counting organizations")?;
-            progress.begin(&migration.name, total);
+            // Progress is shown only for work: a dry run applies nothing and an empty run has
+            // nothing to count down.
+            let shown = !dry_run && total > 0;
+            if shown {
+                progress.begin(&migration.name, total);
+            }
             let mut done = 0;
             loop {
                 let mut cursor = organizations
@@ -235,11 +246,15 @@ impl MongoStore {
                         .context("recording a tenant migration")?;
                     if recorded.matched_count == 1 {
                         done += 1;
-                        progress.advance();
+                        if shown {
+                            progress.advance();
+                        }
                     }
                 }
             }
-            progress.end();
+            if shown {
+                progress.end();
+            }
             if !dry_run {
                 tracing::info!(migration = %migration.name, collections = done, "tenant migration applied");
             }

@@ -18,7 +18,9 @@ use uuid::Uuid;
 
 use crate::MongoStore;
 use crate::documents::{AdminDoc, OpDoc, OpKind, OrgDoc, State, to_bson_time};
-use crate::errors::{NAMESPACE_EXISTS, NAMESPACE_NOT_FOUND, code, is_duplicate_key, store_error};
+use crate::errors::{
+    NAMESPACE_EXISTS, NAMESPACE_NOT_FOUND, code, is_duplicate_key, is_retryable_transaction_error, store_error,
+};
 use crate::schema::tenant_collection_options;
 
 /// How many times a metadata transaction is retried after a transient error (a write
@@ -85,7 +87,7 @@ impl MongoStore {
         loop {
             attempt += 1;
             match self.insert_metadata_transaction(org, admin).await {
-                Err(e) if e.contains_label("TransientTransactionError") && attempt < TRANSACTION_ATTEMPTS => {
+                Err(e) if is_retryable_transaction_error(&e) && attempt < TRANSACTION_ATTEMPTS => {
                     tokio::time::sleep(std::time::Duration::from_millis(5 * attempt as u64)).await;
                 }
                 Err(e) => return Err(store_error(e)),

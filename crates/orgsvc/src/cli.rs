@@ -109,10 +109,17 @@ pub async fn main() -> ExitCode {
         }
     };
     telemetry::init(settings.log_format);
-    match run(cli.command.unwrap_or(Command::Serve), settings).await {
+    let command = cli.command.unwrap_or(Command::Serve);
+    // A failure is reported once: a serving process in its log (which a collector reads),
+    // an operator's command on standard error.
+    let serving = matches!(command, Command::Serve);
+    match run(command, settings).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
+        Err(error) if serving => {
             tracing::error!(error = format!("{error:#}"), "orgsvc failed");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
             eprintln!("orgsvc: {error:#}");
             ExitCode::FAILURE
         }
@@ -121,7 +128,7 @@ pub async fn main() -> ExitCode {
 
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
-        Command::Serve => Application::build(settings).await?.run_until_stopped().await,
+        Command::Serve => Application::build(settings).await?.run_until_signalled().await,
         Command::CheckConfig => {
             println!("{settings:#?}");
             println!("configuration is valid");

@@ -28,6 +28,8 @@ pub use settings::{Environment, Settings, Storage};
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
+    /// The metrics listener's port and server, when it has its own.
+    metrics: Option<(u16, actix_web::dev::Server)>,
     tenants: Arc<dyn TenantStore>,
     /// The MongoDB store and its background reconciler, closed after the server stops.
     mongo: Option<(Arc<MongoStore>, Option<tokio::task::JoinHandle<()>>)>,
@@ -79,14 +81,31 @@ impl Application {
         let listener =
             TcpListener::bind(settings.http_addr).with_context(|| format!("binding {}", settings.http_addr))?;
         let port = listener.local_addr()?.port();
-        let state = AppState::with_metrics(api, settings.http.clone(), registry)?;
+        let mut http = settings.http.clone();
+        http.metrics.on_api_listener = settings.metrics_addr.is_none();
+        let state = AppState::with_metrics(api, http, registry)?;
+        let metrics = match settings.metrics_addr {
+            Some(addr) => {
+                let listener =
+                    TcpListener::bind(addr).with_context(|| format!("binding {addr} (ORGSVC_METRICS_ADDR)"))?;
+                let port = listener.local_addr()?.port();
+                tracing::info!("metrics on http://{}:{port}/metrics", addr.ip());
+                Some((port, http_adapter::serve_metrics(listener, state.clone())?))
+            }
+            None => None,
+        };
         let server = http_adapter::serve(listener, state, settings.http_workers, settings.shutdown_grace)?;
         tracing::info!(
             storage = ?settings.storage,
             "listening on http://{host}:{port}, Swagger UI at http://{host}:{port}/docs/",
             host = settings.http_addr.ip(),
         );
-        Ok(Self { port, server, tenants, mongo })
+        Ok(Self { port, server, metrics, tenants, mongo })
+    }
+
+    /// The port of the metrics listener, when `ORGSVC_METRICS_ADDR` gives it one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(port, _)| *port)
     }
 
     /// The port the application listens on.
@@ -104,11 +123,36 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until the server is stopped (SIGTERM, Ctrl-C or a handle): it stops accepting,
-    /// lets in-flight requests finish within the grace period, then closes the database
-    /// client.
+    /// Serves until SIGTERM or SIGINT (Ctrl-C) arrives, then stops as
+    /// [`run_until_stopped`](Self::run_until_stopped) does: both signals drain in-flight
+    /// requests.
+    pub async fn run_until_signalled(self) -> anyhow::Result<()> {
+        let handle = self.handle();
+        let watcher = tokio::spawn(async move {
+            match stop_signal().await {
+                Ok(name) => tracing::info!(signal = name, "stopping: draining in-flight requests"),
+                Err(error) => tracing::warn!(error = %error, "cannot listen for stop signals; stopping"),
+            }
+            handle.stop(true).await;
+        });
+        let served = self.run_until_stopped().await;
+        watcher.abort();
+        served
+    }
+
+    /// Serves until the server is stopped through a [`handle`](Self::handle): it stops
+    /// accepting, lets in-flight requests finish within the grace period, then closes the
+    /// database client.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let metrics = self.metrics.map(|(_, server)| {
+            let handle = server.handle();
+            (handle, tokio::spawn(server))
+        });
         let served = self.server.await.context("HTTP server failed");
+        if let Some((handle, task)) = metrics {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
         if let Some((store, reconciler)) = self.mongo {
             if let Some(reconciler) = reconciler {
                 reconciler.abort();
@@ -118,6 +162,24 @@ impl Application {
         }
         tracing::info!("stopped");
         served
+    }
+}
+
+/// Waits for SIGTERM or SIGINT and names the one that came.
+async fn stop_signal() -> std::io::Result<&'static str> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = terminate.recv() => Ok("SIGTERM"),
+            _ = interrupt.recv() => Ok("SIGINT"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.map(|()| "Ctrl-C")
     }
 }
 

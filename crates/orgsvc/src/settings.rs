@@ -13,7 +13,7 @@ use domain::CollectionNaming;
 use http_adapter::{HttpPolicy, TrustedNetwork};
 use mongo_adapter::MongoSettings;
 use ports::SecurityPolicy;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 /// Where organizations are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +31,10 @@ pub const VARIABLES: &[&str] = &[
     "ORGSVC_LOG_FORMAT",
     "ORGSVC_HTTP_ADDR",
     "ORGSVC_HTTP_WORKERS",
+    "ORGSVC_HTTP_BODY_TIMEOUT_SECONDS",
+    "ORGSVC_HTTP_MAX_CONNECTIONS",
+    "ORGSVC_METRICS_ADDR",
+    "ORGSVC_METRICS_TOKEN",
     "ORGSVC_SHUTDOWN_GRACE_SECONDS",
     "ORGSVC_STORAGE",
     "ORGSVC_COLLECTION_NAMING",
@@ -193,6 +197,9 @@ pub struct Settings {
     pub http_addr: SocketAddr,
     /// HTTP worker threads (`ORGSVC_HTTP_WORKERS`); 0 means one per core.
     pub http_workers: usize,
+    /// A listener of its own for `GET /metrics` (`ORGSVC_METRICS_ADDR`); when set, the API's
+    /// listener no longer serves it.
+    pub metrics_addr: Option<SocketAddr>,
     /// The store (`ORGSVC_STORAGE`).
     pub storage: Storage,
     /// How tenant collections are named (`ORGSVC_COLLECTION_NAMING`: `key` or `id`).
@@ -238,6 +245,7 @@ impl Default for Settings {
         Self {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             http_workers: 0,
+            metrics_addr: None,
             storage: Storage::Memory,
             collection_naming: CollectionNaming::Key,
             environment: Environment::Development,
@@ -281,6 +289,28 @@ impl Settings {
         }
         if let Some(v) = get("ORGSVC_HTTP_WORKERS") {
             s.http_workers = number("ORGSVC_HTTP_WORKERS", &v)?;
+        }
+        if let Some(v) = get("ORGSVC_HTTP_BODY_TIMEOUT_SECONDS") {
+            s.http.body_timeout = Duration::from_secs(number("ORGSVC_HTTP_BODY_TIMEOUT_SECONDS", &v)?);
+            if s.http.body_timeout.is_zero() {
+                bail!("ORGSVC_HTTP_BODY_TIMEOUT_SECONDS: must be positive");
+            }
+        }
+        if let Some(v) = get("ORGSVC_HTTP_MAX_CONNECTIONS") {
+            s.http.max_connections = number("ORGSVC_HTTP_MAX_CONNECTIONS", &v)?;
+            if s.http.max_connections == 0 {
+                bail!("ORGSVC_HTTP_MAX_CONNECTIONS: must be positive");
+            }
+        }
+        if let Some(v) = get("ORGSVC_METRICS_ADDR") {
+            s.metrics_addr = Some(
+                v.trim()
+                    .parse()
+                    .with_context(|| format!("ORGSVC_METRICS_ADDR: {v:?} is not an address like 10.0.0.5:9090"))?,
+            );
+        }
+        if let Some(v) = get("ORGSVC_METRICS_TOKEN") {
+            s.http.metrics.token = Some(SecretString::from(v.trim().to_owned()));
         }
         if let Some(v) = get("ORGSVC_STORAGE") {
             s.storage = match v.trim().to_ascii_lowercase().as_str() {
@@ -364,6 +394,54 @@ impl Settings {
                     "ORGSVC_ENV=production: ORGSVC_STORAGE=memory is refused (nothing would survive a restart); use mongodb"
                 );
             }
+            let a = self.argon2;
+            if !crypto_adapter::meets_owasp_argon2id_minimum(a.memory_kib, a.iterations) {
+                bail!(
+                    "ORGSVC_ENV=production: ORGSVC_ARGON2_MEMORY_KIB={} with ORGSVC_ARGON2_ITERATIONS={} is below the OWASP \
+                     minimums for argon2id (one of {})",
+                    a.memory_kib,
+                    a.iterations,
+                    crypto_adapter::OWASP_ARGON2ID_MINIMUMS
+                        .iter()
+                        .map(|(m, t)| format!("{m} KiB with {t} pass(es)"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            for (kid, secret) in &self.jwt_keys {
+                let bits = crypto_adapter::estimated_key_entropy_bits(secret.expose_secret().as_bytes());
+                if bits < crypto_adapter::MIN_KEY_ENTROPY_BITS {
+                    bail!(
+                        "ORGSVC_ENV=production: the signing key {kid:?} of ORGSVC_JWT_SECRET / ORGSVC_JWT_KEYS has too \
+                         little entropy (about {bits:.0} bits, at least {} needed): generate one with \
+                         `openssl rand -base64 48`",
+                        crypto_adapter::MIN_KEY_ENTROPY_BITS
+                    );
+                }
+            }
+            match (&self.metrics_addr, &self.http.metrics.token) {
+                (None, None) => bail!(
+                    "ORGSVC_ENV=production: /metrics shows tenant counts and security events; set ORGSVC_METRICS_ADDR \
+                     (a listener only the monitoring network reaches) or ORGSVC_METRICS_TOKEN (a bearer token)"
+                ),
+                (_, Some(token))
+                    if crypto_adapter::estimated_key_entropy_bits(token.expose_secret().as_bytes())
+                        < crypto_adapter::MIN_KEY_ENTROPY_BITS =>
+                {
+                    bail!(
+                        "ORGSVC_ENV=production: ORGSVC_METRICS_TOKEN has too little entropy (at least {} bits): \
+                         generate one with `openssl rand -base64 48`",
+                        crypto_adapter::MIN_KEY_ENTROPY_BITS
+                    )
+                }
+                _ => {}
+            }
+            if self.http.rate_limits.login_per_minute == 0 {
+                bail!(
+                    "ORGSVC_ENV=production: ORGSVC_RATE_LIMIT_LOGIN_PER_MINUTE=0 switches off the login limit, which \
+                     production refuses"
+                );
+            }
         }
         Ok(())
     }
@@ -397,6 +475,9 @@ impl Settings {
             let kid = kid.unwrap_or_else(|| "k1".to_owned());
             check("ORGSVC_JWT_SECRET", &kid, &secret)?;
             self.jwt_keys.push((kid, SecretString::from(secret)));
+        } else if lookup("ORGSVC_JWT_KID").is_some_and(|k| !k.trim().is_empty()) {
+            // A key id names a key; without one the operator's intent cannot be met.
+            bail!("ORGSVC_JWT_KID: names the key of ORGSVC_JWT_SECRET, which is not set");
         }
         Ok(())
     }
@@ -671,6 +752,7 @@ mod tests {
             ("ORGSVC_STORAGE", "mongodb"),
             ("ORGSVC_MONGODB_URI", "mongodb://db/"),
             ("ORGSVC_ENV", "production"),
+            ("ORGSVC_METRICS_ADDR", "127.0.0.1:9090"),
         ])
         .expect("settings");
         assert_eq!(s.log_format, LogFormat::Json);
@@ -680,6 +762,29 @@ mod tests {
 
     const KEY_A: &str = "a-secret-that-is-long-enough-to-use!";
     const KEY_B: &str = "another-secret-long-enough-to-sign!!";
+    /// `openssl rand -base64 32`.
+    const STRONG_KEY: &str = "dsoXOdHABkL7Afs6uHjbv4U3hIvzDpfE5Erx7zCevV4=";
+
+    #[test]
+    fn the_example_file_is_valid_with_and_without_its_commented_keys() {
+        let text = include_str!("../../../orgsvc.example.toml");
+        parse_config(text).expect("the example as shipped");
+        let is_key = |line: &str| {
+            let line = line.trim_start_matches("# ");
+            line.starts_with('[')
+                || line.split_once(" = ").is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        };
+        let uncommented: Vec<&str> =
+            text.lines().map(|l| if l.starts_with("# ") && is_key(l) { &l[2..] } else { l }).collect();
+        let all = parse_config(&uncommented.join("\n")).expect("every commented key is a setting");
+        assert!(all.contains_key("ORGSVC_MONGODB_URI") && all.contains_key("ORGSVC_JWT_KEYS"), "{all:?}");
+    }
+
+    #[test]
+    fn a_key_id_without_a_secret_is_an_error() {
+        let error = format!("{:#}", from(&[("ORGSVC_JWT_KID", "k9")]).expect_err("kid alone"));
+        assert!(error.contains("ORGSVC_JWT_KID") && error.contains("ORGSVC_JWT_SECRET"), "{error}");
+    }
 
     #[test]
     fn a_key_list_names_its_keys_and_the_first_signs() {
@@ -717,8 +822,46 @@ mod tests {
             ("ORGSVC_JWT_SECRET", KEY_A),
             ("ORGSVC_STORAGE", "mongodb"),
             ("ORGSVC_MONGODB_URI", "mongodb://db/"),
+            ("ORGSVC_METRICS_ADDR", "127.0.0.1:9090"),
         ])
         .expect("a complete production configuration");
+    }
+
+    #[test]
+    fn production_refuses_weak_hashing_weak_keys_and_no_login_limit() {
+        let production = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = vec![
+                ("ORGSVC_ENV", "production"),
+                ("ORGSVC_JWT_SECRET", STRONG_KEY),
+                ("ORGSVC_STORAGE", "mongodb"),
+                ("ORGSVC_MONGODB_URI", "mongodb://db/"),
+                ("ORGSVC_METRICS_ADDR", "10.0.0.5:9090"),
+            ];
+            for (name, value) in extra {
+                vars.retain(|(n, _)| n != name);
+                vars.push((name, value));
+            }
+            from(&vars).map_err(|e| format!("{e:#}"))
+        };
+        production(&[]).expect("strong settings");
+        production(&[("ORGSVC_METRICS_ADDR", ""), ("ORGSVC_METRICS_TOKEN", STRONG_KEY)]).expect("a metrics token");
+        for (extra, named) in [
+            (&[("ORGSVC_ARGON2_MEMORY_KIB", "8"), ("ORGSVC_ARGON2_ITERATIONS", "1")][..], "ORGSVC_ARGON2_MEMORY_KIB"),
+            (&[("ORGSVC_ARGON2_ITERATIONS", "1")][..], "ORGSVC_ARGON2_ITERATIONS"),
+            (&[("ORGSVC_JWT_SECRET", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")][..], "ORGSVC_JWT_SECRET"),
+            (&[("ORGSVC_RATE_LIMIT_LOGIN_PER_MINUTE", "0")][..], "ORGSVC_RATE_LIMIT_LOGIN_PER_MINUTE"),
+            (&[("ORGSVC_METRICS_ADDR", "")][..], "ORGSVC_METRICS_TOKEN"),
+            (
+                &[("ORGSVC_METRICS_ADDR", ""), ("ORGSVC_METRICS_TOKEN", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")][..],
+                "ORGSVC_METRICS_TOKEN",
+            ),
+        ] {
+            let error = production(extra).expect_err("weak setting refused");
+            assert!(error.contains(named), "{extra:?}: {error}");
+            assert!(!error.contains("xxxxxxxx"), "the secret is echoed: {error}");
+        }
+        // Development runs with whatever it is given.
+        from(&[("ORGSVC_ARGON2_MEMORY_KIB", "8"), ("ORGSVC_ARGON2_ITERATIONS", "1")]).expect("development");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The `orgsvc` binary as an operator runs it: a configuration file, JSON logs with request
 //! ids, `check-config`, the read-only `org` views, `migrate` with progress, and a graceful
-//! stop on SIGTERM that lets an in-flight request finish.
+//! stop on SIGTERM or SIGINT that lets an in-flight request finish.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -68,15 +68,26 @@ async fn serve(config: &Path, port: u16) -> Child {
     }
 }
 
-fn terminate(child: &Child) {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().expect("kill");
     assert!(status.success());
 }
 
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
+    a_stop_signal_lets_an_in_flight_request_finish("TERM").await;
+}
+
+/// Ctrl-C in a terminal, or SIGINT from a supervisor, drains like SIGTERM (actix-web's own
+/// handler would stop at once on SIGINT).
+#[tokio::test]
+async fn sigint_lets_an_in_flight_request_finish_then_exits_zero() {
+    a_stop_signal_lets_an_in_flight_request_finish("INT").await;
+}
+
+async fn a_stop_signal_lets_an_in_flight_request_finish(name: &str) {
     let port = free_port();
-    // Expensive hashing makes the create slow enough to be in flight when SIGTERM comes.
+    // Expensive hashing makes the create slow enough to be in flight when the signal comes.
     let config = ConfigFile::new(&format!(
         "http_addr = \"127.0.0.1:{port}\"\nshutdown_grace_seconds = 20\n[argon2]\nmemory_kib = 262144\niterations = 6\n"
     ));
@@ -91,12 +102,16 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
             .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    terminate(&child);
+    signal(&child, name);
     let response = create.await.expect("join").expect("the in-flight request is answered");
     assert_eq!(response.status(), 201);
     let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("wait");
     assert!(output.status.success(), "exit status {:?}", output.status);
     assert!(reqwest::get(format!("http://127.0.0.1:{port}/health/live")).await.is_err(), "no longer accepting");
+    // Text logs off a terminal carry no colour codes.
+    let logs = String::from_utf8_lossy(&output.stdout);
+    assert!(logs.contains("draining in-flight requests") && logs.contains("stopped"), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "colour codes off a terminal: {logs:?}");
 }
 
 #[tokio::test]
@@ -114,7 +129,7 @@ async fn json_logs_carry_the_request_id_route_status_and_latency() {
     assert_eq!(response.headers()["x-request-id"], "trace-me-42");
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body["request_id"], "trace-me-42", "the problem body names the request");
-    terminate(&child);
+    signal(&child, "TERM");
     let stdout = child.stdout.take().expect("stdout");
     let lines: Vec<serde_json::Value> = BufReader::new(stdout)
         .lines()
@@ -138,13 +153,16 @@ async fn json_logs_carry_the_request_id_route_status_and_latency() {
 fn check_config_prints_redacted_settings_and_names_a_bad_setting() {
     let good = ConfigFile::new(
         "env = \"production\"\njwt_secret = \"a-production-secret-of-32-bytes-or-more\"\nstorage = \"mongodb\"\n\
+         metrics_token = \"J9F6+gvZaD9f5I+24qp9QHMQWmE7JAQH\"\n\
          [mongodb]\nuri = \"mongodb://user:hunter2@db.example/\"\n",
     );
     let output = orgsvc(&["--config", good.path(), "check-config"]).output().expect("run");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("Production") && stdout.contains("configuration is valid"), "{stdout}");
-    assert!(!stdout.contains("hunter2") && !stdout.contains("a-production-secret"), "secrets leaked: {stdout}");
+    for secret in ["hunter2", "a-production-secret", "J9F6+gvZaD9f5I"] {
+        assert!(!stdout.contains(secret), "secrets leaked: {stdout}");
+    }
 
     let unknown = ConfigFile::new("[mongodb]\nurl = \"mongodb://db/\"\n");
     let output = orgsvc(&["--config", unknown.path(), "check-config"]).output().expect("run");
@@ -197,7 +215,7 @@ async fn operators_list_show_and_migrate_on_mongodb() {
             .expect("create");
         assert_eq!(response.status(), 201);
     }
-    terminate(&child);
+    signal(&child, "TERM");
     assert!(child.wait_with_output().expect("wait").status.success());
 
     let list = orgsvc(&["--config", config.path(), "org", "list"]).output().expect("run");
@@ -220,8 +238,25 @@ async fn operators_list_show_and_migrate_on_mongodb() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout} {stderr}");
     assert!(stdout.contains("0 collection(s) migrated now, 2 already had it"), "{stdout}");
-    assert!(
-        stderr.contains("organizations") && stderr.contains("ETA"),
-        "plain progress lines off a terminal: {stderr}"
-    );
+    // Nothing to do shows no progress (no "0/0 ... ETA ?" lines); the lines themselves are
+    // tested in the progress module and the migration tests.
+    assert!(!stderr.contains("0/0") && !stderr.contains("ETA"), "progress for nothing: {stderr}");
+    // A dry run says what it would do, and shows no progress of work it does not do.
+    let output = orgsvc(&["--config", config.path(), "migrate", "--dry-run"]).output().expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout} {stderr}");
+    assert!(stdout.contains("would migrate 0 collection(s), 2 already have it"), "{stdout}");
+    assert!(!stdout.contains("migrated now") && !stderr.contains("(done)"), "{stdout} {stderr}");
+}
+
+#[test]
+fn a_failed_command_reports_its_error_once_without_colour_codes() {
+    let output = orgsvc(&["org", "list"]).output().expect("run");
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let all = format!("{stdout}{stderr}");
+    assert_eq!(all.matches("ORGSVC_STORAGE is not mongodb").count(), 1, "{all}");
+    assert!(!all.contains('\u{1b}'), "colour codes off a terminal: {all:?}");
 }
