@@ -221,3 +221,47 @@ pub async fn stalled_bodies_get_408_and_lose_the_connection(backend: Backend) {
     }
     problem(app.get("Nobody", None).await, 404).await;
 }
+
+/// Sixteen parallel logins with the right password are all answered 200: a login waits
+/// for a slot held by other checks instead of being told the account is locked.
+pub async fn parallel_right_passwords_are_never_locked_out(backend: Backend) {
+    let app = std::sync::Arc::new(backend.spawn_with(|_| {}).await);
+    app.create_ok("Acme", "a@acme.test", PASSWORD).await;
+    // Some failures first, so fewer slots are free when the burst comes.
+    for _ in 0..3 {
+        problem(app.login("a@acme.test", "wrong password").await, 401).await;
+    }
+    let logins: Vec<_> = (0..16)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { app.login("a@acme.test", PASSWORD).await.status().as_u16() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for login in logins {
+        statuses.push(login.await.expect("join"));
+    }
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+}
+
+/// An address nobody has goes through the same sequence of answers as an admin's: five
+/// 401s, then 429 "locked" with `Retry-After`, so the lockout does not reveal accounts.
+pub async fn unknown_emails_get_the_same_lockout_answers(backend: Backend) {
+    let app = backend.spawn_with(|_| {}).await;
+    app.create_ok("Acme", "a@acme.test", PASSWORD).await;
+    let mut sequences = Vec::new();
+    for email in ["a@acme.test", "nobody@acme.test"] {
+        let mut sequence = Vec::new();
+        for _ in 0..7 {
+            let response = app.login(email, "wrong password").await;
+            let status = response.status().as_u16();
+            let retry_after = response.headers().contains_key("retry-after");
+            let body = problem(response, status).await;
+            sequence.push((status, retry_after, body["type"].clone(), body["title"].clone(), body["detail"].clone()));
+        }
+        sequences.push(sequence);
+    }
+    let statuses: Vec<u16> = sequences[0].iter().map(|s| s.0).collect();
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
+    assert_eq!(sequences[0], sequences[1], "an admin's address and an unknown one are answered alike");
+}

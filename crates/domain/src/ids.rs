@@ -92,6 +92,17 @@ id_type!(
 );
 
 id_type!(
+    /// The id of one password check, which holds a slot of its address's login throttle
+    /// until its outcome is reported.
+    ///
+    /// ```
+    /// use domain::CheckId;
+    /// assert_ne!(CheckId::new(), CheckId::new());
+    /// ```
+    CheckId
+);
+
+id_type!(
     /// The id of an audit event. New ids are time-ordered (UUID version 7), so that
     /// sorting by id sorts by time and an id can serve as a pagination cursor.
     ///

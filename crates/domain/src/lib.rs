@@ -21,6 +21,7 @@ mod email;
 mod entities;
 mod errors;
 mod ids;
+mod lockout;
 mod name;
 mod password;
 mod security;
@@ -29,10 +30,14 @@ pub use collection::{CollectionName, CollectionNameError, CollectionNaming};
 pub use email::{Email, EmailError, MAX_EMAIL_BYTES};
 pub use entities::{Admin, NewAdmin, NewOrganization, Organization, OrganizationChanges, Rename};
 pub use errors::{CreateOrgError, DeleteOrgError, GetOrgError, StoreError, UpdateOrgError};
-pub use ids::{AdminId, EventId, IdError, OrgId, SessionId};
+pub use ids::{AdminId, CheckId, EventId, IdError, OrgId, SessionId};
+pub use lockout::{
+    CHECK_LEASE, CheckFailed, CheckStart, LockoutPolicy, LockoutPolicyError, LoginThrottle, PendingCheck,
+    THROTTLE_MEMORY,
+};
 pub use name::{MAX_NAME_CHARS, OrgKey, OrganizationName, OrganizationNameError};
 pub use password::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, Password, PasswordError, PasswordHash, PasswordHashError};
-pub use security::{AuditAction, AuditActionError, AuditEvent, AuditOutcome, LockoutPolicy, Session};
+pub use security::{AuditAction, AuditActionError, AuditEvent, AuditOutcome, Session};
 
 /// Truncates a timestamp to whole milliseconds, the precision every store keeps, so that a
 /// value read back compares equal to the value written whatever the storage.

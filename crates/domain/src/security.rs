@@ -1,11 +1,9 @@
-//! Login sessions, the account lockout policy and the audit trail: the rules of
-//! authentication that do not depend on how tokens are encoded or where state is kept.
-
-use std::fmt;
-use std::str::FromStr;
-use std::time::Duration;
+//! Login sessions and the audit trail: the rules of authentication that do not depend on
+//! how tokens are encoded or where state is kept.
 
 use chrono::{DateTime, Utc};
+use std::fmt;
+use std::str::FromStr;
 
 use crate::{AdminId, EventId, OrgId, SessionId};
 
@@ -23,47 +21,6 @@ pub struct Session {
     pub created_at: DateTime<Utc>,
     /// When the session ends even if refreshed (the refresh token's lifetime).
     pub expires_at: DateTime<Utc>,
-}
-
-/// When an account is locked after failed logins: after `threshold` consecutive failures it
-/// is locked for `base`, and each further failure after a lock expires locks it again for
-/// twice as long, up to `cap`. A successful login resets the count.
-///
-/// ```
-/// use std::time::Duration;
-/// use domain::LockoutPolicy;
-/// let policy = LockoutPolicy::default();
-/// assert_eq!(policy.threshold, 5);
-/// assert_eq!(policy.lock_for(5), Some(Duration::from_secs(60)));
-/// assert_eq!(policy.lock_for(6), Some(Duration::from_secs(120)));
-/// assert_eq!(policy.lock_for(40), Some(Duration::from_secs(3600)));
-/// assert_eq!(policy.lock_for(4), None);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LockoutPolicy {
-    /// Consecutive failures that lock the account (at least 1).
-    pub threshold: u32,
-    /// The first lock's duration.
-    pub base: Duration,
-    /// The longest lock.
-    pub cap: Duration,
-}
-
-impl Default for LockoutPolicy {
-    fn default() -> Self {
-        Self { threshold: 5, base: Duration::from_secs(60), cap: Duration::from_secs(3600) }
-    }
-}
-
-impl LockoutPolicy {
-    /// How long the account is locked once its `failures`-th consecutive failed attempt has
-    /// started, or `None` if that many failures do not lock it.
-    pub fn lock_for(&self, failures: u32) -> Option<Duration> {
-        let threshold = self.threshold.max(1);
-        let excess = failures.checked_sub(threshold)?;
-        let factor = 2u32.checked_pow(excess.min(31)).unwrap_or(u32::MAX);
-        Some(self.base.checked_mul(factor).unwrap_or(self.cap).min(self.cap))
-    }
 }
 
 /// What happened, in an audit event.

@@ -12,14 +12,17 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
-    Admin, AdminId, AuditEvent, CollectionName, CreateOrgError, DeleteOrgError, Email, EventId, LockoutPolicy,
+    Admin, AdminId, AuditEvent, CollectionName, CreateOrgError, DeleteOrgError, Email, EventId, LoginThrottle,
     NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, Session, SessionId, StoreError,
     UpdateOrgError,
 };
 use ports::{
-    AccountLockout, AdminRepository, AuditLog, AuditQuery, LoginAttempt, NewSession, OrganizationRepository,
-    REMEMBERED_ROTATIONS, RefreshHash, Rotation, SessionRepository, TenantStore,
+    AccountLockout, AdminRepository, AuditLog, AuditQuery, NewSession, OrganizationRepository, REMEMBERED_ROTATIONS,
+    RefreshHash, Rotation, SessionRepository, StoredThrottle, TenantStore, ThrottleKey,
 };
+
+/// Throttles kept before forgotten ones are swept out.
+const MAX_THROTTLES_BEFORE_SWEEP: usize = 10_000;
 
 /// An in-memory store of organizations, admins and tenant collections.
 #[derive(Debug, Default)]
@@ -34,16 +37,16 @@ struct State {
     admins: HashMap<AdminId, Admin>,
     emails: HashMap<Email, AdminId>,
     collections: BTreeMap<CollectionName, Vec<serde_json::Value>>,
-    lockouts: HashMap<AdminId, Lockout>,
+    throttles: HashMap<ThrottleKey, StoredThrottleEntry>,
     sessions: HashMap<SessionId, StoredSession>,
     refresh_hashes: HashMap<RefreshHash, SessionId>,
     events: BTreeMap<EventId, StoredEvent>,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Lockout {
-    failures: u32,
-    locked_until: Option<DateTime<Utc>>,
+#[derive(Debug)]
+struct StoredThrottleEntry {
+    stored: StoredThrottle,
+    forget_after: DateTime<Utc>,
 }
 
 #[derive(Debug)]
@@ -192,7 +195,6 @@ impl OrganizationRepository for InMemoryStore {
             if let Some(admin) = state.admins.remove(&admin_id) {
                 state.emails.remove(&admin.email);
             }
-            state.lockouts.remove(&admin_id);
         }
         Ok(())
     }
@@ -247,31 +249,30 @@ impl TenantStore for InMemoryStore {
 
 #[async_trait]
 impl AccountLockout for InMemoryStore {
-    async fn begin_login_attempt(
-        &self,
-        admin: AdminId,
-        policy: LockoutPolicy,
-        now: DateTime<Utc>,
-    ) -> Result<LoginAttempt, StoreError> {
-        let mut state = self.state();
-        if !state.admins.contains_key(&admin) {
-            return Ok(LoginAttempt::Allowed { locks_on_failure: false });
-        }
-        let lockout = state.lockouts.entry(admin).or_default();
-        if let Some(until) = lockout.locked_until.filter(|until| *until > now) {
-            return Ok(LoginAttempt::Locked { until });
-        }
-        lockout.failures = lockout.failures.saturating_add(1);
-        let lock = policy.lock_for(lockout.failures);
-        if let Some(duration) = lock {
-            lockout.locked_until = Some(now + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX));
-        }
-        Ok(LoginAttempt::Allowed { locks_on_failure: lock.is_some() })
+    async fn load_throttle(&self, key: &ThrottleKey) -> Result<Option<StoredThrottle>, StoreError> {
+        Ok(self.state().throttles.get(key).map(|entry| entry.stored.clone()))
     }
 
-    async fn login_succeeded(&self, admin: AdminId) -> Result<(), StoreError> {
-        self.state().lockouts.remove(&admin);
-        Ok(())
+    async fn save_throttle(
+        &self,
+        key: &ThrottleKey,
+        next: &LoginThrottle,
+        expected: Option<u64>,
+        forget_after: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        if state.throttles.get(key).map(|entry| entry.stored.version) != expected {
+            return Ok(false);
+        }
+        // Unknown addresses get throttles too, so the map is swept of forgotten ones (as a
+        // TTL index would) whenever it has grown large.
+        if expected.is_none() && state.throttles.len() >= MAX_THROTTLES_BEFORE_SWEEP {
+            let now = Utc::now();
+            state.throttles.retain(|_, entry| entry.forget_after > now);
+        }
+        let stored = StoredThrottle { throttle: next.clone(), version: expected.map_or(1, |v| v + 1) };
+        state.throttles.insert(key.clone(), StoredThrottleEntry { stored, forget_after });
+        Ok(true)
     }
 
     async fn upgrade_password_hash(

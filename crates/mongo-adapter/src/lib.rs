@@ -33,7 +33,7 @@ pub use migrations::{
     Migration, MigrationProgress, MigrationReport, Silent, TENANT_MIGRATION_STEP, TenantMigrationReport,
     master_migrations, tenant_migrations,
 };
-pub use reconcile::ReconcileReport;
+pub use reconcile::{Direction, ReconcileReport};
 pub use schema::tenant_collection_options;
 pub use settings::MongoSettings;
 

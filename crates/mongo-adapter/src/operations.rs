@@ -169,6 +169,22 @@ impl MongoStore {
         db(self.client.database(database).run_command(command).await).map(drop)
     }
 
+    /// Creates a tenant collection with the tenant schema, or applies the schema if it
+    /// exists already (idempotent).
+    pub(crate) async fn create_collection_with_schema(
+        &self,
+        database: &str,
+        collection: &str,
+    ) -> Result<(), StoreError> {
+        let mut command = doc! {"create": collection};
+        command.extend(tenant_collection_options());
+        command.insert("maxTimeMS", self.max_time_ms());
+        match self.client.database(database).run_command(command).await {
+            Err(e) if code(&e) == Some(NAMESPACE_EXISTS) => self.ensure_tenant_schema(database, collection).await,
+            other => db(other).map(drop),
+        }
+    }
+
     pub(crate) async fn collection_exists(&self, database: &str, collection: &str) -> Result<bool, StoreError> {
         let names = db(self.client.database(database).list_collection_names().filter(doc! {"name": collection}).await)?;
         Ok(!names.is_empty())

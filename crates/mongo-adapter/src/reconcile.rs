@@ -31,10 +31,34 @@ pub struct ReconcileReport {
     pub orphan_collections_dropped: Vec<String>,
     /// Admins whose organization did not exist, removed.
     pub orphan_admins_removed: Vec<String>,
-    /// Operations left alone because the collections are in a state no step explains
-    /// (both or neither of a rename's collections exist): an operator must look.
+    /// Interrupted renames whose old collection had been recreated (both collections
+    /// existed), merged by `_id`.
+    pub collections_merged: Vec<String>,
+    /// What an operator should look at: documents kept in quarantine because their `_id`
+    /// was on both sides of a rename with different contents, and renames whose collections
+    /// had both vanished. The operations themselves are resolved.
     pub needs_attention: Vec<String>,
 }
+
+/// Which way an operator resolves an unfinished operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Finish it, as if it had not been interrupted.
+    Forward,
+    /// Undo it, as if it had never started.
+    Back,
+}
+
+/// What merging one collection into another did.
+#[derive(Debug, Default)]
+struct Merge {
+    moved: u64,
+    conflicts: Vec<String>,
+    quarantine: Option<String>,
+}
+
+/// The server refused a document because of the collection's validator.
+const DOCUMENT_VALIDATION_FAILURE: i32 = 121;
 
 impl ReconcileReport {
     /// Whether the pass changed nothing and found nothing to report.
@@ -52,6 +76,7 @@ impl std::fmt::Display for ReconcileReport {
             ("deletes finished", &self.deletes_finished),
             ("orphan collections dropped", &self.orphan_collections_dropped),
             ("orphan admins removed", &self.orphan_admins_removed),
+            ("collections merged", &self.collections_merged),
             ("NEEDS ATTENTION", &self.needs_attention),
         ];
         for (label, items) in lines {
@@ -104,6 +129,94 @@ impl MongoStore {
         Ok(report)
     }
 
+    /// Resolves the unfinished operation of one organization the way an operator chooses,
+    /// without waiting for its lease: for an operation the reconciler reported, or one an
+    /// operator knows is dead (no instance runs it any more; a live one would find it lost
+    /// its claim and give up). An update can go either way as long as the admin's changes
+    /// are not applied yet, and only forward after; a create can only be rolled back (its
+    /// client never got an answer) and a delete only finished (its data may be gone).
+    /// Returns what was done, for the operator.
+    pub async fn resolve_operation(&self, organization_id: &str, direction: Direction) -> anyhow::Result<String> {
+        let org: OrgDoc = self
+            .organizations
+            .find_one(doc! {"_id": organization_id})
+            .await?
+            .with_context(|| format!("no organization has the id {organization_id}"))?;
+        let op =
+            org.op.clone().with_context(|| format!("organization {organization_id} has no operation in progress"))?;
+        match (op.kind, direction) {
+            (OpKind::Create, Direction::Forward) => {
+                anyhow::bail!("an interrupted create is only rolled back: its client never got an answer (use --back)")
+            }
+            (OpKind::Delete, Direction::Back) => {
+                anyhow::bail!("an interrupted delete is only finished: its data may already be gone (use --forward)")
+            }
+            _ => {}
+        }
+        // Claimed as it is now, whatever its age: the operator has decided it is dead.
+        let token =
+            self.take_over(&org, &op, op.started_at).await?.context("the operation changed meanwhile; look again")?;
+        let mut report = ReconcileReport::default();
+        match op.kind {
+            OpKind::Create => self.roll_back_create(&org, &token).await?,
+            OpKind::Delete => self.finish_delete(&org, &token).await?,
+            OpKind::Update => {
+                let admin: Option<AdminDoc> = self.admins.find_one(doc! {"_id": &org.admin_id}).await?;
+                let applied = !op.has_admin_changes()
+                    || admin.as_ref().is_some_and(|a| {
+                        op.new_email.as_ref().is_none_or(|e| *e == a.email)
+                            && op.new_password_hash.as_ref().is_none_or(|h| *h == a.password_hash)
+                    });
+                let from = org.collection.as_str();
+                let to = op.to_collection.as_deref().unwrap_or(from);
+                match direction {
+                    Direction::Back if applied && op.has_admin_changes() => anyhow::bail!(
+                        "the admin's changes of this update are applied already; it can only be finished (use --forward)"
+                    ),
+                    Direction::Back => {
+                        if from != to {
+                            self.move_tenant_collection(&org, to, from, &mut report).await?;
+                        }
+                        self.release_update(&org, &token).await?;
+                    }
+                    Direction::Forward => {
+                        if !applied {
+                            let mut set = doc! {"updated_at": op.at.unwrap_or_else(bson::DateTime::now)};
+                            if let Some(email) = &op.new_email {
+                                set.insert("email", email);
+                            }
+                            if let Some(hash) = &op.new_password_hash {
+                                set.insert("password_hash", hash);
+                            }
+                            match self.admins.update_one(doc! {"_id": &org.admin_id}, doc! {"$set": set}).await {
+                                Err(e) if is_duplicate_key(&e) => anyhow::bail!(
+                                    "the update's new email belongs to another admin now; it can only be rolled back \
+                                     (use --back)"
+                                ),
+                                other => other.context("applying the admin's changes")?,
+                            };
+                        }
+                        if from != to {
+                            self.move_tenant_collection(&org, from, to, &mut report).await?;
+                        }
+                        self.commit_update(&org, &op, &token).await?;
+                    }
+                }
+            }
+        }
+        tracing::warn!(organization_id, kind = ?op.kind, ?direction, "an operator resolved an operation");
+        let verb = match direction {
+            Direction::Forward => "finished",
+            Direction::Back => "rolled back",
+        };
+        let mut summary = format!("{:?} of organization {organization_id} {verb}\n", op.kind);
+        for line in report.collections_merged.iter().chain(&report.needs_attention) {
+            summary.push_str(line);
+            summary.push('\n');
+        }
+        Ok(summary)
+    }
+
     /// Claims an abandoned operation by replacing its token; `None` if someone else did.
     async fn take_over(&self, org: &OrgDoc, op: &OpDoc, cutoff: bson::DateTime) -> anyhow::Result<Option<String>> {
         let token = Uuid::new_v4().to_string();
@@ -136,30 +249,8 @@ impl MongoStore {
         let from = org.collection.as_str();
         let to = op.to_collection.as_deref().unwrap_or(from);
         if from != to {
-            let old_exists = self.collection_exists(&org.database, from).await?;
-            let new_exists = self.collection_exists(&org.database, to).await?;
-            let (source, target, needed) = if applied { (from, to, old_exists) } else { (to, from, new_exists) };
-            match (old_exists, new_exists) {
-                (true, false) | (false, true) => {
-                    if needed {
-                        self.rename_collection(&org.database, source, target)
-                            .await?
-                            .with_context(|| format!("moving {source} to {target}"))?;
-                    } else {
-                        // The move happened but the crash may have come before its schema
-                        // was applied again.
-                        self.ensure_tenant_schema(&org.database, target).await?;
-                    }
-                }
-                _ => {
-                    report.needs_attention.push(format!(
-                        "organization {}: rename {from} -> {to} with {} of the collections present",
-                        org.id,
-                        if old_exists { "both" } else { "neither" }
-                    ));
-                    return Ok(());
-                }
-            }
+            let (source, target) = if applied { (from, to) } else { (to, from) };
+            self.move_tenant_collection(org, source, target, report).await?;
         }
         if applied {
             self.commit_update(org, op, token).await?;
@@ -169,6 +260,102 @@ impl MongoStore {
             report.updates_rolled_back.push(org.id.clone());
         }
         Ok(())
+    }
+
+    /// Brings an interrupted rename's tenant data into `target`, whatever the rename left:
+    /// only the source (rename it), only the target (re-apply the schema), both (a tenant
+    /// application wrote to the old name during the rename, which recreated it, or the
+    /// server copied rather than renamed: merge the source into the target by `_id`), or
+    /// neither (create the target empty, and report it). The organization is never left
+    /// stuck, and no document is lost or overwritten: a document whose `_id` is on both
+    /// sides with different contents stays in a quarantine collection that is reported.
+    async fn move_tenant_collection(
+        &self,
+        org: &OrgDoc,
+        source: &str,
+        target: &str,
+        report: &mut ReconcileReport,
+    ) -> anyhow::Result<()> {
+        let source_exists = self.collection_exists(&org.database, source).await?;
+        let target_exists = self.collection_exists(&org.database, target).await?;
+        match (source_exists, target_exists) {
+            (true, false) => {
+                self.rename_collection(&org.database, source, target)
+                    .await?
+                    .with_context(|| format!("moving {source} to {target}"))?;
+            }
+            // The move happened, but the crash may have come before its schema was applied.
+            (false, true) => self.ensure_tenant_schema(&org.database, target).await?,
+            (true, true) => {
+                let merge = self.merge_collection(&org.database, source, target).await?;
+                report.collections_merged.push(format!(
+                    "organization {}: {} document(s) of {source} moved into {target}",
+                    org.id, merge.moved
+                ));
+                if let Some(quarantine) = merge.quarantine {
+                    report.needs_attention.push(format!(
+                        "organization {}: {} document(s) of {source} have an _id that {target} holds with other \
+                         contents; they are kept in {}.{quarantine}: ids {}",
+                        org.id,
+                        merge.conflicts.len(),
+                        org.database,
+                        merge.conflicts.join(", ")
+                    ));
+                }
+                self.ensure_tenant_schema(&org.database, target).await?;
+            }
+            (false, false) => {
+                self.create_collection_with_schema(&org.database, target).await?;
+                report.needs_attention.push(format!(
+                    "organization {}: neither {source} nor {target} existed; {target} was created empty",
+                    org.id
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves every document of `source` into `target` by `_id`, then drops `source`. A
+    /// document already in `target` with the same contents (a copy made by an earlier,
+    /// interrupted pass) is simply removed from `source`; one with other contents, or one
+    /// the target's validator refuses, is left in `source`, which is then renamed to a
+    /// quarantine collection outside the `org_` names so that nothing removes it. Each
+    /// document is inserted before it is deleted, so a crash at any point loses nothing and
+    /// the next pass finishes the job.
+    async fn merge_collection(&self, database: &str, source: &str, target: &str) -> anyhow::Result<Merge> {
+        let db = self.client.database(database);
+        let from = db.collection::<bson::Document>(source);
+        let into = db.collection::<bson::Document>(target);
+        let mut merge = Merge::default();
+        let mut cursor = from.find(doc! {}).sort(doc! {"_id": 1}).batch_size(500).await?;
+        while let Some(document) = cursor.try_next().await? {
+            let id = document.get("_id").cloned().unwrap_or(bson::Bson::Null);
+            match into.insert_one(&document).await {
+                Ok(_) => merge.moved += 1,
+                Err(e) if is_duplicate_key(&e) => {
+                    if into.find_one(doc! {"_id": id.clone()}).await?.as_ref() != Some(&document) {
+                        merge.conflicts.push(id.to_string());
+                        continue;
+                    }
+                }
+                Err(e) if crate::errors::code(&e) == Some(DOCUMENT_VALIDATION_FAILURE) => {
+                    merge.conflicts.push(id.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e).with_context(|| format!("moving a document of {source} into {target}")),
+            }
+            from.delete_one(doc! {"_id": id}).await?;
+        }
+        if merge.conflicts.is_empty() {
+            self.drop_collection(database, source).await?;
+        } else {
+            let quarantine = format!("orgsvc_quarantine_{source}_{}", bson::DateTime::now().timestamp_millis());
+            self.rename_collection(database, source, &quarantine)
+                .await?
+                .with_context(|| format!("quarantining {source}"))?;
+            merge.quarantine = Some(quarantine);
+        }
+        Ok(merge)
     }
 
     /// Drops a tenant collection that no organization referenced when the organizations

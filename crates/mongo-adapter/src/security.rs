@@ -2,8 +2,8 @@
 //!
 //! Every decision that must hold under concurrency is one conditional single-document
 //! update, atomic on any deployment (standalone, replica set, sharded): a refresh rotates
-//! only if the presented hash is still `current`; a password check is reserved only by an
-//! increment under the threshold or a compare-and-set of the failure count.
+//! only if the presented hash is still `current`; a login throttle is written only if its
+//! version is still the one read (the decisions themselves are the domain's).
 
 use std::time::Duration;
 
@@ -11,20 +11,20 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
-    AdminId, AuditAction, AuditEvent, AuditOutcome, EventId, LockoutPolicy, OrgId, PasswordHash, Session, SessionId,
-    StoreError,
+    AdminId, AuditAction, AuditEvent, AuditOutcome, CheckId, EventId, LoginThrottle, OrgId, PasswordHash, PendingCheck,
+    Session, SessionId, StoreError,
 };
 use mongodb::bson::{self, Document, doc};
 use mongodb::options::ReturnDocument;
 use ports::{
-    AccountLockout, AuditLog, AuditQuery, LoginAttempt, NewSession, REMEMBERED_ROTATIONS, RefreshHash, Rotation,
-    SessionRepository,
+    AccountLockout, AuditLog, AuditQuery, NewSession, REMEMBERED_ROTATIONS, RefreshHash, Rotation, SessionRepository,
+    StoredThrottle, ThrottleKey,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::MongoStore;
 use crate::documents::{from_bson_time, to_bson_time};
-use crate::errors::store_error;
+use crate::errors::{is_duplicate_key, store_error};
 
 fn db<T>(result: mongodb::error::Result<T>) -> Result<T, StoreError> {
     result.map_err(store_error)
@@ -117,16 +117,69 @@ impl EventDoc {
     }
 }
 
-/// The failed-login fields of an admin document.
-#[derive(Debug, Deserialize)]
-struct LockoutFields {
-    #[serde(default)]
-    failed_logins: u32,
-    #[serde(default)]
+/// A login throttle, stored under its key (a keyed hash of the email address).
+#[derive(Debug, Serialize, Deserialize)]
+struct ThrottleDoc {
+    #[serde(rename = "_id")]
+    key: String,
+    /// The version a compare-and-set names; incremented by every write.
+    v: i64,
+    failures: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     locked_until: Option<bson::DateTime>,
+    #[serde(default)]
+    checks: Vec<CheckDoc>,
+    /// The TTL index removes the document after this.
+    forget_after: bson::DateTime,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CheckDoc {
+    id: String,
+    expires_at: bson::DateTime,
+}
+
+impl ThrottleDoc {
+    fn new(key: &ThrottleKey, throttle: &LoginThrottle, version: u64, forget_after: DateTime<Utc>) -> Self {
+        Self {
+            key: key.as_hex().to_owned(),
+            v: i64::try_from(version).unwrap_or(i64::MAX),
+            failures: i64::from(throttle.failures),
+            locked_until: throttle.locked_until.map(to_bson_time),
+            checks: throttle
+                .checks
+                .iter()
+                .map(|c| CheckDoc { id: c.id.to_string(), expires_at: to_bson_time(c.expires_at) })
+                .collect(),
+            forget_after: to_bson_time(forget_after),
+        }
+    }
+
+    fn into_stored(self) -> Result<StoredThrottle, StoreError> {
+        let checks = self
+            .checks
+            .into_iter()
+            .map(|c| {
+                Ok(PendingCheck {
+                    id: CheckId::parse(&c.id).map_err(corrupt)?,
+                    expires_at: from_bson_time(c.expires_at).map_err(corrupt)?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let throttle = LoginThrottle {
+            failures: u32::try_from(self.failures).map_err(corrupt)?,
+            locked_until: self.locked_until.map(from_bson_time).transpose().map_err(corrupt)?,
+            checks,
+        };
+        Ok(StoredThrottle { throttle, version: u64::try_from(self.v).map_err(corrupt)? })
+    }
 }
 
 impl MongoStore {
+    fn throttles(&self) -> mongodb::Collection<ThrottleDoc> {
+        self.master.collection("login_throttles")
+    }
+
     fn sessions(&self) -> mongodb::Collection<SessionDoc> {
         self.master.collection("sessions")
     }
@@ -142,65 +195,31 @@ impl MongoStore {
 
 #[async_trait]
 impl AccountLockout for MongoStore {
-    async fn begin_login_attempt(
-        &self,
-        admin: AdminId,
-        policy: LockoutPolicy,
-        now: DateTime<Utc>,
-    ) -> Result<LoginAttempt, StoreError> {
-        let id = admin.to_string();
-        let admins = self.master.collection::<LockoutFields>("admins");
-        let threshold = policy.threshold.max(1);
-        // The common case, far from the threshold: one atomic increment, no lock involved
-        // (an account below the threshold is never locked).
-        let below = i64::from(threshold) - 1;
-        let fast = db(admins
-            .update_one(
-                doc! {"_id": &id, "$or": [{"failed_logins": {"$lt": below}}, {"failed_logins": {"$exists": false}}]},
-                doc! {"$inc": {"failed_logins": 1}},
-            )
-            .await)?;
-        if fast.matched_count == 1 {
-            return Ok(LoginAttempt::Allowed { locks_on_failure: false });
-        }
-        // At or past the threshold: each attempt sets the next lock, so it is a
-        // compare-and-set on the count; the loser of a race sees the winner's lock.
-        for _ in 0..CAS_ATTEMPTS {
-            let Some(current) = db(admins.find_one(doc! {"_id": &id}).await)? else {
-                return Ok(LoginAttempt::Allowed { locks_on_failure: false });
-            };
-            if let Some(until) = current.locked_until.filter(|until| *until > to_bson_time(now)) {
-                return Ok(LoginAttempt::Locked { until: from_bson_time(until).map_err(corrupt)? });
-            }
-            let failures = current.failed_logins.saturating_add(1);
-            let lock = policy.lock_for(failures);
-            let mut set = doc! {"failed_logins": failures};
-            if let Some(duration) = lock {
-                let until = now + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
-                set.insert("locked_until", to_bson_time(until));
-            }
-            let filter = if current.failed_logins == 0 {
-                doc! {"_id": &id, "$or": [{"failed_logins": 0}, {"failed_logins": {"$exists": false}}]}
-            } else {
-                doc! {"_id": &id, "failed_logins": current.failed_logins}
-            };
-            if db(admins.update_one(filter, doc! {"$set": set}).await)?.matched_count == 1 {
-                return Ok(LoginAttempt::Allowed { locks_on_failure: lock.is_some() });
-            }
-        }
-        Err(StoreError::Unavailable(anyhow!("too much contention on the failed-login counter")))
+    async fn load_throttle(&self, key: &ThrottleKey) -> Result<Option<StoredThrottle>, StoreError> {
+        let found = db(self.throttles().find_one(doc! {"_id": key.as_hex()}).await)?;
+        found.map(ThrottleDoc::into_stored).transpose()
     }
 
-    async fn login_succeeded(&self, admin: AdminId) -> Result<(), StoreError> {
-        db(self
-            .master
-            .collection::<Document>("admins")
-            .update_one(
-                doc! {"_id": admin.to_string()},
-                doc! {"$set": {"failed_logins": 0}, "$unset": {"locked_until": ""}},
-            )
-            .await)?;
-        Ok(())
+    async fn save_throttle(
+        &self,
+        key: &ThrottleKey,
+        next: &LoginThrottle,
+        expected: Option<u64>,
+        forget_after: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // One single-document write either way, atomic on every deployment: an insert that
+        // the `_id` makes unique, or a replace conditional on the version read.
+        let Some(expected) = expected else {
+            return match self.throttles().insert_one(ThrottleDoc::new(key, next, 1, forget_after)).await {
+                Ok(_) => Ok(true),
+                Err(e) if is_duplicate_key(&e) => Ok(false),
+                Err(e) => Err(store_error(e)),
+            };
+        };
+        let version = i64::try_from(expected).map_err(corrupt)?;
+        let replacement = ThrottleDoc::new(key, next, expected.saturating_add(1), forget_after);
+        let replaced = db(self.throttles().replace_one(doc! {"_id": key.as_hex(), "v": version}, replacement).await)?;
+        Ok(replaced.matched_count == 1)
     }
 
     async fn upgrade_password_hash(

@@ -328,3 +328,147 @@ async fn create_replaces_a_leftover_collection_of_its_name() {
     assert_eq!(store.documents(&org.collection).await.expect("docs"), Vec::<serde_json::Value>::new());
     assert_invariants(&store).await;
 }
+
+/// The documents of a tenant collection as the driver sees them, `_id` included.
+async fn raw_documents(store: &MongoStore, collection: &str) -> Vec<Document> {
+    store
+        .tenant_database()
+        .collection::<Document>(collection)
+        .find(doc! {})
+        .sort(doc! {"_id": 1})
+        .await
+        .expect("find")
+        .try_collect()
+        .await
+        .expect("documents")
+}
+
+/// A rename is interrupted after its collection moved, and a tenant application then
+/// writes to the old name, which recreates it (on a real mongod as on the test server).
+/// The reconciler must not leave the organization stuck: it merges the old collection into
+/// the one the organization ends up with, moves what is new, drops exact copies, and keeps
+/// a document whose `_id` is on both sides with other contents in a reported quarantine
+/// instead of overwriting either.
+#[tokio::test]
+async fn a_rename_whose_old_collection_reappears_is_merged_not_stuck() {
+    for (with_admin_changes, standalone) in [(false, false), (true, false), (false, true)] {
+        let store = if standalone { fresh_standalone_store().await } else { fresh_store().await };
+        let (acme, _) = seeded(&store, "Acme", "a@acme.test", 40).await;
+        let new_name = OrganizationName::parse("Acme Renamed").expect("name");
+        let to = CollectionName::for_organization(CollectionNaming::Key, acme.id, new_name.key());
+        let changes = OrganizationChanges {
+            rename: Some(Rename { collection: to.clone(), name: new_name.clone() }),
+            email: with_admin_changes.then(|| email("new@acme.test")),
+            password_hash: None,
+            at: domain::truncate_to_millis(Utc::now()),
+        };
+        store.failpoints().arm("update:after_rename_collection");
+        store.update(acme.id, changes).await.expect_err("crashed after the move");
+        store.failpoints().clear();
+
+        // The move is done: the documents are in the new collection. Without admin changes
+        // the rename rolls forward (into the new collection), with admin changes not yet
+        // applied it rolls back (into the old one). Either way the application writes to
+        // the old name meanwhile: two new documents, an exact copy of a moved one, and a
+        // moved one's `_id` with other contents.
+        let old = acme.collection.as_str();
+        let target = if with_admin_changes { old } else { to.as_str() };
+        let moved = raw_documents(&store, to.as_str()).await;
+        assert_eq!(moved.len(), 40);
+        let same = moved[0].clone();
+        let mut conflicting = moved[1].clone();
+        conflicting.insert("n", "written by the application during the rename");
+        store
+            .tenant_database()
+            .collection::<Document>(old)
+            .insert_many(vec![doc! {"fresh": 1}, doc! {"fresh": 2}, same.clone(), conflicting])
+            .await
+            .expect("the old name reappears");
+
+        let report = store.reconcile_with_lease(Duration::ZERO).await.expect("reconcile");
+        assert_eq!(report.collections_merged.len(), 1, "{report}");
+        assert_eq!(report.needs_attention.len(), 1, "{report}");
+        assert!(report.needs_attention[0].contains("quarantine"), "{report}");
+        let again = store.reconcile_with_lease(Duration::ZERO).await.expect("reconcile again");
+        assert!(again.is_clean(), "second pass: {again}");
+        assert_invariants(&store).await;
+
+        // Resolved, not stuck: the organization is in one collection and takes changes.
+        let now = OrganizationRepository::find_by_id(&store, acme.id).await.expect("find").expect("acme");
+        assert_eq!(now.collection.as_str(), target);
+        let merged = raw_documents(&store, target).await;
+        assert_eq!(merged.len(), 42, "40 moved documents and 2 new ones, the copy once");
+        assert!(merged.contains(&same));
+        let quarantined: Vec<String> = store
+            .tenant_database()
+            .list_collection_names()
+            .await
+            .expect("names")
+            .into_iter()
+            .filter(|n| n.starts_with("orgsvc_quarantine_"))
+            .collect();
+        assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+        assert_eq!(raw_documents(&store, &quarantined[0]).await.len(), 1, "only the conflicting document");
+        let again_name = OrganizationName::parse("Acme Again").expect("name");
+        let back = OrganizationChanges {
+            rename: Some(Rename {
+                collection: CollectionName::for_organization(CollectionNaming::Key, acme.id, again_name.key()),
+                name: again_name,
+            }),
+            email: None,
+            password_hash: None,
+            at: domain::truncate_to_millis(Utc::now()),
+        };
+        store.update(acme.id, back).await.expect("a later change goes through");
+    }
+}
+
+/// Operators settle one organization's unfinished operation either way without waiting
+/// for its lease; the ways that would lose data or answers are refused with the reason.
+#[tokio::test]
+async fn operators_resolve_an_operation_either_way() {
+    use mongo_adapter::Direction::{Back, Forward};
+    for direction in [Forward, Back] {
+        let store = fresh_store().await;
+        let (acme, docs) = seeded(&store, "Acme", "a@acme.test", 10).await;
+        let new_name = OrganizationName::parse("Acme Renamed").expect("name");
+        let changes = OrganizationChanges {
+            rename: Some(Rename {
+                collection: CollectionName::for_organization(CollectionNaming::Key, acme.id, new_name.key()),
+                name: new_name.clone(),
+            }),
+            email: Some(email("new@acme.test")),
+            password_hash: None,
+            at: domain::truncate_to_millis(Utc::now()),
+        };
+        store.failpoints().arm("update:after_rename_collection");
+        store.update(acme.id, changes).await.expect_err("interrupted");
+        store.failpoints().clear();
+        // The reconciler leaves it alone: its lease has not run out.
+        assert!(store.reconcile().await.expect("reconcile").is_clean());
+
+        let summary = store.resolve_operation(&acme.id.to_string(), direction).await.expect("resolve");
+        assert!(summary.contains(&acme.id.to_string()), "{summary}");
+        assert_invariants(&store).await;
+        let now = OrganizationRepository::find_by_id(&store, acme.id).await.expect("find").expect("acme");
+        let admin = AdminRepository::find_by_id(&store, acme.admin_id).await.expect("find").expect("admin");
+        assert_eq!(now.name == new_name, direction == Forward);
+        assert_eq!(admin.email == email("new@acme.test"), direction == Forward);
+        assert_eq!(store.documents(&now.collection).await.expect("documents"), docs);
+        let error = store.resolve_operation(&acme.id.to_string(), direction).await.expect_err("nothing left");
+        assert!(format!("{error:#}").contains("no operation in progress"), "{error:#}");
+    }
+
+    // A create is only rolled back, a delete only finished.
+    let store = fresh_store().await;
+    let new = new_org("Acme", "a@acme.test");
+    store.failpoints().arm("create:after_create_collection");
+    store.create(new.clone()).await.expect_err("interrupted");
+    store.failpoints().clear();
+    let id = new.id.to_string();
+    let refused = store.resolve_operation(&id, Forward).await.expect_err("refused");
+    assert!(format!("{refused:#}").contains("--back"), "{refused:#}");
+    store.resolve_operation(&id, Back).await.expect("rolled back");
+    assert_invariants(&store).await;
+    assert_eq!(store.find_by_key(new.name.key()).await.expect("find"), None);
+}

@@ -48,8 +48,20 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Finish or roll back interrupted operations and report what was done.
-    Reconcile,
+    /// Finish or roll back interrupted operations and report what was done; with
+    /// `--resolve`, settle one organization's operation the chosen way without waiting for
+    /// its lease (only when no instance still runs it).
+    Reconcile {
+        /// The id of the organization whose operation to settle (see `org show`).
+        #[arg(long, value_name = "ORGANIZATION_ID", requires = "way")]
+        resolve: Option<String>,
+        /// Finish the operation.
+        #[arg(long, group = "way", requires = "resolve")]
+        forward: bool,
+        /// Undo the operation.
+        #[arg(long, group = "way", requires = "resolve")]
+        back: bool,
+    },
     /// Read-only views of organizations.
     Org {
         #[command(subcommand)]
@@ -145,7 +157,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             print!("{tenants}");
             Ok(())
         }
-        Command::Reconcile => {
+        Command::Reconcile { resolve: Some(id), forward, .. } => {
+            let store = mongo_store(&settings).await?;
+            let direction = if forward { mongo_adapter::Direction::Forward } else { mongo_adapter::Direction::Back };
+            print!("{}", store.resolve_operation(&id, direction).await?);
+            Ok(())
+        }
+        Command::Reconcile { .. } => {
             let store = mongo_store(&settings).await?;
             let report = store.reconcile().await?;
             print!("{report}");

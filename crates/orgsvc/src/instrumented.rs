@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
-    Admin, AdminId, AuditEvent, CreateOrgError, DeleteOrgError, Email, LockoutPolicy, NewOrganization, OrgId, OrgKey,
+    Admin, AdminId, AuditEvent, CreateOrgError, DeleteOrgError, Email, LoginThrottle, NewOrganization, OrgId, OrgKey,
     Organization, OrganizationChanges, PasswordHash, SessionId, StoreError, UpdateOrgError,
 };
 use ports::{
-    AccountLockout, AdminRepository, AuditLog, AuditQuery, LoginAttempt, NewSession, OrganizationRepository,
-    RefreshHash, Rotation, SessionRepository,
+    AccountLockout, AdminRepository, AuditLog, AuditQuery, NewSession, OrganizationRepository, RefreshHash, Rotation,
+    SessionRepository, StoredThrottle, ThrottleKey,
 };
 use prometheus::{HistogramVec, IntCounterVec, Opts, Registry};
 
@@ -86,16 +86,17 @@ impl<S: AdminRepository> AdminRepository for Instrumented<S> {
 
 #[async_trait]
 impl<S: AccountLockout> AccountLockout for Instrumented<S> {
-    async fn begin_login_attempt(
-        &self,
-        admin: AdminId,
-        policy: LockoutPolicy,
-        now: DateTime<Utc>,
-    ) -> Result<LoginAttempt, StoreError> {
-        self.timed("lockout.begin_attempt", self.inner.begin_login_attempt(admin, policy, now)).await
+    async fn load_throttle(&self, key: &ThrottleKey) -> Result<Option<StoredThrottle>, StoreError> {
+        self.timed("lockout.load", self.inner.load_throttle(key)).await
     }
-    async fn login_succeeded(&self, admin: AdminId) -> Result<(), StoreError> {
-        self.timed("lockout.reset", self.inner.login_succeeded(admin)).await
+    async fn save_throttle(
+        &self,
+        key: &ThrottleKey,
+        next: &LoginThrottle,
+        expected: Option<u64>,
+        forget_after: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.timed("lockout.save", self.inner.save_throttle(key, next, expected, forget_after)).await
     }
     async fn upgrade_password_hash(
         &self,

@@ -19,6 +19,7 @@ use memory_adapter::InMemoryStore;
 use mongo_adapter::MongoStore;
 use ports::{
     AccountLockout, AuditLog, OrgService, SecurityPolicy, SecurityStores, SessionRepository, SystemClock, TenantStore,
+    ThrottleKeyer,
 };
 use secrecy::ExposeSecret;
 
@@ -57,11 +58,14 @@ impl Application {
                 .map(|(kid, secret)| SigningKey::new(kid.clone(), secret.expose_secret().as_bytes().to_vec()))
                 .collect()
         };
+        // Every instance sharing the signing keys counts an address under the same key.
+        let throttle_keyer = ThrottleKeyer::derived_from(keys[0].secret.expose_secret());
         let tokens = JwtIssuer::new(keys, settings.jwt_issuer.clone(), settings.token_ttl_seconds)?;
 
         let registry = prometheus::Registry::new();
         hasher.register_metrics(&registry)?;
-        let parts = Parts { hasher, tokens, naming: settings.collection_naming, policy: settings.security };
+        let parts =
+            Parts { hasher, tokens, throttle_keyer, naming: settings.collection_naming, policy: settings.security };
         let (api, tenants, mongo) = match settings.storage {
             Storage::Memory => {
                 let store = Arc::new(InMemoryStore::new());
@@ -187,6 +191,7 @@ async fn stop_signal() -> std::io::Result<&'static str> {
 struct Parts {
     hasher: Argon2Hasher,
     tokens: JwtIssuer,
+    throttle_keyer: ThrottleKeyer,
     naming: domain::CollectionNaming,
     policy: SecurityPolicy,
 }
@@ -206,6 +211,7 @@ impl Parts {
         let security = SecurityStores {
             sessions: store.clone(),
             lockout: store.clone(),
+            throttle_keyer: self.throttle_keyer,
             audit: store.clone(),
             policy: self.policy,
         };

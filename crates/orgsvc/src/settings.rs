@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use domain::CollectionNaming;
+use domain::{CollectionNaming, LockoutPolicy, LockoutPolicyError};
 use http_adapter::{HttpPolicy, TrustedNetwork};
 use mongo_adapter::MongoSettings;
 use ports::SecurityPolicy;
@@ -500,21 +500,24 @@ impl Settings {
         if let Some(v) = get("ORGSVC_REVOCATION_BOUND_SECONDS") {
             p.revocation_bound = seconds("ORGSVC_REVOCATION_BOUND_SECONDS", &v)?;
         }
+        let mut threshold = p.lockout.threshold();
         if let Some(v) = get("ORGSVC_LOCKOUT_THRESHOLD") {
-            p.lockout.threshold = number("ORGSVC_LOCKOUT_THRESHOLD", &v)?;
-            if p.lockout.threshold == 0 {
-                bail!("ORGSVC_LOCKOUT_THRESHOLD: must be at least 1");
-            }
+            threshold = number("ORGSVC_LOCKOUT_THRESHOLD", &v)?;
         }
+        let mut base = p.lockout.base();
         if let Some(v) = get("ORGSVC_LOCKOUT_BASE_SECONDS") {
-            p.lockout.base = seconds("ORGSVC_LOCKOUT_BASE_SECONDS", &v)?;
+            base = seconds("ORGSVC_LOCKOUT_BASE_SECONDS", &v)?;
         }
+        let mut cap = p.lockout.cap();
         if let Some(v) = get("ORGSVC_LOCKOUT_MAX_SECONDS") {
-            p.lockout.cap = seconds("ORGSVC_LOCKOUT_MAX_SECONDS", &v)?;
+            cap = seconds("ORGSVC_LOCKOUT_MAX_SECONDS", &v)?;
         }
-        if p.lockout.cap < p.lockout.base {
-            bail!("ORGSVC_LOCKOUT_MAX_SECONDS: must not be below ORGSVC_LOCKOUT_BASE_SECONDS");
-        }
+        p.lockout = LockoutPolicy::new(threshold, base, cap).map_err(|e| match e {
+            LockoutPolicyError::ZeroThreshold => anyhow::anyhow!("ORGSVC_LOCKOUT_THRESHOLD: must be at least 1"),
+            LockoutPolicyError::CapBelowBase => {
+                anyhow::anyhow!("ORGSVC_LOCKOUT_MAX_SECONDS: must not be below ORGSVC_LOCKOUT_BASE_SECONDS")
+            }
+        })?;
         if let Some(v) = get("ORGSVC_AUDIT_RETENTION_DAYS") {
             p.audit_retention = Duration::from_secs(number::<u64>("ORGSVC_AUDIT_RETENTION_DAYS", &v)? * 24 * 3600);
         }
@@ -874,7 +877,7 @@ mod tests {
             ("ORGSVC_REVOCATION_BOUND_SECONDS", "0"),
         ])
         .expect("settings");
-        assert_eq!(s.security.lockout.threshold, 3);
+        assert_eq!(s.security.lockout.threshold(), 3);
         assert_eq!(s.http.rate_limits.login_per_minute, 0);
         assert_eq!(s.http.trusted_proxies.len(), 2);
         assert_eq!(s.http.cors_allowed_origins, ["https://app.example.com"]);

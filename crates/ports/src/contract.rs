@@ -10,15 +10,16 @@ use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 use domain::{
-    AdminId, AuditAction, AuditEvent, AuditOutcome, CollectionName, CollectionNaming, CreateOrgError, DeleteOrgError,
-    Email, EventId, LockoutPolicy, NewAdmin, NewOrganization, OrgId, Organization, OrganizationChanges,
-    OrganizationName, PasswordHash, Rename, Session, SessionId, UpdateOrgError,
+    AdminId, AuditAction, AuditEvent, AuditOutcome, CheckId, CollectionName, CollectionNaming, CreateOrgError,
+    DeleteOrgError, Email, EventId, LockoutPolicy, LoginThrottle, NewAdmin, NewOrganization, OrgId, Organization,
+    OrganizationChanges, OrganizationName, PasswordHash, PendingCheck, Rename, Session, SessionId, UpdateOrgError,
 };
 use serde_json::json;
 
 use crate::{
-    AccountLockout, AdminRepository, AuditLog, AuditQuery, LoginAttempt, NewSession, OrganizationRepository,
-    RefreshToken, Rotation, SessionRepository, TenantStore,
+    AccountLockout, AdminRepository, AuditLog, AuditQuery, CheckPermit, Clock, LoginThrottles, NewSession,
+    OrganizationRepository, RefreshToken, Rotation, SessionRepository, SystemClock, TenantStore, ThrottleKey,
+    ThrottleKeyer,
 };
 
 /// Everything a store under contract implements.
@@ -44,7 +45,8 @@ macro_rules! repository_contract_tests {
             update_is_all_or_nothing, update_of_missing_organization_is_not_found,
             concurrent_renames_to_one_key_have_one_winner, delete_removes_everything_and_frees_the_names,
             delete_of_missing_organization_is_not_found, id_naming_never_moves_the_collection,
-            parallel_failed_logins_get_at_most_the_allowed_checks, lockout_backs_off_and_resets_on_success,
+            throttle_writes_are_compare_and_set, parallel_wrong_passwords_get_at_most_the_threshold_checks,
+            parallel_right_passwords_are_never_locked_out, lockout_backs_off_and_resets_on_success,
             hash_upgrade_is_conditional, refresh_rotates_and_detects_reuse, refresh_grace_allows_one_retry,
             parallel_refreshes_of_one_token_rotate_once, sessions_are_revoked_by_admin_and_organization,
             audit_events_page_newest_first_per_organization, deleted_organizations_events_expire,
@@ -386,55 +388,165 @@ fn ms(t: DateTime<Utc>, seconds: i64) -> DateTime<Utc> {
     t + chrono::Duration::seconds(seconds)
 }
 
-/// Fifty parallel attempts on one account get exactly the threshold's number of password
-/// checks; the last of them locks the account.
-pub async fn parallel_failed_logins_get_at_most_the_allowed_checks<S: Store>(store: Arc<S>) {
-    let org = create(&*store, "Acme", "a@acme.test").await;
-    let policy = LockoutPolicy::default();
-    let at = now();
-    let attempts: Vec<_> = (0..50)
-        .map(|_| {
-            let store = store.clone();
-            tokio::spawn(async move { store.begin_login_attempt(org.admin_id, policy, at).await.expect("attempt") })
-        })
-        .collect();
-    let mut allowed = 0;
-    let mut locking = 0;
-    for attempt in attempts {
-        match attempt.await.expect("join") {
-            LoginAttempt::Allowed { locks_on_failure } => {
-                allowed += 1;
-                locking += usize::from(locks_on_failure);
-            }
-            LoginAttempt::Locked { until } => assert_eq!(until, ms(at, 60)),
-        }
-    }
-    assert_eq!(allowed, 5, "password checks allowed");
-    assert_eq!(locking, 1, "exactly one attempt locks");
+fn throttle_key(tag: &str) -> ThrottleKey {
+    ThrottleKey::from_hex(format!("{tag:0>64}"))
 }
 
-/// After a lock expires one more attempt is allowed, and failing it locks for twice as
-/// long; a success resets everything.
-pub async fn lockout_backs_off_and_resets_on_success<S: Store>(store: Arc<S>) {
-    let org = create(&*store, "Acme", "a@acme.test").await;
-    let policy = LockoutPolicy::default();
-    let t0 = now();
-    for _ in 0..5 {
-        assert!(matches!(store.begin_login_attempt(org.admin_id, policy, t0).await, Ok(LoginAttempt::Allowed { .. })));
+/// Throttle writes are compare-and-set on the version read, and `None` means "absent".
+pub async fn throttle_writes_are_compare_and_set<S: Store>(store: Arc<S>) {
+    let key = throttle_key("a1");
+    let at = now();
+    let later = ms(at, 24 * 3600);
+    assert_eq!(store.load_throttle(&key).await.expect("load"), None);
+    let first = LoginThrottle { failures: 1, locked_until: None, checks: Vec::new() };
+    assert!(store.save_throttle(&key, &first, None, later).await.expect("insert"));
+    assert!(!store.save_throttle(&key, &first, None, later).await.expect("insert again"), "already stored");
+    let loaded = store.load_throttle(&key).await.expect("load").expect("stored");
+    assert_eq!(loaded.throttle, first);
+    let second = LoginThrottle {
+        failures: 5,
+        locked_until: Some(ms(at, 60)),
+        checks: vec![PendingCheck { id: CheckId::new(), expires_at: ms(at, 30) }],
+    };
+    assert!(store.save_throttle(&key, &second, Some(loaded.version), later).await.expect("update"));
+    assert!(!store.save_throttle(&key, &first, Some(loaded.version), later).await.expect("stale"), "stale version");
+    let reloaded = store.load_throttle(&key).await.expect("load").expect("stored");
+    assert_eq!(reloaded.throttle, second);
+    assert_ne!(reloaded.version, loaded.version);
+    assert_eq!(store.load_throttle(&throttle_key("b2")).await.expect("load"), None, "keys are separate");
+}
+
+/// A clock that tests move by hand; pauses only yield.
+#[derive(Debug)]
+pub struct ManualClock(std::sync::Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    /// A clock showing `at`.
+    pub fn at(at: DateTime<Utc>) -> Self {
+        Self(std::sync::Mutex::new(at))
     }
-    let locked = store.begin_login_attempt(org.admin_id, policy, ms(t0, 59)).await.expect("attempt");
-    assert_eq!(locked, LoginAttempt::Locked { until: ms(t0, 60) });
+
+    /// Moves the clock to `at`.
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = at;
+    }
+}
+
+#[async_trait::async_trait]
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn pause(&self, _: std::time::Duration) {
+        tokio::task::yield_now().await;
+    }
+}
+
+fn throttles<S: Store>(store: &Arc<S>) -> LoginThrottles {
+    LoginThrottles::new(store.clone(), LockoutPolicy::default(), ThrottleKeyer::new(b"contract"))
+}
+
+/// Fifty parallel wrong passwords for one address get exactly the threshold's number of
+/// checks; the rest are told the address is locked.
+pub async fn parallel_wrong_passwords_get_at_most_the_threshold_checks<S: Store>(store: Arc<S>) {
+    let throttles = Arc::new(throttles(&store));
+    let clock = Arc::new(SystemClock);
+    let attempts: Vec<_> = (0..50)
+        .map(|_| {
+            let (throttles, clock) = (throttles.clone(), clock.clone());
+            tokio::spawn(async move {
+                let address = email("a@acme.test");
+                let check = CheckId::new();
+                match throttles.start(&address, check, &*clock).await.expect("start") {
+                    CheckPermit::Granted => {
+                        throttles.failed(&address, check, &*clock).await.expect("failed");
+                        true
+                    }
+                    CheckPermit::Locked { .. } => false,
+                }
+            })
+        })
+        .collect();
+    let mut checked = 0;
+    for attempt in attempts {
+        checked += usize::from(attempt.await.expect("join"));
+    }
+    assert_eq!(checked, 5, "password checks");
+}
+
+/// Sixteen parallel right passwords for one address, which has failures already, are all
+/// checked: a check waits for a slot rather than being told the address is locked.
+pub async fn parallel_right_passwords_are_never_locked_out<S: Store>(store: Arc<S>) {
+    let throttles = Arc::new(throttles(&store));
+    let clock = Arc::new(SystemClock);
+    let address = email("a@acme.test");
+    for _ in 0..3 {
+        let check = CheckId::new();
+        assert_eq!(throttles.start(&address, check, &*clock).await.expect("start"), CheckPermit::Granted);
+        throttles.failed(&address, check, &*clock).await.expect("failed");
+    }
+    let attempts: Vec<_> = (0..16)
+        .map(|_| {
+            let (throttles, clock, address) = (throttles.clone(), clock.clone(), address.clone());
+            tokio::spawn(async move {
+                let check = CheckId::new();
+                let permit = throttles.start(&address, check, &*clock).await.expect("start");
+                if permit == CheckPermit::Granted {
+                    throttles.succeeded(&address, check, &*clock).await.expect("succeeded");
+                }
+                permit
+            })
+        })
+        .collect();
+    for attempt in attempts {
+        assert_eq!(attempt.await.expect("join"), CheckPermit::Granted);
+    }
+}
+
+/// After a lock expires one more check is allowed, and failing it locks for twice as long;
+/// a success resets everything; addresses are counted apart.
+pub async fn lockout_backs_off_and_resets_on_success<S: Store>(store: Arc<S>) {
+    let throttles = throttles(&store);
+    let t0 = now();
+    let clock = ManualClock::at(t0);
+    let address = email("a@acme.test");
+    let attempt = |succeed: bool| {
+        let (throttles, clock, address) = (&throttles, &clock, &address);
+        async move {
+            let check = CheckId::new();
+            let permit = throttles.start(address, check, clock).await.expect("start");
+            if permit == CheckPermit::Granted {
+                if succeed {
+                    throttles.succeeded(address, check, clock).await.expect("succeeded");
+                } else {
+                    throttles.failed(address, check, clock).await.expect("failed");
+                }
+            }
+            permit
+        }
+    };
+    for _ in 0..5 {
+        assert_eq!(attempt(false).await, CheckPermit::Granted);
+    }
+    clock.set(ms(t0, 59));
+    assert_eq!(attempt(true).await, CheckPermit::Locked { until: ms(t0, 60) });
+    assert_eq!(
+        throttles.start(&email("b@acme.test"), CheckId::new(), &clock).await.expect("start"),
+        CheckPermit::Granted,
+        "another address is not locked"
+    );
     let t1 = ms(t0, 61);
-    let retry = store.begin_login_attempt(org.admin_id, policy, t1).await.expect("attempt");
-    assert_eq!(retry, LoginAttempt::Allowed { locks_on_failure: true });
-    let locked = store.begin_login_attempt(org.admin_id, policy, ms(t1, 1)).await.expect("attempt");
-    assert_eq!(locked, LoginAttempt::Locked { until: ms(t1, 120) });
-    store.login_succeeded(org.admin_id).await.expect("reset");
-    let fresh = store.begin_login_attempt(org.admin_id, policy, ms(t1, 2)).await.expect("attempt");
-    assert_eq!(fresh, LoginAttempt::Allowed { locks_on_failure: false });
-    // Unknown admins are never locked (the service verifies a dummy hash for them).
-    let unknown = store.begin_login_attempt(AdminId::new(), policy, t0).await.expect("attempt");
-    assert_eq!(unknown, LoginAttempt::Allowed { locks_on_failure: false });
+    clock.set(t1);
+    assert_eq!(attempt(false).await, CheckPermit::Granted);
+    clock.set(ms(t1, 1));
+    assert_eq!(attempt(true).await, CheckPermit::Locked { until: ms(t1, 120) });
+    clock.set(ms(t1, 121));
+    assert_eq!(attempt(true).await, CheckPermit::Granted);
+    for _ in 0..4 {
+        assert_eq!(attempt(false).await, CheckPermit::Granted);
+    }
+    assert_eq!(attempt(true).await, CheckPermit::Granted, "the success reset the count");
 }
 
 /// A hash upgrade applies only over the hash it was computed from.

@@ -13,13 +13,14 @@ mod hasher;
 mod repository;
 mod service;
 mod sessions;
+mod throttle;
 mod token;
 
 pub use clock::{Clock, SystemClock};
 pub use hasher::{HashError, PasswordHasher};
 pub use repository::{
-    AccountLockout, AdminRepository, AuditLog, AuditQuery, LoginAttempt, NewSession, OrganizationRepository,
-    REMEMBERED_ROTATIONS, RefreshHash, Rotation, SessionRepository, TenantStore,
+    AccountLockout, AdminRepository, AuditLog, AuditQuery, NewSession, OrganizationRepository, REMEMBERED_ROTATIONS,
+    RefreshHash, Rotation, SessionRepository, TenantStore,
 };
 pub use service::{
     AuditPage, AuthError, CreateOrganizationRequest, CreatedOrganization, LoginError, LoginRequest, OrgService,
@@ -27,4 +28,5 @@ pub use service::{
     UpdateOrganizationRequest,
 };
 pub use sessions::{RefreshToken, SecurityPolicy};
+pub use throttle::{CheckPermit, LoginThrottles, StoredThrottle, ThrottleKey, ThrottleKeyer};
 pub use token::{AccessToken, TokenClaims, TokenError, TokenIssuer};

@@ -6,9 +6,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     Admin, AdminId, AuditAction, AuditEvent, CollectionName, CreateOrgError, DeleteOrgError, Email, EventId,
-    LockoutPolicy, NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, Session, SessionId,
+    LoginThrottle, NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, Session, SessionId,
     StoreError, UpdateOrgError,
 };
+
+use crate::throttle::{StoredThrottle, ThrottleKey};
 
 /// Organizations, with their admins and tenant collections as far as their lifecycle goes.
 ///
@@ -77,40 +79,27 @@ pub trait TenantStore: Send + Sync + 'static {
     async fn documents(&self, collection: &CollectionName) -> Result<Vec<serde_json::Value>, StoreError>;
 }
 
-/// The outcome of asking to check an admin's password (see
-/// [`AccountLockout::begin_login_attempt`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoginAttempt {
-    /// The password may be checked; the attempt already counts as a failure until
-    /// [`AccountLockout::login_succeeded`] resets the count.
-    Allowed {
-        /// The account is locked from now on unless this attempt succeeds.
-        locks_on_failure: bool,
-    },
-    /// The account is locked until then; the password must not be checked.
-    Locked {
-        /// When the lock ends.
-        until: DateTime<Utc>,
-    },
-}
-
-/// The per-account failed-login counter. It lives in the store, next to the admin, so that
-/// every instance sees one count and the count is changed atomically: any number of
-/// parallel attempts get at most as many password checks as the policy allows.
+/// The store of login throttles (see [`crate::LoginThrottles`]), and of password hash
+/// upgrades. Throttles live in the store so that every instance sees one count per
+/// address; every write is a compare-and-set on the version read, so parallel attempts
+/// cannot both act on the same state.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait AccountLockout: Send + Sync + 'static {
-    /// Reserves one password check for the admin, counting it as a failure in advance, or
-    /// reports the lock. A missing admin is `Allowed` (the caller verifies a dummy hash).
-    async fn begin_login_attempt(
-        &self,
-        admin: AdminId,
-        policy: LockoutPolicy,
-        now: DateTime<Utc>,
-    ) -> Result<LoginAttempt, StoreError>;
+    /// The throttle stored under `key`, with its version; `None` if there is none (never
+    /// written, or forgotten after its `forget_after`).
+    async fn load_throttle(&self, key: &ThrottleKey) -> Result<Option<StoredThrottle>, StoreError>;
 
-    /// Resets the admin's failure count and lock after a correct password.
-    async fn login_succeeded(&self, admin: AdminId) -> Result<(), StoreError>;
+    /// Stores `next` under `key` if the stored version is still `expected` (`None`: no
+    /// throttle is stored), and returns whether it did. The store may forget the throttle
+    /// after `forget_after`.
+    async fn save_throttle(
+        &self,
+        key: &ThrottleKey,
+        next: &LoginThrottle,
+        expected: Option<u64>,
+        forget_after: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// Replaces the admin's password hash with an equivalent one (new parameters) if it is
     /// still `current`; returns whether it did. Used to upgrade outdated hashes at login.

@@ -10,16 +10,17 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
-    AdminId, AuditAction, AuditEvent, AuditOutcome, CollectionName, CollectionNaming, CreateOrgError, DeleteOrgError,
-    Email, EventId, GetOrgError, NewAdmin, NewOrganization, OrgId, Organization, OrganizationChanges, OrganizationName,
-    Password, Rename, Session, SessionId, StoreError, UpdateOrgError,
+    AdminId, AuditAction, AuditEvent, AuditOutcome, CheckId, CollectionName, CollectionNaming, CreateOrgError,
+    DeleteOrgError, Email, EventId, GetOrgError, NewAdmin, NewOrganization, OrgId, Organization, OrganizationChanges,
+    OrganizationName, Password, Rename, Session, SessionId, StoreError, UpdateOrgError,
 };
 use secrecy::SecretString;
 
 use crate::sessions::{RefreshToken, SecurityPolicy, SessionCache};
 use crate::{
-    AccessToken, AccountLockout, AdminRepository, AuditLog, AuditQuery, Clock, HashError, LoginAttempt, NewSession,
-    OrganizationRepository, PasswordHasher, Rotation, SessionRepository, TokenError, TokenIssuer,
+    AccessToken, AccountLockout, AdminRepository, AuditLog, AuditQuery, CheckPermit, Clock, HashError, LoginThrottles,
+    NewSession, OrganizationRepository, PasswordHasher, Rotation, SessionRepository, ThrottleKeyer, TokenError,
+    TokenIssuer,
 };
 
 /// Where a request came from, for the audit trail.
@@ -258,8 +259,10 @@ pub trait OrganizationApi: Send + Sync + 'static {
 pub struct SecurityStores {
     /// Sessions and refresh tokens.
     pub sessions: Arc<dyn SessionRepository>,
-    /// Failed-login counters.
+    /// Login throttles (failed-login counters per email address).
     pub lockout: Arc<dyn AccountLockout>,
+    /// The secret under which throttles are keyed; the same on every instance.
+    pub throttle_keyer: ThrottleKeyer,
     /// The audit trail.
     pub audit: Arc<dyn AuditLog>,
     /// The policy.
@@ -275,6 +278,7 @@ pub struct OrgService<O, A, H, T, C> {
     clock: C,
     naming: CollectionNaming,
     security: SecurityStores,
+    throttles: LoginThrottles,
     session_cache: SessionCache,
 }
 
@@ -296,7 +300,22 @@ where
         naming: CollectionNaming,
         security: SecurityStores,
     ) -> Self {
-        Self { organizations, admins, hasher, tokens, clock, naming, security, session_cache: SessionCache::default() }
+        let throttles = LoginThrottles::new(
+            Arc::clone(&security.lockout),
+            security.policy.lockout,
+            security.throttle_keyer.clone(),
+        );
+        Self {
+            organizations,
+            admins,
+            hasher,
+            tokens,
+            clock,
+            naming,
+            security,
+            throttles,
+            session_cache: SessionCache::default(),
+        }
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -413,32 +432,36 @@ where
     async fn login(&self, request: LoginRequest, context: &RequestContext) -> Result<SessionTokens, LoginError> {
         let admin = self.admins.find_by_email(&request.email).await?;
         let (org_id, actor_id) = (admin.as_ref().map(|a| a.organization_id), admin.as_ref().map(|a| a.id));
-        // Reserve a password check before making it: the store counts it as a failure in
-        // advance, so parallel guesses cannot outrun the lockout.
-        let mut locks_on_failure = false;
-        if let Some(admin) = &admin {
-            match self.security.lockout.begin_login_attempt(admin.id, self.security.policy.lockout, self.now()).await? {
-                LoginAttempt::Allowed { locks_on_failure: locks } => locks_on_failure = locks,
-                LoginAttempt::Locked { until } => {
-                    self.audit_event(AuditAction::LoginLocked, AuditOutcome::Denied, org_id, actor_id, context).await;
-                    return Err(LoginError::Locked { until });
-                }
-            }
+        // Every address, an admin's or not, takes a slot of its throttle before its password
+        // is checked, so parallel guesses cannot outrun the lockout, and known and unknown
+        // addresses get the same answers after the same store work.
+        let check = CheckId::new();
+        if let CheckPermit::Locked { until } = self.throttles.start(&request.email, check, &self.clock).await? {
+            self.audit_event(AuditAction::LoginLocked, AuditOutcome::Denied, org_id, actor_id, context).await;
+            return Err(LoginError::Locked { until });
         }
         // The hasher verifies against a dummy hash when there is no admin, so an unknown
         // email costs as much time as a wrong password.
         let hash = admin.as_ref().map(|a| a.password_hash.clone());
         let rehash =
             admin.as_ref().filter(|a| self.hasher.needs_rehash(&a.password_hash)).map(|_| request.password.clone());
-        let matches = self.hasher.verify(request.password, hash).await?;
+        let matches = match self.hasher.verify(request.password, hash).await {
+            Ok(matches) => matches,
+            Err(error) => {
+                // Nothing was checked: the slot is given back without counting a failure.
+                self.throttles.abandoned(&request.email, check, &self.clock).await?;
+                return Err(error.into());
+            }
+        };
         let Some(admin) = admin.filter(|_| matches) else {
+            let locked = self.throttles.failed(&request.email, check, &self.clock).await?;
             self.audit_event(AuditAction::LoginFailed, AuditOutcome::Failure, org_id, actor_id, context).await;
-            if locks_on_failure {
+            if locked.is_some() {
                 self.audit_event(AuditAction::LoginLocked, AuditOutcome::Failure, org_id, actor_id, context).await;
             }
             return Err(LoginError::InvalidCredentials);
         };
-        self.security.lockout.login_succeeded(admin.id).await?;
+        self.throttles.succeeded(&request.email, check, &self.clock).await?;
         // An admin whose organization is being created or deleted cannot log in.
         if self.organizations.find_by_id(admin.organization_id).await?.is_none() {
             return Err(LoginError::InvalidCredentials);
@@ -638,13 +661,42 @@ mod tests {
         MockAccountLockout, MockAdminRepository, MockAuditLog, MockOrganizationRepository, MockSessionRepository,
     };
     use crate::token::MockTokenIssuer;
-    use crate::{AccessToken, TokenClaims};
+    use crate::{AccessToken, StoredThrottle, TokenClaims};
+    use domain::LoginThrottle;
 
     struct FixedClock;
+    #[async_trait]
     impl Clock for FixedClock {
         fn now(&self) -> chrono::DateTime<Utc> {
             Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).single().expect("time")
         }
+
+        async fn pause(&self, _: std::time::Duration) {}
+    }
+
+    /// Makes the lockout mock behave like a store holding one throttle, with real
+    /// compare-and-set semantics; returns the throttle for the test to inspect.
+    fn throttle_store(lockout: &mut MockAccountLockout) -> Arc<std::sync::Mutex<Option<StoredThrottle>>> {
+        throttle_store_holding(lockout, None)
+    }
+
+    fn throttle_store_holding(
+        lockout: &mut MockAccountLockout,
+        initial: Option<StoredThrottle>,
+    ) -> Arc<std::sync::Mutex<Option<StoredThrottle>>> {
+        let cell = Arc::new(std::sync::Mutex::new(initial));
+        let read = cell.clone();
+        lockout.expect_load_throttle().returning(move |_| Ok(read.lock().expect("lock").clone()));
+        let write = cell.clone();
+        lockout.expect_save_throttle().returning(move |_, next, expected, _| {
+            let mut stored = write.lock().expect("lock");
+            if stored.as_ref().map(|s| s.version) != expected {
+                return Ok(false);
+            }
+            *stored = Some(StoredThrottle { throttle: next.clone(), version: expected.map_or(1, |v| v + 1) });
+            Ok(true)
+        });
+        cell
     }
 
     struct Mocks {
@@ -682,6 +734,7 @@ mod tests {
             let security = SecurityStores {
                 sessions: Arc::new(self.sessions),
                 lockout: Arc::new(self.lockout),
+                throttle_keyer: ThrottleKeyer::new(b"test"),
                 audit: Arc::new(self.audit),
                 policy: SecurityPolicy::default(),
             };
@@ -798,14 +851,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_login_the_hasher_could_not_check_counts_no_failure() {
+        let admin = admin_of(&org("Acme"));
+        let mut m = Mocks::auditing_anything();
+        m.admins.expect_find_by_email().returning(move |_| Ok(Some(admin.clone())));
+        let throttle = throttle_store(&mut m.lockout);
+        m.hasher.expect_verify().returning(|_, _| Err(HashError::Busy));
+        let request = LoginRequest { email: Email::parse("a@acme.test").expect("email"), password: password() };
+        let result = m.service(CollectionNaming::Key).login(request, &ctx()).await;
+        assert!(matches!(result, Err(LoginError::Unavailable(_))), "{result:?}");
+        let stored = throttle.lock().expect("lock").clone().expect("throttle");
+        assert_eq!(stored.throttle, LoginThrottle::default(), "the slot is given back, nothing counted");
+    }
+
+    #[tokio::test]
     async fn login_with_an_unknown_email_still_verifies_against_a_dummy_hash() {
         let mut m = Mocks::auditing_anything();
         m.admins.expect_find_by_email().returning(|_| Ok(None));
+        let throttle = throttle_store(&mut m.lockout);
         m.hasher.expect_verify().withf(|_, hash| hash.is_none()).times(1).returning(|_, _| Ok(false));
         m.tokens.expect_issue().never();
         let request = LoginRequest { email: Email::parse("nobody@acme.test").expect("email"), password: password() };
         let result = m.service(CollectionNaming::Key).login(request, &ctx()).await;
         assert!(matches!(result, Err(LoginError::InvalidCredentials)), "{result:?}");
+        // The unknown address counts a failure exactly as an admin's would.
+        let stored = throttle.lock().expect("lock").clone().expect("throttle");
+        assert_eq!(stored.throttle, LoginThrottle { failures: 1, locked_until: None, checks: Vec::new() });
     }
 
     #[tokio::test]
@@ -814,15 +885,14 @@ mod tests {
         let admin = admin_of(&org);
         let mut m = Mocks::auditing_anything();
         m.admins.expect_find_by_email().returning(move |_| Ok(Some(admin.clone())));
-        m.lockout
-            .expect_begin_login_attempt()
-            .returning(|_, _, _| Ok(LoginAttempt::Allowed { locks_on_failure: false }));
-        m.lockout.expect_login_succeeded().never();
+        let throttle = throttle_store(&mut m.lockout);
         m.hasher.expect_verify().withf(|_, hash| hash.as_ref() == Some(&self::hash())).returning(|_, _| Ok(false));
         m.tokens.expect_issue().never();
         let request = LoginRequest { email: Email::parse("a@acme.test").expect("email"), password: password() };
         let result = m.service(CollectionNaming::Key).login(request, &ctx()).await;
         assert!(matches!(result, Err(LoginError::InvalidCredentials)), "{result:?}");
+        let stored = throttle.lock().expect("lock").clone().expect("throttle");
+        assert_eq!((stored.throttle.failures, stored.throttle.checks.len()), (1, 0), "one failure, no check left");
     }
 
     #[tokio::test]
@@ -832,10 +902,13 @@ mod tests {
         let (admin_id, org_id) = (admin.id, org.id);
         let mut m = Mocks::auditing_anything();
         m.admins.expect_find_by_email().returning(move |_| Ok(Some(admin.clone())));
-        m.lockout
-            .expect_begin_login_attempt()
-            .returning(|_, _, _| Ok(LoginAttempt::Allowed { locks_on_failure: false }));
-        m.lockout.expect_login_succeeded().with(eq(admin_id)).times(1).returning(|_| Ok(()));
+        let throttle = throttle_store_holding(
+            &mut m.lockout,
+            Some(StoredThrottle {
+                throttle: LoginThrottle { failures: 3, locked_until: None, checks: Vec::new() },
+                version: 7,
+            }),
+        );
         m.hasher.expect_verify().returning(|_, _| Ok(true));
         m.orgs.expect_find_by_id().with(eq(org_id)).returning(move |_| Ok(Some(org.clone())));
         let created = Arc::new(std::sync::Mutex::new(None));
@@ -857,6 +930,9 @@ mod tests {
         // Only the refresh token's hash is stored.
         let new = created.lock().expect("lock").take().expect("session stored");
         assert_eq!(RefreshToken::presented(tokens.refresh_token).hash(), new.refresh_hash);
+        // The success cleared the address's failures.
+        let stored = throttle.lock().expect("lock").clone().expect("throttle");
+        assert_eq!(stored.throttle, LoginThrottle::default());
     }
 
     #[tokio::test]
@@ -865,10 +941,7 @@ mod tests {
         let admin = admin_of(&org);
         let mut m = Mocks::auditing_anything();
         m.admins.expect_find_by_email().returning(move |_| Ok(Some(admin.clone())));
-        m.lockout
-            .expect_begin_login_attempt()
-            .returning(|_, _, _| Ok(LoginAttempt::Allowed { locks_on_failure: false }));
-        m.lockout.expect_login_succeeded().returning(|_| Ok(()));
+        throttle_store(&mut m.lockout);
         m.hasher.expect_verify().returning(|_, _| Ok(true));
         m.orgs.expect_find_by_id().returning(|_| Ok(None));
         m.sessions.expect_create_session().never();
@@ -1023,7 +1096,11 @@ mod tests {
         let mut m = Mocks::new();
         m.hasher.expect_needs_rehash().returning(|_| false);
         m.admins.expect_find_by_email().returning(move |_| Ok(Some(admin.clone())));
-        m.lockout.expect_begin_login_attempt().returning(move |_, _, _| Ok(LoginAttempt::Locked { until }));
+        let locked = LoginThrottle { failures: 5, locked_until: Some(until), checks: Vec::new() };
+        m.lockout
+            .expect_load_throttle()
+            .returning(move |_| Ok(Some(StoredThrottle { throttle: locked.clone(), version: 3 })));
+        m.lockout.expect_save_throttle().never();
         m.hasher.expect_verify().never();
         m.audit
             .expect_record()
@@ -1043,10 +1120,7 @@ mod tests {
         let mut m = Mocks::new();
         m.audit.expect_record().returning(|_| Ok(()));
         m.admins.expect_find_by_email().returning(move |_| Ok(Some(admin.clone())));
-        m.lockout
-            .expect_begin_login_attempt()
-            .returning(|_, _, _| Ok(LoginAttempt::Allowed { locks_on_failure: false }));
-        m.lockout.expect_login_succeeded().returning(|_| Ok(()));
+        throttle_store(&mut m.lockout);
         m.hasher.expect_needs_rehash().returning(|_| true);
         m.hasher.expect_verify().returning(|_, _| Ok(true));
         let upgraded = PasswordHash::from_phc("$argon2id$v=19$m=65536,t=3,p=1$c2FsdA$bmV3".to_owned()).expect("phc");
