@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test bench bench-quick bench-growth fmt fmt-check lint doc check-deps clean
+.PHONY: run test contract bench bench-quick bench-growth fmt fmt-check lint doc check-deps clean
 
 ## Start the service on the embedded in-memory store (no setup needed).
 run:
@@ -11,11 +11,18 @@ run:
 
 ## Run every test: unit, doc, contract, crash-injection, architecture and black-box API
 ## tests, the MongoDB ones against SecantusDB test servers that this target installs,
-## starts and stops by itself.
+## starts and stops by itself, then schemathesis against the OpenAPI document.
 test:
 	$(CARGO) build --workspace --all-targets
 	scripts/with-test-mongo.sh $(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
+	scripts/with-test-mongo.sh scripts/api-contract.sh target/debug/orgsvc
+
+## The service against its own OpenAPI document: schemathesis, every check, on the memory
+## store and on MongoDB (also part of `make test`).
+contract:
+	$(CARGO) build --bin orgsvc
+	scripts/with-test-mongo.sh scripts/api-contract.sh target/debug/orgsvc
 
 ## Format the code.
 fmt:

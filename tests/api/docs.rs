@@ -33,6 +33,24 @@ pub async fn openapi_documents_every_endpoint_and_the_bearer_scheme(app: TestApp
     for schema in ["Problem", "CreateOrganizationBody", "OrganizationResponse", "TokenResponse"] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
     }
+    // The constraints the service enforces are in the schema, so that contract testers and
+    // client generators see them.
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(schemas["LoginBody"]["properties"]["password"]["minLength"], 8);
+    assert_eq!(schemas["RefreshBody"]["properties"]["refresh_token"]["maxLength"], 256);
+    assert_eq!(schemas["UpdateOrganizationBody"]["minProperties"], 1);
+    assert!(schemas["UpdateOrganizationBody"].get("maxProperties").is_none(), "every field may be given at once");
+    assert!(schemas["UpdateOrganizationBody"]["properties"]["email"]["type"] == "string", "not nullable");
+    for body in ["CreateOrganizationBody", "UpdateOrganizationBody", "DeleteOrganizationBody"] {
+        assert!(schemas[body]["properties"]["organization_name"]["pattern"].is_string(), "{body}");
+    }
+    let get_parameter = &doc["paths"]["/org/get"]["get"]["parameters"][0]["schema"];
+    assert_eq!(get_parameter["minLength"], 1);
+    assert!(get_parameter["pattern"].is_string());
+    // Public routes show no padlock in Swagger UI; protected ones do.
+    for (path, method) in [("/org/create", "post"), ("/admin/login", "post"), ("/admin/refresh", "post")] {
+        assert!(doc["paths"][path][method].get("security").is_none(), "{method} {path}");
+    }
 }
 
 pub async fn swagger_ui_is_served(app: TestApp) {

@@ -44,6 +44,12 @@ pub async fn empty_update_is_422(app: TestApp) {
     assert_eq!(error_fields(&problem(app.update(&token, json!({})).await, 422).await), vec!["body"]);
     let invalid = app.update(&token, json!({"organization_name": "", "email": "x", "password": "short"})).await;
     assert_eq!(error_fields(&problem(invalid, 422).await), vec!["organization_name", "email", "password"]);
+    // `null` is not "leave it as it is": the schema says the fields are not nullable.
+    let nulls = app.update(&token, json!({"organization_name": null, "email": null, "password": null})).await;
+    assert_eq!(error_fields(&problem(nulls, 422).await), vec!["organization_name", "email", "password"]);
+    let one_null = app.update(&token, json!({"organization_name": "Acme Two", "email": null})).await;
+    assert_eq!(error_fields(&problem(one_null, 422).await), vec!["email"]);
+    app.get("Acme", None).await.error_for_status().expect("nothing changed");
 }
 
 pub async fn rename_moves_the_collection_with_every_document(app: TestApp) {

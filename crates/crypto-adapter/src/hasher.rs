@@ -270,7 +270,15 @@ impl PasswordHasher for Argon2Hasher {
         let phc = hash.map_or_else(|| self.dummy.to_string(), |h| h.as_phc().to_owned());
         // The parameters come from the PHC string, so hashes made with older parameters
         // still verify.
-        let matches = self.run(move || verify_phc(password.expose().as_bytes(), &phc)).await?;
+        // A password that normalization changed is also tried as typed, so that hashes made
+        // before passwords were normalized keep working; the dummy hash gets the same two
+        // tries, so an unknown email still costs what a wrong password costs.
+        let matches = self
+            .run(move || {
+                verify_phc(password.expose().as_bytes(), &phc)
+                    || password.as_typed().is_some_and(|typed| verify_phc(typed.as_bytes(), &phc))
+            })
+            .await?;
         Ok(known && matches)
     }
 
@@ -355,6 +363,23 @@ mod tests {
     async fn no_hash_never_verifies_even_with_the_dummy_password() {
         let hasher = Argon2Hasher::new(fast(), HashingLimits::default()).expect("hasher");
         assert!(!hasher.verify(password("anything at all"), None).await.expect("verify"));
+    }
+
+    #[tokio::test]
+    async fn passwords_are_normalized_and_hashes_of_unnormalized_ones_still_verify() {
+        let hasher = Argon2Hasher::new(fast(), HashingLimits::default()).expect("hasher");
+        let (composed, decomposed) = ("caf\u{e9} au lait", "cafe\u{301} au lait");
+        // New hashes are of the normalized form: either spelling verifies.
+        let hash = hasher.hash(password(decomposed)).await.expect("hash");
+        assert!(hasher.verify(password(composed), Some(hash.clone())).await.expect("verify"));
+        assert!(hasher.verify(password(decomposed), Some(hash)).await.expect("verify"));
+        // A hash made before normalization, from the decomposed bytes, still verifies for
+        // the password typed that way.
+        use argon2::password_hash::PasswordHasher as _;
+        let legacy = argon2(&fast()).hash_password(decomposed.as_bytes()).expect("hash").to_string();
+        let legacy = PasswordHash::from_phc(legacy).expect("phc");
+        assert!(hasher.verify(password(decomposed), Some(legacy.clone())).await.expect("verify"));
+        assert!(!hasher.verify(password("cafe au lait!"), Some(legacy)).await.expect("verify"));
     }
 
     #[tokio::test]

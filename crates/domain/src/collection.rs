@@ -4,7 +4,14 @@
 
 use std::fmt;
 
+use sha2::{Digest, Sha256};
+
 use crate::{OrgId, OrgKey};
+
+/// The first `bytes` bytes of a digest in lowercase hex.
+fn hex_prefix(digest: &[u8], bytes: usize) -> String {
+    digest.iter().take(bytes).map(|b| format!("{b:02x}")).collect()
+}
 
 /// The longest collection name, in bytes.
 pub const MAX_COLLECTION_BYTES: usize = 120;
@@ -48,9 +55,28 @@ impl CollectionName {
     /// The collection an organization with this id and key gets under a naming scheme.
     pub fn for_organization(naming: CollectionNaming, id: OrgId, key: &OrgKey) -> Self {
         match naming {
-            CollectionNaming::Key => Self(format!("{}{}", Self::PREFIX, key.as_str())),
+            CollectionNaming::Key => Self(format!("{}{}", Self::PREFIX, Self::key_suffix(key.as_str()))),
             CollectionNaming::Id => Self(format!("{}{}", Self::PREFIX, id.as_uuid().simple())),
         }
+    }
+
+    /// The key itself when `org_<key>` fits in a collection name; else as much of the key
+    /// as fits before `_` and 16 hex digits of the key's SHA-256, so that long keys (64
+    /// characters of a multi-byte script) still name distinct, valid collections. Keys that
+    /// fit, which are all keys of ASCII names, are unchanged.
+    fn key_suffix(key: &str) -> String {
+        let room = MAX_COLLECTION_BYTES - Self::PREFIX.len();
+        if key.len() <= room {
+            return key.to_owned();
+        }
+        let digest = hex_prefix(&Sha256::digest(key.as_bytes()), 8);
+        let mut cut = room - 1 - digest.len();
+        while !key.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        // A cut right after a letter's base character would leave its combining marks on
+        // the other side, which is harmless: the result only has to be unique and valid.
+        format!("{}_{digest}", &key[..cut])
     }
 
     /// Parses a stored collection name, refusing anything that is not a tenant collection.
@@ -98,9 +124,24 @@ mod tests {
     }
 
     #[test]
+    fn long_keys_get_shortened_distinct_names_and_short_keys_keep_theirs() {
+        let id = OrgId::new();
+        let collection = |name: &str| {
+            let key = crate::OrganizationName::parse(name).expect("valid name").key().clone();
+            CollectionName::for_organization(CollectionNaming::Key, id, &key).as_str().to_owned()
+        };
+        assert_eq!(collection(&"a".repeat(64)), format!("org_{}", "a".repeat(64)));
+        assert_eq!(collection(&"é".repeat(58)), format!("org_{}", "é".repeat(58)));
+        let (a, b) = (collection(&format!("{}a", "東".repeat(63))), collection(&format!("{}b", "東".repeat(63))));
+        assert_ne!(a, b, "keys that differ only after the cut");
+        assert!(a.len() <= MAX_COLLECTION_BYTES && b.len() <= MAX_COLLECTION_BYTES);
+        assert!(a.starts_with("org_東東東"), "{a}");
+    }
+
+    #[test]
     fn every_generated_name_parses_back() {
         let id = OrgId::new();
-        for name in ["Acme", "東京 Tech", &"é".repeat(58)] {
+        for name in ["Acme", "東京 Tech", &"é".repeat(58), &"東".repeat(64), &"é".repeat(64)] {
             let key = crate::OrganizationName::parse(name).expect("valid name").key().clone();
             for naming in [CollectionNaming::Key, CollectionNaming::Id] {
                 let c = CollectionName::for_organization(naming, id, &key);

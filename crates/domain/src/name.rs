@@ -13,8 +13,11 @@ use unicode_normalization::char::is_combining_mark;
 /// The longest display name, in characters (Unicode scalar values).
 pub const MAX_NAME_CHARS: usize = 64;
 
-/// The longest key, in UTF-8 bytes: `org_` plus the key must fit in 120 bytes.
-pub const MAX_KEY_BYTES: usize = 120 - "org_".len();
+/// The longest key, in UTF-8 bytes. Compatibility normalization can expand a character
+/// into many (`ﷺ` into 18), so a 64-character name could in theory make a key of several
+/// kilobytes; this bounds what the unique index holds. A key longer than a collection name
+/// allows still gets a collection (see `CollectionName::for_organization`).
+pub const MAX_KEY_BYTES: usize = 1024;
 
 /// Why a text is not a valid organization name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,7 +34,8 @@ pub enum OrganizationNameError {
     /// Holds no letter or digit, so its key would be empty.
     #[error("must contain at least one letter or digit")]
     NoLetterOrDigit,
-    /// Its key does not fit in a collection name (possible only with multi-byte scripts).
+    /// Its key is longer than [`MAX_KEY_BYTES`] (possible only with characters that
+    /// normalization expands many times over).
     #[error("is too long once normalized: its key must be at most {MAX_KEY_BYTES} bytes in UTF-8")]
     KeyTooLong,
 }
@@ -87,6 +91,16 @@ impl OrganizationName {
             return Err(OrganizationNameError::KeyTooLong);
         }
         Ok(Self { display, key })
+    }
+
+    /// A name read back from storage, as it was parsed when it was stored: its display
+    /// name and key are taken as they are, not parsed again, so that a change of today's
+    /// rules cannot make a stored organization unreadable. Only emptiness is refused.
+    pub fn from_stored(display: String, key: String) -> Result<Self, OrganizationNameError> {
+        if display.is_empty() || key.is_empty() {
+            return Err(OrganizationNameError::Empty);
+        }
+        Ok(Self { display, key: OrgKey(key) })
     }
 
     /// The display name.
@@ -265,20 +279,33 @@ mod tests {
         check(&"a".repeat(65), Err(E::TooLong));
         let spaced = format!("  {}  ", "a".repeat(64));
         check(&spaced, Ok((&max, &max)));
-        // 64 two-byte letters make a 128-byte name whose 128-byte key is still too long.
-        check(&"é".repeat(58), Ok((&"é".repeat(58), &"é".repeat(58))));
-        check(&"é".repeat(59), Err(E::KeyTooLong));
-        check(&"東".repeat(39), Err(E::KeyTooLong));
-        check(&"東".repeat(38), Ok((&"東".repeat(38), &"東".repeat(38))));
+        // Every name of at most 64 characters is valid whatever its script: a key too long
+        // for a collection name gets a shortened collection name instead of a refusal,
+        // which the OpenAPI schema (64 characters) could not express.
+        check(&"é".repeat(64), Ok((&"é".repeat(64), &"é".repeat(64))));
+        check(&"東".repeat(64), Ok((&"東".repeat(64), &"東".repeat(64))));
+        check(&"\u{FDFA}".repeat(64), Err(E::KeyTooLong));
+    }
+
+    #[test]
+    fn stored_names_are_taken_as_stored() {
+        // A name stored under older rules (here: one these rules refuse) is still readable.
+        let stored =
+            OrganizationName::from_stored("Ac\u{200B}me".to_owned(), "ac\u{200B}me".to_owned()).expect("stored");
+        assert_eq!((stored.as_str(), stored.key().as_str()), ("Ac\u{200B}me", "ac\u{200B}me"));
+        assert_eq!(OrganizationName::from_stored(String::new(), "k".to_owned()), Err(E::Empty));
     }
 
     #[test]
     fn every_valid_key_makes_a_collection_name_that_fits() {
-        for input in ["a", &"a".repeat(64), &"é".repeat(58), &"東".repeat(38), &"😀a".repeat(32)] {
-            if let Ok(name) = OrganizationName::parse(input) {
-                assert!(4 + name.key().as_str().len() <= 120, "{input:?}");
-                assert!(!name.key().as_str().contains(['$', '.', '\0']));
-            }
+        let id = crate::OrgId::new();
+        for input in ["a", &"a".repeat(64), &"é".repeat(64), &"東".repeat(64), &"😀a".repeat(32), &"𝔘".repeat(64)]
+        {
+            let name = OrganizationName::parse(input).expect("valid");
+            assert!(!name.key().as_str().contains(['$', '.', '\0']));
+            let collection = crate::CollectionName::for_organization(crate::CollectionNaming::Key, id, name.key());
+            assert!(collection.as_str().len() <= 120, "{input:?}");
+            assert_eq!(crate::CollectionName::parse(collection.as_str()), Ok(collection));
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
+use unicode_normalization::UnicodeNormalization;
 
 /// The shortest password accepted, in characters (NIST SP 800-63B).
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -21,7 +22,9 @@ pub enum PasswordError {
     TooLong,
 }
 
-/// A password in clear, as typed: 8 to 128 characters, no composition rules.
+/// A password in clear: 8 to 128 characters, no composition rules, in Unicode
+/// normalization form C (NIST SP 800-63B), so that `é` typed as one code point or as `e`
+/// plus a combining accent is the same password on every keyboard.
 ///
 /// ```
 /// use domain::Password;
@@ -29,23 +32,41 @@ pub enum PasswordError {
 /// assert_eq!(password.expose(), "correct horse");
 /// assert_eq!(format!("{password:?}"), "Password([REDACTED])");
 /// assert!(Password::parse("short".to_owned()).is_err());
+/// let decomposed = Password::parse("cafe\u{301} au lait".to_owned()).unwrap();
+/// assert_eq!(decomposed.expose(), "caf\u{e9} au lait");
+/// assert_eq!(decomposed.as_typed(), Some("cafe\u{301} au lait"));
 /// ```
 #[derive(Clone)]
-pub struct Password(SecretString);
+pub struct Password {
+    normalized: SecretString,
+    /// The text as typed, kept only when it is not in NFC: hashes made before passwords
+    /// were normalized were made from it.
+    typed: Option<SecretString>,
+}
 
 impl Password {
-    /// Checks the length of a password. Nothing else is required of it.
+    /// Normalizes a password to NFC and checks its length. Nothing else is required of it.
     pub fn parse(input: String) -> Result<Self, PasswordError> {
-        match input.chars().count() {
+        let normalized: String = input.nfc().collect();
+        match normalized.chars().count() {
             n if n < MIN_PASSWORD_CHARS => Err(PasswordError::TooShort),
             n if n > MAX_PASSWORD_CHARS => Err(PasswordError::TooLong),
-            _ => Ok(Self(SecretString::from(input))),
+            _ => {
+                let typed = (normalized != input).then(|| SecretString::from(input));
+                Ok(Self { normalized: SecretString::from(normalized), typed })
+            }
         }
     }
 
-    /// The password in clear, for the hasher only.
+    /// The normalized password in clear, for the hasher only.
     pub fn expose(&self) -> &str {
-        self.0.expose_secret()
+        self.normalized.expose_secret()
+    }
+
+    /// The password as typed, if normalization changed it: what a hash made before
+    /// normalization was made from, for the hasher to try after the normalized form.
+    pub fn as_typed(&self) -> Option<&str> {
+        self.typed.as_ref().map(|typed| typed.expose_secret())
     }
 }
 

@@ -16,6 +16,20 @@ use uuid::Uuid;
 use crate::extract::FieldErrors;
 use crate::problem::{ApiError, ProblemField};
 
+/// What the schema says of an organization name: no control or invisible formatting
+/// characters, and at least one letter or digit (`[^\W_]` in the Unicode sense). The
+/// domain's rule (`OrganizationName::parse`) is the reference; this is its description
+/// for clients and contract testers.
+pub(crate) const NAME_PATTERN: &str = concat!("^", name_char!(), "*[^\\W_]", name_char!(), "*$");
+
+/// A character an organization name may hold (the domain's `is_forbidden`, negated).
+macro_rules! name_char {
+    () => {
+        "[^\\x00-\\x1F\\x7F-\\x9F\\u00AD\\u061C\\u180E\\u200B-\\u200F\\u2028-\\u202E\\u2060-\\u206F\\uFEFF\\uFFF9-\\uFFFB]"
+    };
+}
+use name_char;
+
 /// `POST /org/create` body.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -54,8 +68,8 @@ pub struct LoginBody {
     /// The admin's email, case-insensitive.
     #[schema(required = true, nullable = false, format = Email)]
     pub email: Option<String>,
-    /// The admin's password.
-    #[schema(required = true, nullable = false, format = Password)]
+    /// The admin's password: 8 to 128 characters.
+    #[schema(required = true, nullable = false, min_length = 8, max_length = 128, format = Password)]
     pub password: Option<String>,
 }
 
@@ -68,20 +82,28 @@ impl LoginBody {
     }
 }
 
-/// `PUT /org/update` body: at least one field.
+/// `PUT /org/update` body: at least one field. A field may be absent but not `null`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"organization_name": "Acme Industries"}))]
 pub struct UpdateOrganizationBody {
     /// The organization's new name.
-    #[schema(nullable = false, min_length = 1, max_length = 64)]
-    pub organization_name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, nullable = false, min_length = 1, max_length = 64)]
+    pub organization_name: Option<Option<String>>,
     /// The admin's new email.
-    #[schema(nullable = false, format = Email)]
-    pub email: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, nullable = false, format = Email)]
+    pub email: Option<Option<String>>,
     /// The admin's new password: 8 to 128 characters.
-    #[schema(nullable = false, min_length = 8, max_length = 128, format = Password)]
-    pub password: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, nullable = false, min_length = 8, max_length = 128, format = Password)]
+    pub password: Option<Option<String>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from an absent one (`None`, by `default`).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
 }
 
 impl UpdateOrganizationBody {
@@ -90,9 +112,9 @@ impl UpdateOrganizationBody {
         if self.organization_name.is_none() && self.email.is_none() && self.password.is_none() {
             errors.push("body", "must contain at least one of organization_name, email, password");
         }
-        let name = errors.optional("organization_name", self.organization_name, |s| OrganizationName::parse(&s));
-        let email = errors.optional("email", self.email, |s| Email::parse(&s));
-        let password = errors.optional("password", self.password, Password::parse);
+        let name = errors.not_null("organization_name", self.organization_name, |s| OrganizationName::parse(&s));
+        let email = errors.not_null("email", self.email, |s| Email::parse(&s));
+        let password = errors.not_null("password", self.password, Password::parse);
         errors.finish(UpdateOrganizationRequest::new(name, email, password))
     }
 }
@@ -102,7 +124,7 @@ impl UpdateOrganizationBody {
 #[into_params(parameter_in = Query)]
 pub struct OrganizationNameQuery {
     /// The organization's name; any spelling with the same key matches.
-    #[param(required = true, nullable = false)]
+    #[param(required = true, nullable = false, min_length = 1, max_length = 64)]
     pub organization_name: Option<String>,
 }
 
@@ -111,7 +133,7 @@ pub struct OrganizationNameQuery {
 #[serde(deny_unknown_fields)]
 pub struct DeleteOrganizationBody {
     /// The name of the organization to delete.
-    #[schema(required = true, nullable = false)]
+    #[schema(required = true, nullable = false, min_length = 1, max_length = 64)]
     pub organization_name: Option<String>,
 }
 
@@ -243,7 +265,7 @@ impl From<SessionTokens> for TokenResponse {
 #[serde(deny_unknown_fields)]
 pub struct RefreshBody {
     /// The refresh token from the last login or refresh.
-    #[schema(required = true, nullable = false)]
+    #[schema(required = true, nullable = false, min_length = 1, max_length = 256)]
     pub refresh_token: Option<String>,
 }
 

@@ -33,7 +33,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     }
 }
 
-/// An optional JSON body: absent (empty) is `None`, anything else must parse.
+/// An optional JSON body: absent (empty) or `null` is `None`, anything else must parse.
 pub(crate) struct OptionalJsonBody<T>(pub Option<T>);
 
 impl<T: DeserializeOwned + 'static> FromRequest for OptionalJsonBody<T> {
@@ -50,6 +50,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJsonBody<T> {
             }
             if !content_type_ok {
                 return Err(ApiError::UnsupportedMediaType);
+            }
+            // The documented body is optional (nullable): a JSON `null` is no body.
+            if bytes.trim_ascii() == b"null" {
+                return Ok(OptionalJsonBody(None));
             }
             parse_json(&bytes).map(|v| OptionalJsonBody(Some(v)))
         })
@@ -160,6 +164,22 @@ impl FieldErrors {
     }
 
     /// Records a rule that involves the request as a whole.
+    /// Parses a field that may be absent (`None`) but not `null` (`Some(None)`).
+    pub(crate) fn not_null<T, E: std::fmt::Display>(
+        &mut self,
+        field: &str,
+        value: Option<Option<String>>,
+        parse: impl FnOnce(String) -> Result<T, E>,
+    ) -> Option<T> {
+        match value {
+            Some(None) => {
+                self.0.push(ProblemField::new(field, "must not be null; leave it out to keep the current value"));
+                None
+            }
+            other => self.optional(field, other.flatten(), parse),
+        }
+    }
+
     pub(crate) fn push(&mut self, field: &str, message: &str) {
         self.0.push(ProblemField::new(field, message));
     }

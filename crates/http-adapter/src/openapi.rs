@@ -1,8 +1,10 @@
 //! The OpenAPI 3 document, generated from the handlers and DTOs.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
+use crate::dto::NAME_PATTERN;
 use crate::dto::{
     AdminSummary, AuditEventResponse, AuditPageResponse, CreateOrganizationBody, CreatedOrganizationResponse,
     DeleteOrganizationBody, HealthResponse, LoginBody, OrganizationResponse, RefreshBody, TokenResponse,
@@ -37,7 +39,7 @@ use crate::problem::{Problem, ProblemField};
         DeleteOrganizationBody, LoginBody, TokenResponse, RefreshBody, AuditPageResponse, AuditEventResponse,
         HealthResponse, Problem, ProblemField,
     )),
-    modifiers(&BearerScheme),
+    modifiers(&BearerScheme, &Constraints),
     tags(
         (name = "organizations", description = "Create, read, update and delete organizations"),
         (name = "admin", description = "Admin authentication"),
@@ -64,5 +66,40 @@ impl Modify for BearerScheme {
                     .build(),
             ),
         );
+    }
+}
+
+/// The constraints utoipa's attributes cannot express: every `organization_name` (in bodies
+/// and query strings) gets the pattern of the domain's name rule (attributes take only a
+/// literal), and an update needs at least one field (utoipa 5 writes `min_properties` as
+/// `maxProperties`).
+struct Constraints;
+
+impl Modify for Constraints {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let set = |schema: Option<&mut RefOr<Schema>>| {
+            if let Some(RefOr::T(Schema::Object(object))) = schema {
+                object.pattern = Some(NAME_PATTERN.to_owned());
+            }
+        };
+        if let Some(components) = openapi.components.as_mut() {
+            for body in ["CreateOrganizationBody", "UpdateOrganizationBody", "DeleteOrganizationBody"] {
+                if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(body) {
+                    set(object.properties.get_mut("organization_name"));
+                }
+            }
+            if let Some(RefOr::T(Schema::Object(update))) = components.schemas.get_mut("UpdateOrganizationBody") {
+                update.min_properties = Some(1);
+            }
+        }
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [&mut item.get, &mut item.delete].into_iter().flatten() {
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    if parameter.name == "organization_name" {
+                        set(parameter.schema.as_mut());
+                    }
+                }
+            }
+        }
     }
 }

@@ -117,7 +117,7 @@ impl OrgDoc {
     pub(crate) fn to_domain(&self) -> anyhow::Result<Organization> {
         Ok::<_, anyhow::Error>(Organization {
             id: OrgId::parse(&self.id).context("organization id")?,
-            name: OrganizationName::parse(&self.name).context("organization name")?,
+            name: OrganizationName::from_stored(self.name.clone(), self.key.clone()).context("organization name")?,
             collection: CollectionName::parse(&self.collection).context("collection name")?,
             admin_id: AdminId::parse(&self.admin_id).context("admin id")?,
             created_at: from_bson_time(self.created_at)?,
