@@ -2,8 +2,8 @@
 //!
 //! Invariants: a display name is trimmed, has its inner whitespace collapsed to single
 //! spaces, holds 1 to 64 characters and no control or invisible formatting characters; its
-//! key is non-empty, made of lowercase letters, digits, combining marks and single `_`
-//! separators, and short enough that `org_<key>` fits in a MongoDB collection name.
+//! key is non-empty, made of case-folded letters, digits, combining marks and single `_`
+//! separators, and at most [`MAX_KEY_BYTES`] long.
 
 use std::fmt;
 
@@ -66,6 +66,8 @@ pub struct OrganizationName {
 /// use domain::OrganizationName;
 /// assert_eq!(OrganizationName::parse("Société Générale!").unwrap().key().as_str(), "société_générale");
 /// assert_eq!(OrganizationName::parse("東京 Tech").unwrap().key().as_str(), "東京_tech");
+/// assert_eq!(OrganizationName::parse("Straße").unwrap().key().as_str(), "strasse");
+/// assert_eq!(OrganizationName::parse("İstanbul").unwrap().key().as_str(), "istanbul");
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OrgKey(String);
@@ -115,16 +117,20 @@ impl OrganizationName {
 }
 
 impl OrgKey {
-    /// Lowercases the compatibility-normalized (NFKC) text and turns every run of
+    /// Case-folds the compatibility-normalized (NFKC) text and turns every run of
     /// characters that are neither letters, digits nor combining marks into one `_`.
     ///
     /// NFKC comes first so that visually identical spellings (a precomposed `é` and an `e`
     /// followed by a combining accent, full-width `Ａ` and `A`) get the same key; combining
-    /// marks count as part of the letter they decorate for the same reason.
+    /// marks count as part of the letter they decorate for the same reason. Full case
+    /// folding (not lowercasing) makes "Straße" and "STRASSE" one key; the capital `İ`
+    /// folds to `i` as in Turkish, rather than to `i` plus a combining dot.
     fn derive(display: &str) -> Self {
+        use caseless::Caseless;
         let mut key = String::with_capacity(display.len());
         let mut pending_separator = false;
-        for c in display.nfkc().flat_map(char::to_lowercase) {
+        let dotless = display.nfkc().map(|c| if c == '\u{130}' { 'i' } else { c });
+        for c in dotless.default_case_fold() {
             if c.is_alphanumeric() || is_combining_mark(c) {
                 if pending_separator && !key.is_empty() {
                     key.push('_');
@@ -285,6 +291,18 @@ mod tests {
         check(&"é".repeat(64), Ok((&"é".repeat(64), &"é".repeat(64))));
         check(&"東".repeat(64), Ok((&"東".repeat(64), &"東".repeat(64))));
         check(&"\u{FDFA}".repeat(64), Err(E::KeyTooLong));
+    }
+
+    #[test]
+    fn keys_are_case_folded_not_lowercased() {
+        let key = |name: &str| OrganizationName::parse(name).expect("valid").key().as_str().to_owned();
+        assert_eq!(key("Straße"), key("STRASSE"));
+        assert_eq!(key("Straße"), "strasse");
+        assert_eq!(key("ΣΟΦΙΑ"), key("σοφια"));
+        assert_eq!(key("σοφιας"), key("ΣΟΦΙΑΣ"), "a final sigma is a sigma");
+        assert_eq!(key("İstanbul"), "istanbul");
+        assert!(!key("İSTANBUL").chars().any(is_combining_mark));
+        assert_eq!(key("Société Générale"), "société_générale");
     }
 
     #[test]

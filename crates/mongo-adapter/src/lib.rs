@@ -30,7 +30,7 @@ use secrecy::ExposeSecret;
 
 pub use failpoints::{CREATE_STEPS, DELETE_STEPS, FailPoints, Pause, RECONCILE_AFTER_LISTING, UPDATE_STEPS};
 pub use migrations::{
-    Migration, MigrationProgress, MigrationReport, Silent, TENANT_MIGRATION_STEP, TenantMigrationReport,
+    Migration, MigrationProgress, MigrationReport, RekeyReport, Silent, TENANT_MIGRATION_STEP, TenantMigrationReport,
     master_migrations, tenant_migrations,
 };
 pub use reconcile::{Direction, ReconcileReport};
@@ -103,6 +103,7 @@ impl MongoStore {
         let mut store = Self::connect(settings).await?;
         store.detect_transactions().await?;
         store.migrate(master_migrations()?, false).await?;
+        store.rekey_organizations().await?;
         Ok(store)
     }
 

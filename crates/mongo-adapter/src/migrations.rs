@@ -9,6 +9,7 @@
 //! collection gets every tenant migration when it is created.
 
 use anyhow::{Context, bail};
+use futures::TryStreamExt;
 use mongodb::bson::{self, Document, doc};
 use mongodb::{Collection, Database};
 use sha2::{Digest, Sha256};
@@ -324,4 +325,92 @@ async fn apply(db: &Database, migration: &Migration) -> anyhow::Result<()> {
         db.run_command(command).await.with_context(|| format!("applying migration {}", migration.name))?;
     }
     Ok(())
+}
+
+/// The record of the re-keying that brings stored keys to today's key rule.
+const REKEY_MIGRATION: &str = "code/0004_case_folded_keys";
+
+/// What re-keying stored organizations did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RekeyReport {
+    /// Organizations whose key changed, as `id: old -> new`.
+    pub rekeyed: Vec<String>,
+    /// Organizations that kept their old key because another one holds the new key (two
+    /// names that are one name under the new rule): an operator should rename one.
+    pub conflicts: Vec<String>,
+    /// Organizations skipped because an operation on them was in progress; a later run
+    /// picks them up.
+    pub busy: Vec<String>,
+}
+
+impl std::fmt::Display for RekeyReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (label, items) in
+            [("keys updated", &self.rekeyed), ("NEEDS ATTENTION (key taken)", &self.conflicts), ("busy", &self.busy)]
+        {
+            writeln!(f, "re-keying, {label}: {}", if items.is_empty() { "none".to_owned() } else { items.join(", ") })?;
+        }
+        Ok(())
+    }
+}
+
+impl MongoStore {
+    /// Brings the keys of stored organizations to today's key rule (full case folding,
+    /// since version `0004`): an organization stored as "Straße" under the key `straße` is
+    /// found again by its name, whose key is now `strasse`. Its collection keeps its name (a
+    /// later rename moves it). Runs once: done is recorded in `_migrations`, unless some
+    /// organization was busy, so that the next run picks it up. A key that another
+    /// organization holds under the new rule is left as it was and reported.
+    pub async fn rekey_organizations(&self) -> anyhow::Result<RekeyReport> {
+        let records: Collection<Document> = self.master.collection("_migrations");
+        let mut report = RekeyReport::default();
+        if records.find_one(doc! {"_id": REKEY_MIGRATION}).await.context("reading _migrations")?.is_some() {
+            return Ok(report);
+        }
+        let organizations: Collection<Document> = self.master.collection("organizations");
+        let mut cursor = organizations
+            .find(doc! {})
+            .projection(doc! {"name": 1, "key": 1, "op": 1})
+            .await
+            .context("listing organizations")?;
+        while let Some(org) = cursor.try_next().await.context("reading an organization")? {
+            let (id, name, old) = (org.get_str("_id")?, org.get_str("name")?, org.get_str("key")?);
+            // A name today's rules refuse keeps the key it was stored with.
+            let Ok(parsed) = domain::OrganizationName::parse(name) else { continue };
+            let new = parsed.key().as_str();
+            if new == old {
+                continue;
+            }
+            if org.get("op").is_some() {
+                report.busy.push(id.to_owned());
+                continue;
+            }
+            let updated = organizations
+                .update_one(
+                    doc! {"_id": id, "key": old, "op": {"$exists": false}},
+                    doc! {"$set": {"key": new, "keys": [new]}},
+                )
+                .await;
+            match updated {
+                Ok(result) if result.matched_count == 1 => report.rekeyed.push(format!("{id}: {old} -> {new}")),
+                Ok(_) => report.busy.push(id.to_owned()),
+                Err(e) if crate::errors::is_duplicate_key(&e) => {
+                    report.conflicts.push(format!("{id} ({name:?}): {new} belongs to another organization"))
+                }
+                Err(e) => return Err(e).context("re-keying an organization"),
+            }
+        }
+        if report.busy.is_empty() {
+            let record = doc! {"_id": REKEY_MIGRATION, "applied_at": bson::DateTime::now()};
+            if let Err(e) = records.insert_one(record).await
+                && !crate::errors::is_duplicate_key(&e)
+            {
+                return Err(e).context("recording the re-keying");
+            }
+        }
+        if !report.rekeyed.is_empty() || !report.conflicts.is_empty() {
+            tracing::warn!(%report, "re-keyed stored organizations");
+        }
+        Ok(report)
+    }
 }

@@ -23,7 +23,9 @@ async fn opening_applies_every_migration_once() {
         .try_collect()
         .await
         .expect("records");
-    assert_eq!(records.len(), names.len());
+    let files = records.iter().filter(|r| !r.get_str("_id").is_ok_and(|id| id.starts_with("code/"))).count();
+    assert_eq!(files, names.len());
+    assert!(records.iter().any(|r| r.get_str("_id") == Ok("code/0004_case_folded_keys")), "the re-keying ran once");
     let indexes = store.master().collection::<Document>("organizations").list_index_names().await.expect("indexes");
     assert!(indexes.contains(&"keys_unique".to_owned()), "{indexes:?}");
     let indexes = store.master().collection::<Document>("admins").list_index_names().await.expect("indexes");
@@ -60,4 +62,67 @@ async fn new_migrations_are_applied_in_order_and_dry_runs_change_nothing() {
     assert_eq!(report.applied, vec!["9001_first", "9002_second"]);
     let again = store.migrate(migrations, false).await.expect("migrate again");
     assert!(again.applied.is_empty());
+}
+
+/// Organizations stored under the earlier key rule (lowercase, not case folding) are found
+/// again by their names after the re-keying; one whose new key another organization holds
+/// keeps its key and is reported; the re-keying runs once.
+#[tokio::test]
+async fn stored_keys_are_brought_to_the_case_folding_rule_once() {
+    use domain::{
+        AdminId, CollectionName, CollectionNaming, Email, NewAdmin, NewOrganization, OrgId, OrganizationName,
+    };
+    use ports::OrganizationRepository;
+    let store = fresh_store().await;
+    let create = |name: &str, email: &str| {
+        let name = OrganizationName::parse(name).expect("name");
+        let id = OrgId::new();
+        NewOrganization {
+            id,
+            collection: CollectionName::for_organization(CollectionNaming::Key, id, name.key()),
+            name,
+            admin: NewAdmin {
+                id: AdminId::new(),
+                email: Email::parse(email).expect("email"),
+                password_hash: domain::PasswordHash::from_phc(
+                    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
+                )
+                .expect("phc"),
+            },
+            created_at: domain::truncate_to_millis(chrono::Utc::now()),
+        }
+    };
+    let strasse = store.create(create("Straße Inc", "s@strasse.test")).await.expect("create");
+    let masse = store.create(create("Masse", "m@masse.test")).await.expect("create");
+    let other = store.create(create("Maße Placeholder", "o@masse.test")).await.expect("create");
+    // What earlier versions stored: lowercase keys.
+    let organizations = store.master().collection::<Document>("organizations");
+    let set_old = |id: OrgId, name: &'static str, key: &'static str| {
+        let organizations = organizations.clone();
+        async move {
+            organizations
+                .update_one(doc! {"_id": id.to_string()}, doc! {"$set": {"name": name, "key": key, "keys": [key]}})
+                .await
+                .expect("store the old key");
+        }
+    };
+    set_old(strasse.id, "Straße Inc", "straße_inc").await;
+    set_old(other.id, "Maße", "maße").await;
+    store
+        .master()
+        .collection::<Document>("_migrations")
+        .delete_one(doc! {"_id": "code/0004_case_folded_keys"})
+        .await
+        .expect("forget");
+
+    let report = store.rekey_organizations().await.expect("rekey");
+    assert_eq!(report.rekeyed, [format!("{}: straße_inc -> strasse_inc", strasse.id)], "{report}");
+    assert_eq!(report.conflicts.len(), 1, "{report}");
+    assert!(report.conflicts[0].contains(&other.id.to_string()), "{report}");
+    let found = store.find_by_key(OrganizationName::parse("STRASSE INC").expect("name").key()).await.expect("find");
+    assert_eq!(found.map(|o| o.id), Some(strasse.id));
+    let found = store.find_by_key(OrganizationName::parse("MASSE").expect("name").key()).await.expect("find");
+    assert_eq!(found.map(|o| o.id), Some(masse.id), "the holder of the key keeps it");
+    let again = store.rekey_organizations().await.expect("rekey again");
+    assert_eq!(again, mongo_adapter::RekeyReport::default(), "done once");
 }

@@ -152,6 +152,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let verb = if dry_run { "would apply" } else { "applied" };
             let applied = if report.applied.is_empty() { "nothing".to_owned() } else { report.applied.join(", ") };
             println!("master migrations: {verb} {applied}; already applied: {}", report.already_applied.len());
+            if !dry_run {
+                print!("{}", store.rekey_organizations().await?);
+            }
             let tenants =
                 store.migrate_tenants(&tenant_migrations()?, dry_run, &mut crate::progress::Progress::new()).await?;
             print!("{tenants}");
