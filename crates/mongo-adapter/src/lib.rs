@@ -179,6 +179,28 @@ pub mod test_support {
         settings
     }
 
+    /// A new organization named `name` whose admin is `admin_email`, its collection named
+    /// by key, created now (to the millisecond), with a placeholder argon2id hash: the
+    /// fixture of this adapter's tests.
+    pub fn new_organization(name: &str, admin_email: &str) -> domain::NewOrganization {
+        let name = domain::OrganizationName::parse(name).expect("a valid organization name");
+        let id = domain::OrgId::new();
+        domain::NewOrganization {
+            id,
+            collection: domain::CollectionName::for_organization(domain::CollectionNaming::Key, id, name.key()),
+            name,
+            admin: domain::NewAdmin {
+                id: domain::AdminId::new(),
+                email: domain::Email::parse(admin_email).expect("a valid email"),
+                password_hash: domain::PasswordHash::from_phc(
+                    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
+                )
+                .expect("a PHC string"),
+            },
+            created_at: domain::truncate_to_millis(chrono::Utc::now()),
+        }
+    }
+
     /// A migrated store on fresh databases of the replica-set test server.
     pub async fn fresh_store() -> MongoStore {
         MongoStore::open(&fresh_settings(URI_VARIABLE)).await.expect("open the test store")

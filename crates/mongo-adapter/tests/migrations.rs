@@ -69,29 +69,10 @@ async fn new_migrations_are_applied_in_order_and_dry_runs_change_nothing() {
 /// keeps its key and is reported; the re-keying runs once.
 #[tokio::test]
 async fn stored_keys_are_brought_to_the_case_folding_rule_once() {
-    use domain::{
-        AdminId, CollectionName, CollectionNaming, Email, NewAdmin, NewOrganization, OrgId, OrganizationName,
-    };
+    use domain::{OrgId, OrganizationName};
+    use mongo_adapter::test_support::new_organization as create;
     use ports::OrganizationRepository;
     let store = fresh_store().await;
-    let create = |name: &str, email: &str| {
-        let name = OrganizationName::parse(name).expect("name");
-        let id = OrgId::new();
-        NewOrganization {
-            id,
-            collection: CollectionName::for_organization(CollectionNaming::Key, id, name.key()),
-            name,
-            admin: NewAdmin {
-                id: AdminId::new(),
-                email: Email::parse(email).expect("email"),
-                password_hash: domain::PasswordHash::from_phc(
-                    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
-                )
-                .expect("phc"),
-            },
-            created_at: domain::truncate_to_millis(chrono::Utc::now()),
-        }
-    };
     let strasse = store.create(create("Straße Inc", "s@strasse.test")).await.expect("create");
     let masse = store.create(create("Masse", "m@masse.test")).await.expect("create");
     let other = store.create(create("Maße Placeholder", "o@masse.test")).await.expect("create");

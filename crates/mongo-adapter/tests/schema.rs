@@ -2,10 +2,7 @@
 //! still in force after a rename.
 
 use chrono::Utc;
-use domain::{
-    AdminId, CollectionName, CollectionNaming, Email, NewAdmin, NewOrganization, OrgId, OrganizationChanges,
-    OrganizationName, PasswordHash, Rename,
-};
+use domain::{CollectionName, CollectionNaming, NewOrganization, OrganizationChanges, OrganizationName, Rename};
 use futures::TryStreamExt;
 use mongo_adapter::test_support::{fresh_standalone_store, fresh_store};
 use mongo_adapter::{MongoStore, tenant_collection_options};
@@ -13,20 +10,7 @@ use mongodb::bson::{Bson, Document, doc};
 use ports::OrganizationRepository;
 
 fn new_org(name: &str) -> NewOrganization {
-    let name = OrganizationName::parse(name).expect("name");
-    let id = OrgId::new();
-    NewOrganization {
-        id,
-        collection: CollectionName::for_organization(CollectionNaming::Key, id, name.key()),
-        name,
-        admin: NewAdmin {
-            id: AdminId::new(),
-            email: Email::parse("admin@schema.test").expect("email"),
-            password_hash: PasswordHash::from_phc("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned())
-                .expect("phc"),
-        },
-        created_at: domain::truncate_to_millis(Utc::now()),
-    }
+    mongo_adapter::test_support::new_organization(name, "admin@schema.test")
 }
 
 async fn validator(store: &MongoStore, collection: &str) -> Option<Document> {

@@ -1,10 +1,7 @@
 //! Tenant-wide migrations: applied to every organization's collection, resumable after an
 //! interruption without applying anything twice, and applied to new collections at create.
 
-use chrono::Utc;
-use domain::{
-    AdminId, CollectionName, CollectionNaming, Email, NewAdmin, NewOrganization, OrgId, OrganizationName, PasswordHash,
-};
+use domain::NewOrganization;
 use futures::TryStreamExt;
 use mongo_adapter::test_support::fresh_store;
 use mongo_adapter::{Migration, MigrationProgress, MongoStore, Silent, TENANT_MIGRATION_STEP, tenant_migrations};
@@ -13,20 +10,7 @@ use ports::{OrganizationRepository, TenantStore};
 use serde_json::json;
 
 fn new_org(i: usize) -> NewOrganization {
-    let name = OrganizationName::parse(&format!("Tenant {i:04}")).expect("name");
-    let id = OrgId::new();
-    NewOrganization {
-        id,
-        collection: CollectionName::for_organization(CollectionNaming::Key, id, name.key()),
-        name,
-        admin: NewAdmin {
-            id: AdminId::new(),
-            email: Email::parse(&format!("admin{i}@tenant.test")).expect("email"),
-            password_hash: PasswordHash::from_phc("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned())
-                .expect("phc"),
-        },
-        created_at: domain::truncate_to_millis(Utc::now()),
-    }
+    mongo_adapter::test_support::new_organization(&format!("Tenant {i:04}"), &format!("admin{i}@tenant.test"))
 }
 
 /// A deliberately non-idempotent backfill: applied twice, a document would count 2.
