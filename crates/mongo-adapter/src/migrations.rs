@@ -328,7 +328,7 @@ async fn apply(db: &Database, migration: &Migration) -> anyhow::Result<()> {
 }
 
 /// The record of the re-keying that brings stored keys to today's key rule.
-const REKEY_MIGRATION: &str = "code/0004_case_folded_keys";
+const REKEY_MIGRATION: &str = "code/0005_case_folded_keys";
 
 /// What re-keying stored organizations did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -355,12 +355,12 @@ impl std::fmt::Display for RekeyReport {
 }
 
 impl MongoStore {
-    /// Brings the keys of stored organizations to today's key rule (full case folding,
-    /// since version `0004`): an organization stored as "Straße" under the key `straße` is
-    /// found again by its name, whose key is now `strasse`. Its collection keeps its name (a
-    /// later rename moves it). Runs once: done is recorded in `_migrations`, unless some
-    /// organization was busy, so that the next run picks it up. A key that another
-    /// organization holds under the new rule is left as it was and reported.
+    /// Brings the keys of stored organizations to today's key rule (full case folding, since
+    /// `code/0005_case_folded_keys`): an organization stored as "Straße" under the key
+    /// `straße` is found again by its name, whose key is now `strasse`. Its collection keeps
+    /// its name (a later rename moves it). Runs once: done is recorded in `_migrations`,
+    /// unless some organization was busy, so that the next run picks it up. A key that
+    /// another organization holds under the new rule is left as it was and reported.
     pub async fn rekey_organizations(&self) -> anyhow::Result<RekeyReport> {
         let records: Collection<Document> = self.master.collection("_migrations");
         let mut report = RekeyReport::default();

@@ -25,7 +25,7 @@ async fn opening_applies_every_migration_once() {
         .expect("records");
     let files = records.iter().filter(|r| !r.get_str("_id").is_ok_and(|id| id.starts_with("code/"))).count();
     assert_eq!(files, names.len());
-    assert!(records.iter().any(|r| r.get_str("_id") == Ok("code/0004_case_folded_keys")), "the re-keying ran once");
+    assert!(records.iter().any(|r| r.get_str("_id") == Ok("code/0005_case_folded_keys")), "the re-keying ran once");
     let indexes = store.master().collection::<Document>("organizations").list_index_names().await.expect("indexes");
     assert!(indexes.contains(&"keys_unique".to_owned()), "{indexes:?}");
     let indexes = store.master().collection::<Document>("admins").list_index_names().await.expect("indexes");
@@ -92,7 +92,7 @@ async fn stored_keys_are_brought_to_the_case_folding_rule_once() {
     store
         .master()
         .collection::<Document>("_migrations")
-        .delete_one(doc! {"_id": "code/0004_case_folded_keys"})
+        .delete_one(doc! {"_id": "code/0005_case_folded_keys"})
         .await
         .expect("forget");
 
@@ -106,4 +106,26 @@ async fn stored_keys_are_brought_to_the_case_folding_rule_once() {
     assert_eq!(found.map(|o| o.id), Some(masse.id), "the holder of the key keeps it");
     let again = store.rekey_organizations().await.expect("rekey again");
     assert_eq!(again, mongo_adapter::RekeyReport::default(), "done once");
+}
+
+/// Migration 0004 removes the lockout fields that earlier versions kept on admins.
+#[tokio::test]
+async fn the_old_lockout_fields_are_removed_from_admins() {
+    let store = fresh_store().await;
+    let admins = store.master().collection::<Document>("admins");
+    admins
+        .insert_one(doc! {"_id": "a", "email": "a@old.test", "failed_logins": 3, "locked_until": mongodb::bson::DateTime::now()})
+        .await
+        .expect("an admin as stored before");
+    let mut migrations = master_migrations().expect("migrations");
+    migrations.retain(|m| m.name.starts_with("0004_"));
+    store
+        .master()
+        .collection::<Document>("_migrations")
+        .delete_one(doc! {"_id": &migrations[0].name})
+        .await
+        .expect("forget");
+    store.migrate(migrations, false).await.expect("migrate");
+    let admin = admins.find_one(doc! {"_id": "a"}).await.expect("find").expect("admin");
+    assert_eq!(admin, doc! {"_id": "a", "email": "a@old.test"});
 }
