@@ -107,6 +107,11 @@ pub struct CheckFailed {
     pub locked_until: Option<DateTime<Utc>>,
 }
 
+/// The checks of `state` still in flight at `now`, other than `id` (which has ended).
+fn others_in_flight(state: &LoginThrottle, id: CheckId, now: DateTime<Utc>) -> Vec<PendingCheck> {
+    state.checks.iter().filter(|c| c.id != id && c.expires_at > now).cloned().collect()
+}
+
 fn after(now: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
 }
@@ -171,7 +176,7 @@ impl LockoutPolicy {
         let next = LoginThrottle {
             failures,
             locked_until: locked_until.or(state.locked_until),
-            checks: state.checks.iter().filter(|c| c.id != id && c.expires_at > now).cloned().collect(),
+            checks: others_in_flight(state, id, now),
         };
         CheckFailed { next, locked_until }
     }
@@ -179,20 +184,13 @@ impl LockoutPolicy {
     /// The state after the check `id` found the right password: the count and any lock
     /// are cleared, other checks in flight keep their slots.
     pub fn check_succeeded(&self, state: &LoginThrottle, id: CheckId, now: DateTime<Utc>) -> LoginThrottle {
-        LoginThrottle {
-            failures: 0,
-            locked_until: None,
-            checks: state.checks.iter().filter(|c| c.id != id && c.expires_at > now).cloned().collect(),
-        }
+        LoginThrottle { failures: 0, locked_until: None, checks: others_in_flight(state, id, now) }
     }
 
     /// The state after the check `id` ended without checking anything (the hasher was
     /// unavailable): its slot is freed, nothing is counted.
     pub fn check_abandoned(&self, state: &LoginThrottle, id: CheckId, now: DateTime<Utc>) -> LoginThrottle {
-        LoginThrottle {
-            checks: state.checks.iter().filter(|c| c.id != id && c.expires_at > now).cloned().collect(),
-            ..state.clone()
-        }
+        LoginThrottle { checks: others_in_flight(state, id, now), ..state.clone() }
     }
 
     /// When a store may forget this state: a day after its lock ends or, without a lock,

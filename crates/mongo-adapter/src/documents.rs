@@ -69,6 +69,28 @@ impl OpDoc {
     pub(crate) fn has_admin_changes(&self) -> bool {
         self.new_email.is_some() || self.new_password_hash.is_some()
     }
+
+    /// Whether the admin document already holds this update's admin changes (trivially so
+    /// when there are none): from then on the update can only be finished.
+    pub(crate) fn admin_changes_applied(&self, admin: Option<&AdminDoc>) -> bool {
+        !self.has_admin_changes()
+            || admin.is_some_and(|a| {
+                self.new_email.as_ref().is_none_or(|e| *e == a.email)
+                    && self.new_password_hash.as_ref().is_none_or(|h| *h == a.password_hash)
+            })
+    }
+
+    /// The `$set` of the admin document that applies this update's admin changes.
+    pub(crate) fn admin_changes(&self) -> bson::Document {
+        let mut set = bson::doc! {"updated_at": self.at.unwrap_or_else(bson::DateTime::now)};
+        if let Some(email) = &self.new_email {
+            set.insert("email", email);
+        }
+        if let Some(hash) = &self.new_password_hash {
+            set.insert("password_hash", hash);
+        }
+        set
+    }
 }
 
 /// An organization in the master database.

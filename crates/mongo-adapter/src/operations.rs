@@ -426,14 +426,7 @@ impl OrganizationRepository for MongoStore {
                     }
                     return Err(taken_over().into());
                 }
-                let mut set = doc! {"updated_at": op.at};
-                if let Some(email) = &op.new_email {
-                    set.insert("email", email);
-                }
-                if let Some(hash) = &op.new_password_hash {
-                    set.insert("password_hash", hash);
-                }
-                match self.admins.update_one(doc! {"_id": &admin.id}, doc! {"$set": set}).await {
+                match self.admins.update_one(doc! {"_id": &admin.id}, doc! {"$set": op.admin_changes()}).await {
                     Err(e) if is_duplicate_key(&e) => {
                         if moving {
                             // If moving back fails, the intent record stays and the reconciler

@@ -162,11 +162,7 @@ impl MongoStore {
             OpKind::Delete => self.finish_delete(&org, &token).await?,
             OpKind::Update => {
                 let admin: Option<AdminDoc> = self.admins.find_one(doc! {"_id": &org.admin_id}).await?;
-                let applied = !op.has_admin_changes()
-                    || admin.as_ref().is_some_and(|a| {
-                        op.new_email.as_ref().is_none_or(|e| *e == a.email)
-                            && op.new_password_hash.as_ref().is_none_or(|h| *h == a.password_hash)
-                    });
+                let applied = op.admin_changes_applied(admin.as_ref());
                 let from = org.collection.as_str();
                 let to = op.to_collection.as_deref().unwrap_or(from);
                 match direction {
@@ -181,14 +177,8 @@ impl MongoStore {
                     }
                     Direction::Forward => {
                         if !applied {
-                            let mut set = doc! {"updated_at": op.at.unwrap_or_else(bson::DateTime::now)};
-                            if let Some(email) = &op.new_email {
-                                set.insert("email", email);
-                            }
-                            if let Some(hash) = &op.new_password_hash {
-                                set.insert("password_hash", hash);
-                            }
-                            match self.admins.update_one(doc! {"_id": &org.admin_id}, doc! {"$set": set}).await {
+                            let set = doc! {"$set": op.admin_changes()};
+                            match self.admins.update_one(doc! {"_id": &org.admin_id}, set).await {
                                 Err(e) if is_duplicate_key(&e) => anyhow::bail!(
                                     "the update's new email belongs to another admin now; it can only be rolled back \
                                      (use --back)"
@@ -241,11 +231,7 @@ impl MongoStore {
         report: &mut ReconcileReport,
     ) -> anyhow::Result<()> {
         let admin: Option<AdminDoc> = self.admins.find_one(doc! {"_id": &org.admin_id}).await?;
-        let applied = !op.has_admin_changes()
-            || admin.is_some_and(|a| {
-                op.new_email.as_ref().is_none_or(|e| *e == a.email)
-                    && op.new_password_hash.as_ref().is_none_or(|h| *h == a.password_hash)
-            });
+        let applied = op.admin_changes_applied(admin.as_ref());
         let from = org.collection.as_str();
         let to = op.to_collection.as_deref().unwrap_or(from);
         if from != to {

@@ -56,10 +56,7 @@ impl ThrottleKeyer {
     /// A keyer whose secret is derived from another secret of the deployment (the signing
     /// key), under a label of its own so that the two uses never share a key.
     pub fn derived_from(master: &[u8]) -> Self {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(master)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(b"orgsvc login throttle key v1");
-        Self::new(&mac.finalize().into_bytes())
+        Self::new(&hmac_sha256(master, b"orgsvc login throttle key v1"))
     }
 
     /// A keyer with a random secret, for a single process (tests, the memory store).
@@ -80,12 +77,16 @@ impl ThrottleKeyer {
     /// assert_eq!(key.as_hex().len(), 64);
     /// ```
     pub fn key_for(&self, email: &Email) -> ThrottleKey {
-        // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.expose_secret())
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(email.as_str().as_bytes());
-        ThrottleKey(hex::encode(mac.finalize().into_bytes()))
+        ThrottleKey(hex::encode(hmac_sha256(self.0.expose_secret(), email.as_str().as_bytes())))
     }
+}
+
+/// HMAC-SHA256 of `message` under `key`.
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(message);
+    mac.finalize().into_bytes().to_vec()
 }
 
 /// A throttle as stored, with the version its next compare-and-set must name.
