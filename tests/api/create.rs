@@ -27,6 +27,17 @@ pub async fn same_key_in_any_spelling_is_409(app: TestApp) {
     }
 }
 
+pub async fn look_alike_names_are_409(app: TestApp) {
+    app.create_ok("PayPal", "a@paypal.test", "correct horse").await;
+    // A Cyrillic "а", a digit one for an "l", and both; then a Greek "ο" for an "o".
+    for look_alike in ["P\u{430}yPal", "PayPa1", "P\u{430}yP\u{430}l"] {
+        let body = problem(app.create(look_alike, "other@paypal.test", "correct horse").await, 409).await;
+        assert!(body["detail"].as_str().expect("detail").contains("looks like"), "{body}");
+    }
+    app.create_ok("G\u{3bf}ogle", "a@google.test", "correct horse").await;
+    problem(app.create("Google", "b@google.test", "correct horse").await, 409).await;
+}
+
 pub async fn taken_email_is_409_and_leaves_nothing(app: TestApp) {
     app.create_ok("Acme", "admin@acme.test", "correct horse").await;
     let body = problem(app.create("Globex", "ADMIN@acme.test", "correct horse").await, 409).await;

@@ -35,7 +35,7 @@ pub use lockout::{
     CHECK_LEASE, CheckFailed, CheckStart, LockoutPolicy, LockoutPolicyError, LoginThrottle, PendingCheck,
     THROTTLE_MEMORY,
 };
-pub use name::{MAX_KEY_BYTES, MAX_NAME_CHARS, OrgKey, OrganizationName, OrganizationNameError};
+pub use name::{MAX_KEY_BYTES, MAX_NAME_CHARS, OrgKey, OrganizationName, OrganizationNameError, Skeleton};
 pub use password::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, Password, PasswordError, PasswordHash, PasswordHashError};
 pub use security::{AuditAction, AuditActionError, AuditEvent, AuditOutcome, Session};
 

@@ -4,6 +4,12 @@
 //! spaces, holds 1 to 64 characters and no control or invisible formatting characters; its
 //! key is non-empty, made of case-folded letters, digits, combining marks and single `_`
 //! separators, and at most [`MAX_KEY_BYTES`] long.
+//!
+//! Two names are the same organization when their keys are equal. Two names that only look
+//! alike (a Cyrillic "Асме" and a Latin "Acme", "paypal" and "pаypal") have different keys
+//! but the same [`Skeleton`] (UTS #39), and stores refuse a second organization whose
+//! skeleton is taken: look-alikes cannot impersonate each other, while each keeps its own
+//! key for lookups.
 
 use std::fmt;
 
@@ -102,7 +108,7 @@ impl OrganizationName {
         if display.is_empty() || key.is_empty() {
             return Err(OrganizationNameError::Empty);
         }
-        Ok(Self { display, key: OrgKey(key) })
+        Ok(Self { display, key: OrgKey::from_stored(key) })
     }
 
     /// The display name.
@@ -117,6 +123,12 @@ impl OrganizationName {
 }
 
 impl OrgKey {
+    /// A key read back from storage, taken as it was stored (see
+    /// [`OrganizationName::from_stored`]).
+    pub fn from_stored(key: String) -> Self {
+        Self(key)
+    }
+
     /// Case-folds the compatibility-normalized (NFKC) text and turns every run of
     /// characters that are neither letters, digits nor combining marks into one `_`.
     ///
@@ -147,6 +159,60 @@ impl OrgKey {
     /// The key as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The UTS #39 skeletons of the key: what it looks like written in small letters and
+    /// in capitals, each character replaced by its prototype among the characters it can be
+    /// confused with. Keys are case-insensitive, so both matter: a Cyrillic "асме" differs
+    /// from "acme" in small letters but not in capitals ("АСМЕ", "ACME"). Stores keep every
+    /// skeleton unique beside the keys, so a name that merely looks like a taken one is
+    /// taken.
+    ///
+    /// ```
+    /// use domain::OrganizationName;
+    /// let skeletons = |name: &str| OrganizationName::parse(name).unwrap().key().skeletons();
+    /// let shared = |a: &str, b: &str| skeletons(a).iter().any(|s| skeletons(b).contains(s));
+    /// assert!(shared("Acme", "\u{410}\u{441}\u{43c}\u{435}")); // Cyrillic "Асме"
+    /// assert!(shared("paypal", "p\u{430}ypal")); // a Cyrillic "а"
+    /// assert!(!shared("Acme", "Acne"));
+    /// ```
+    pub fn skeletons(&self) -> [Skeleton; 2] {
+        [Skeleton::of('~', &self.0), Skeleton::of('^', &self.0.to_uppercase())]
+    }
+}
+
+/// What an organization key looks like (UTS #39 skeleton, Unicode's confusables data):
+/// equal for names that are visually confusable, such as a Latin and a Cyrillic spelling.
+/// It is never shown to users; stores keep it unique. See [`OrgKey::skeletons`].
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Skeleton(String);
+
+impl Skeleton {
+    /// The skeleton of `text`, tagged with `form` (`~` for small letters, `^` for
+    /// capitals) so that the two forms, and keys, which hold neither tag character, never
+    /// meet in one unique index.
+    fn of(form: char, text: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        use unicode_security::confusable_detection::skeleton;
+        let prototype: String = std::iter::once(form).chain(skeleton(text)).nfc().collect();
+        if prototype.len() <= MAX_KEY_BYTES {
+            return Self(prototype);
+        }
+        // Prototypes can be longer than the key ("m" looks like "rn"); a digest keeps what
+        // the unique index holds bounded.
+        Self(format!("{form}#{:x}", Sha256::digest(prototype.as_bytes())))
+    }
+
+    /// The skeleton as text, starting with its form's tag (at most [`MAX_KEY_BYTES`]
+    /// bytes).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Skeleton {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Skeleton({:?})", self.0)
     }
 }
 
@@ -303,6 +369,53 @@ mod tests {
         assert_eq!(key("İstanbul"), "istanbul");
         assert!(!key("İSTANBUL").chars().any(is_combining_mark));
         assert_eq!(key("Société Générale"), "société_générale");
+    }
+
+    #[test]
+    fn look_alikes_share_a_skeleton_and_different_names_do_not() {
+        let skeletons = |name: &str| OrganizationName::parse(name).expect("valid").key().skeletons();
+        let shared = |a: &str, b: &str| skeletons(a).iter().any(|s| skeletons(b).contains(s));
+        for (a, b) in [
+            ("Acme", "\u{410}\u{441}\u{43c}\u{435}"), // Cyrillic А, с, м, е
+            ("paypal", "p\u{430}yp\u{430}l"),         // Cyrillic а twice
+            ("Google", "G\u{43e}\u{3bf}gle"),         // Cyrillic о, Greek ο
+            ("Acme Corp", "Acme C\u{43e}rp"),
+            ("scope", "\u{455}\u{441}\u{43e}\u{440}\u{435}"), // all Cyrillic
+            ("modern", "rnodern"),
+            ("Acme", "𝐀𝐜𝐦𝐞"), // also equal keys (NFKC)
+        ] {
+            assert!(shared(a, b), "{a:?} and {b:?} look alike");
+        }
+        for (a, b) in [("Acme", "Acne"), ("Москва", "Moskva"), ("Acme", "Acme 2"), ("Bank", "Bonk")] {
+            assert!(!shared(a, b), "{a:?} and {b:?} do not look alike");
+        }
+    }
+
+    #[test]
+    fn the_ascii_look_alikes_are_zero_and_o_one_and_l_one_and_i_m_and_rn() {
+        let skeletons = |name: &str| OrganizationName::parse(name).expect("valid").key().skeletons();
+        let shared = |a: &str, b: &str| skeletons(a).iter().any(|s| skeletons(b).contains(s));
+        let alphabet: Vec<String> = ('a'..='z').chain('0'..='9').map(String::from).collect();
+        let mut pairs = Vec::new();
+        for (i, a) in alphabet.iter().enumerate() {
+            pairs.extend(alphabet[i + 1..].iter().filter(|b| shared(a, b)).map(|b| format!("{a}{b}")));
+        }
+        assert_eq!(pairs, ["i1", "l1", "o0"]);
+        assert!(shared("modern", "rnodern") && shared("paypal", "paypa1") && shared("acme 0", "acme o"));
+        assert!(!shared("team i", "team l"), "i and l differ in small letters and in capitals");
+    }
+
+    #[test]
+    fn skeletons_are_bounded() {
+        // "ﷺ" expands under NFKC, and "m" becomes "rn": the longest keys still give
+        // skeletons that fit the bound.
+        for input in ["m".repeat(64), "\u{FDFA}".repeat(50), "東".repeat(64)] {
+            if let Ok(name) = OrganizationName::parse(&input) {
+                for skeleton in name.key().skeletons() {
+                    assert!(skeleton.as_str().len() <= MAX_KEY_BYTES, "{input:?}");
+                }
+            }
+        }
     }
 
     #[test]

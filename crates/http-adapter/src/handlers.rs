@@ -47,7 +47,7 @@ impl From<CreateOrgError> for ApiError {
         match error {
             CreateOrgError::NameTaken => Self::Conflict {
                 slug: "organization-name-taken",
-                detail: "an organization with this name (or one that normalizes to the same key) already exists"
+                detail: "an organization with this name, or one that normalizes to or looks like the same name, already exists"
                     .to_owned(),
             },
             CreateOrgError::EmailTaken => {
@@ -65,7 +65,7 @@ impl From<UpdateOrgError> for ApiError {
             UpdateOrgError::NotFound => Self::NotFound("organization not found".to_owned()),
             UpdateOrgError::NameTaken => Self::Conflict {
                 slug: "organization-name-taken",
-                detail: "another organization with this name (or one that normalizes to the same key) already exists"
+                detail: "another organization with this name, or one that normalizes to or looks like the same name, already exists"
                     .to_owned(),
             },
             UpdateOrgError::EmailTaken => {

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     Admin, AdminId, AuditEvent, CollectionName, CreateOrgError, DeleteOrgError, Email, EventId, LoginThrottle,
-    NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, Session, SessionId, StoreError,
-    UpdateOrgError,
+    NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, Session, SessionId, Skeleton,
+    StoreError, UpdateOrgError,
 };
 use ports::{
     AccountLockout, AdminRepository, AuditLog, AuditQuery, NewSession, OrganizationRepository, REMEMBERED_ROTATIONS,
@@ -34,6 +34,8 @@ pub struct InMemoryStore {
 struct State {
     organizations: HashMap<OrgId, Organization>,
     keys: HashMap<OrgKey, OrgId>,
+    /// The look-alike skeletons of every key, which are unique like the keys.
+    skeletons: HashMap<Skeleton, OrgId>,
     admins: HashMap<AdminId, Admin>,
     emails: HashMap<Email, AdminId>,
     collections: BTreeMap<CollectionName, Vec<serde_json::Value>>,
@@ -71,6 +73,27 @@ struct StoredEvent {
     expires_at: Option<DateTime<Utc>>,
 }
 
+impl State {
+    /// Whether an organization other than `except` holds the key or one of its skeletons.
+    fn name_taken(&self, key: &OrgKey, except: Option<OrgId>) -> bool {
+        let other = |holder: &OrgId| Some(*holder) != except;
+        self.keys.get(key).is_some_and(other)
+            || key.skeletons().iter().any(|s| self.skeletons.get(s).is_some_and(other))
+    }
+
+    fn hold_name(&mut self, key: &OrgKey, id: OrgId) {
+        self.keys.insert(key.clone(), id);
+        self.skeletons.extend(key.skeletons().into_iter().map(|s| (s, id)));
+    }
+
+    fn release_name(&mut self, key: &OrgKey) {
+        self.keys.remove(key);
+        for skeleton in key.skeletons() {
+            self.skeletons.remove(&skeleton);
+        }
+    }
+}
+
 impl InMemoryStore {
     /// An empty store.
     pub fn new() -> Self {
@@ -88,7 +111,7 @@ impl InMemoryStore {
 impl OrganizationRepository for InMemoryStore {
     async fn create(&self, new: NewOrganization) -> Result<Organization, CreateOrgError> {
         let mut state = self.state();
-        if state.keys.contains_key(new.name.key()) {
+        if state.name_taken(new.name.key(), None) {
             return Err(CreateOrgError::NameTaken);
         }
         if state.emails.contains_key(&new.admin.email) {
@@ -115,7 +138,7 @@ impl OrganizationRepository for InMemoryStore {
             created_at: new.created_at,
             updated_at: new.created_at,
         };
-        state.keys.insert(organization.name.key().clone(), organization.id);
+        state.hold_name(organization.name.key(), organization.id);
         state.emails.insert(admin.email.clone(), admin.id);
         state.collections.insert(organization.collection.clone(), Vec::new());
         state.admins.insert(admin.id, admin);
@@ -139,7 +162,7 @@ impl OrganizationRepository for InMemoryStore {
 
         // Every check comes before the first write, so a refused change leaves no trace.
         if let Some(rename) = &changes.rename {
-            if state.keys.get(rename.name.key()).is_some_and(|holder| *holder != id) {
+            if state.name_taken(rename.name.key(), Some(id)) {
                 return Err(UpdateOrgError::NameTaken);
             }
             if rename.collection != current.collection && state.collections.contains_key(&rename.collection) {
@@ -158,8 +181,8 @@ impl OrganizationRepository for InMemoryStore {
 
         let mut organization = current.clone();
         if let Some(rename) = changes.rename {
-            state.keys.remove(current.name.key());
-            state.keys.insert(rename.name.key().clone(), id);
+            state.release_name(current.name.key());
+            state.hold_name(rename.name.key(), id);
             if rename.collection != current.collection {
                 let documents = state.collections.remove(&current.collection).unwrap_or_default();
                 state.collections.insert(rename.collection.clone(), documents);
@@ -188,7 +211,7 @@ impl OrganizationRepository for InMemoryStore {
     async fn delete(&self, id: OrgId) -> Result<(), DeleteOrgError> {
         let mut state = self.state();
         let organization = state.organizations.remove(&id).ok_or(DeleteOrgError::NotFound)?;
-        state.keys.remove(organization.name.key());
+        state.release_name(organization.name.key());
         state.collections.remove(&organization.collection);
         let admins: Vec<AdminId> = state.admins.values().filter(|a| a.organization_id == id).map(|a| a.id).collect();
         for admin_id in admins {

@@ -101,8 +101,9 @@ pub(crate) struct OrgDoc {
     pub name: String,
     /// The committed key, which lookups use.
     pub key: String,
-    /// The committed key plus a key reserved by a rename in progress; the unique index on
-    /// this array is what makes names unique.
+    /// The committed key and its look-alike skeletons (see [`name_reservations`]), plus
+    /// those of a rename in progress; the unique index on this array is what makes names
+    /// unique.
     pub keys: Vec<String>,
     pub collection: String,
     /// The database that holds the tenant collection.
@@ -125,6 +126,14 @@ pub(crate) struct AdminDoc {
     pub organization_id: String,
     pub created_at: bson::DateTime,
     pub updated_at: bson::DateTime,
+}
+
+/// The entries of the `keys` array that reserve a name: its key and the key's look-alike
+/// skeletons, which start with a character no key holds, so the unique index keeps keys and
+/// skeletons unique together.
+pub(crate) fn name_reservations(key: &str) -> Vec<String> {
+    let skeletons = domain::OrgKey::from_stored(key.to_owned()).skeletons();
+    std::iter::once(key.to_owned()).chain(skeletons.iter().map(|s| s.as_str().to_owned())).collect()
 }
 
 pub(crate) fn to_bson_time(t: DateTime<Utc>) -> bson::DateTime {

@@ -15,6 +15,7 @@ use mongodb::{Collection, Database};
 use sha2::{Digest, Sha256};
 
 use crate::MongoStore;
+use crate::documents::name_reservations;
 
 /// A migration: a name (`NNNN_description`) and a JSON array of commands.
 #[derive(Debug, Clone)]
@@ -327,16 +328,20 @@ async fn apply(db: &Database, migration: &Migration) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The record of the re-keying that brings stored keys to today's key rule.
-const REKEY_MIGRATION: &str = "code/0005_case_folded_keys";
+/// The records of the re-keyings that brought stored keys to today's key rule: full case
+/// folding, then look-alike skeletons reserved beside every key.
+const REKEY_MIGRATIONS: [&str; 2] = ["code/0005_case_folded_keys", "code/0006_look_alike_skeletons"];
 
 /// What re-keying stored organizations did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RekeyReport {
     /// Organizations whose key changed, as `id: old -> new`.
     pub rekeyed: Vec<String>,
-    /// Organizations that kept their old key because another one holds the new key (two
-    /// names that are one name under the new rule): an operator should rename one.
+    /// How many organizations kept their key and got its look-alike skeletons reserved.
+    pub skeletons_added: usize,
+    /// Organizations left as they were because another one holds the new key or one of its
+    /// skeletons (two names that are one name, or look like one, under the new rule): an
+    /// operator should rename one.
     pub conflicts: Vec<String>,
     /// Organizations skipped because an operation on them was in progress; a later run
     /// picks them up.
@@ -345,40 +350,44 @@ pub struct RekeyReport {
 
 impl std::fmt::Display for RekeyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (label, items) in
-            [("keys updated", &self.rekeyed), ("NEEDS ATTENTION (key taken)", &self.conflicts), ("busy", &self.busy)]
-        {
-            writeln!(f, "re-keying, {label}: {}", if items.is_empty() { "none".to_owned() } else { items.join(", ") })?;
-        }
-        Ok(())
+        let list = |items: &[String]| if items.is_empty() { "none".to_owned() } else { items.join(", ") };
+        writeln!(f, "re-keying, keys updated: {}", list(&self.rekeyed))?;
+        writeln!(f, "re-keying, look-alike skeletons reserved: {}", self.skeletons_added)?;
+        writeln!(f, "re-keying, NEEDS ATTENTION (name or look-alike taken): {}", list(&self.conflicts))?;
+        writeln!(f, "re-keying, busy: {}", list(&self.busy))
     }
 }
 
 impl MongoStore {
-    /// Brings the keys of stored organizations to today's key rule (full case folding, since
-    /// `code/0005_case_folded_keys`): an organization stored as "Straße" under the key
-    /// `straße` is found again by its name, whose key is now `strasse`. Its collection keeps
-    /// its name (a later rename moves it). Runs once: done is recorded in `_migrations`,
-    /// unless some organization was busy, so that the next run picks it up. A key that
-    /// another organization holds under the new rule is left as it was and reported.
+    /// Brings the keys of stored organizations to today's key rule: full case folding
+    /// (since `code/0005_case_folded_keys`), so that an organization stored as "Straße"
+    /// under the key `straße` is found again by its name, whose key is now `strasse`; and
+    /// the key's look-alike skeletons reserved beside it (since
+    /// `code/0006_look_alike_skeletons`). A re-keyed organization's collection keeps its name
+    /// (a later rename moves it). Runs once: done is recorded in `_migrations`, unless some
+    /// organization was busy, so that the next run picks it up. An organization whose new
+    /// key or skeleton another organization holds is left as it was and reported.
     pub async fn rekey_organizations(&self) -> anyhow::Result<RekeyReport> {
         let records: Collection<Document> = self.master.collection("_migrations");
         let mut report = RekeyReport::default();
-        if records.find_one(doc! {"_id": REKEY_MIGRATION}).await.context("reading _migrations")?.is_some() {
+        let done = records.count_documents(doc! {"_id": {"$in": REKEY_MIGRATIONS.to_vec()}}).await;
+        if done.context("reading _migrations")? == REKEY_MIGRATIONS.len() as u64 {
             return Ok(report);
         }
         let organizations: Collection<Document> = self.master.collection("organizations");
         let mut cursor = organizations
             .find(doc! {})
-            .projection(doc! {"name": 1, "key": 1, "op": 1})
+            .projection(doc! {"name": 1, "key": 1, "keys": 1, "op": 1})
             .await
             .context("listing organizations")?;
         while let Some(org) = cursor.try_next().await.context("reading an organization")? {
             let (id, name, old) = (org.get_str("_id")?, org.get_str("name")?, org.get_str("key")?);
             // A name today's rules refuse keeps the key it was stored with.
-            let Ok(parsed) = domain::OrganizationName::parse(name) else { continue };
-            let new = parsed.key().as_str();
-            if new == old {
+            let new = domain::OrganizationName::parse(name).map_or_else(|_| old.to_owned(), |n| n.key().to_string());
+            let reservations = name_reservations(&new);
+            let held: Vec<&str> =
+                org.get_array("keys").iter().flat_map(|keys| keys.iter()).filter_map(|k| k.as_str()).collect();
+            if new == old && held == reservations {
                 continue;
             }
             if org.get("op").is_some() {
@@ -388,24 +397,27 @@ impl MongoStore {
             let updated = organizations
                 .update_one(
                     doc! {"_id": id, "key": old, "op": {"$exists": false}},
-                    doc! {"$set": {"key": new, "keys": [new]}},
+                    doc! {"$set": {"key": &new, "keys": &reservations}},
                 )
                 .await;
             match updated {
-                Ok(result) if result.matched_count == 1 => report.rekeyed.push(format!("{id}: {old} -> {new}")),
-                Ok(_) => report.busy.push(id.to_owned()),
-                Err(e) if crate::errors::is_duplicate_key(&e) => {
-                    report.conflicts.push(format!("{id} ({name:?}): {new} belongs to another organization"))
-                }
+                Ok(result) if result.matched_count == 0 => report.busy.push(id.to_owned()),
+                Ok(_) if new == old => report.skeletons_added += 1,
+                Ok(_) => report.rekeyed.push(format!("{id}: {old} -> {new}")),
+                Err(e) if crate::errors::is_duplicate_key(&e) => report.conflicts.push(format!(
+                    "{id} ({name:?}): {new} or a name that looks like it belongs to another organization"
+                )),
                 Err(e) => return Err(e).context("re-keying an organization"),
             }
         }
         if report.busy.is_empty() {
-            let record = doc! {"_id": REKEY_MIGRATION, "applied_at": bson::DateTime::now()};
-            if let Err(e) = records.insert_one(record).await
-                && !crate::errors::is_duplicate_key(&e)
-            {
-                return Err(e).context("recording the re-keying");
+            for record in REKEY_MIGRATIONS {
+                let record = doc! {"_id": record, "applied_at": bson::DateTime::now()};
+                if let Err(e) = records.insert_one(record).await
+                    && !crate::errors::is_duplicate_key(&e)
+                {
+                    return Err(e).context("recording the re-keying");
+                }
             }
         }
         if !report.rekeyed.is_empty() || !report.conflicts.is_empty() {

@@ -17,7 +17,7 @@ use ports::{AdminRepository, OrganizationRepository, TenantStore};
 use uuid::Uuid;
 
 use crate::MongoStore;
-use crate::documents::{AdminDoc, OpDoc, OpKind, OrgDoc, State, to_bson_time};
+use crate::documents::{AdminDoc, OpDoc, OpKind, OrgDoc, State, name_reservations, to_bson_time};
 use crate::errors::{
     NAMESPACE_EXISTS, NAMESPACE_NOT_FOUND, code, is_duplicate_key, is_retryable_transaction_error, store_error,
 };
@@ -196,7 +196,7 @@ impl MongoStore {
             .organizations
             .update_one(
                 doc! {"_id": &org.id, "op.token": token},
-                doc! {"$set": {"keys": [&org.key]}, "$unset": {"op": ""}},
+                doc! {"$set": {"keys": name_reservations(&org.key)}, "$unset": {"op": ""}},
             )
             .await)?;
         Ok(result.matched_count == 1)
@@ -208,7 +208,7 @@ impl MongoStore {
         let set = doc! {
             "name": op.to_name.clone().unwrap_or_else(|| org.name.clone()),
             "key": &key,
-            "keys": [&key],
+            "keys": name_reservations(&key),
             "collection": op.to_collection.clone().unwrap_or_else(|| org.collection.clone()),
             "updated_at": op.at.unwrap_or_else(bson::DateTime::now),
         };
@@ -298,7 +298,7 @@ impl OrganizationRepository for MongoStore {
         let org = OrgDoc {
             id: new.id.to_string(),
             name: new.name.as_str().to_owned(),
-            keys: vec![key.clone()],
+            keys: name_reservations(&key),
             key,
             collection: new.collection.as_str().to_owned(),
             database: self.tenants.name().to_owned(),
@@ -385,7 +385,7 @@ impl OrganizationRepository for MongoStore {
         // Step 1: claim the organization and reserve the new key in one atomic update.
         let mut update = doc! {"$set": {"op": bson::to_bson(&op).map_err(unknown)?}};
         if let Some(key) = &op.to_key {
-            update.insert("$addToSet", doc! {"keys": key});
+            update.insert("$addToSet", doc! {"keys": {"$each": name_reservations(key)}});
         }
         let claimed = match self
             .organizations

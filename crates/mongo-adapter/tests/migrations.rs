@@ -26,6 +26,7 @@ async fn opening_applies_every_migration_once() {
     let files = records.iter().filter(|r| !r.get_str("_id").is_ok_and(|id| id.starts_with("code/"))).count();
     assert_eq!(files, names.len());
     assert!(records.iter().any(|r| r.get_str("_id") == Ok("code/0005_case_folded_keys")), "the re-keying ran once");
+    assert!(records.iter().any(|r| r.get_str("_id") == Ok("code/0006_look_alike_skeletons")), "and recorded");
     let indexes = store.master().collection::<Document>("organizations").list_index_names().await.expect("indexes");
     assert!(indexes.contains(&"keys_unique".to_owned()), "{indexes:?}");
     let indexes = store.master().collection::<Document>("admins").list_index_names().await.expect("indexes");
@@ -104,6 +105,40 @@ async fn stored_keys_are_brought_to_the_case_folding_rule_once() {
     assert_eq!(found.map(|o| o.id), Some(strasse.id));
     let found = store.find_by_key(OrganizationName::parse("MASSE").expect("name").key()).await.expect("find");
     assert_eq!(found.map(|o| o.id), Some(masse.id), "the holder of the key keeps it");
+    let again = store.rekey_organizations().await.expect("rekey again");
+    assert_eq!(again, mongo_adapter::RekeyReport::default(), "done once");
+}
+
+/// Organizations stored before look-alike skeletons existed get them reserved beside their
+/// keys; of two stored names that look alike, the second is reported and left as it was.
+#[tokio::test]
+async fn stored_keys_get_their_look_alike_skeletons_once() {
+    use domain::OrganizationName;
+    use mongo_adapter::test_support::new_organization as create;
+    use ports::OrganizationRepository;
+    let store = fresh_store().await;
+    let acme = store.create(create("Acme", "a@acme.test")).await.expect("create");
+    let other = store.create(create("Other", "c@acme.test")).await.expect("create");
+    // What earlier versions stored: keys without skeletons, so a look-alike got in.
+    let organizations = store.master().collection::<Document>("organizations");
+    let cyrillic_acme = "\u{410}\u{441}\u{43c}\u{435}";
+    let cyrillic_key = OrganizationName::parse(cyrillic_acme).expect("name").key().to_string();
+    for (id, name, key) in [(acme.id, "Acme", "acme"), (other.id, cyrillic_acme, cyrillic_key.as_str())] {
+        organizations
+            .update_one(doc! {"_id": id.to_string()}, doc! {"$set": {"name": name, "key": key, "keys": [key]}})
+            .await
+            .expect("store the old keys");
+    }
+    let records = store.master().collection::<Document>("_migrations");
+    records.delete_one(doc! {"_id": "code/0006_look_alike_skeletons"}).await.expect("forget");
+
+    let report = store.rekey_organizations().await.expect("rekey");
+    assert!(report.rekeyed.is_empty(), "{report}");
+    assert_eq!(report.conflicts.len() + report.skeletons_added, 2, "{report}");
+    assert_eq!(report.conflicts.len(), 1, "{report}");
+    let result = store.create(create(" \u{410}CME ", "d@acme.test")).await;
+    assert!(matches!(result, Err(domain::CreateOrgError::NameTaken)), "{result:?}");
+    assert!(records.find_one(doc! {"_id": "code/0006_look_alike_skeletons"}).await.expect("find").is_some());
     let again = store.rekey_organizations().await.expect("rekey again");
     assert_eq!(again, mongo_adapter::RekeyReport::default(), "done once");
 }

@@ -39,6 +39,7 @@ macro_rules! repository_contract_tests {
     ($factory:expr) => {
         $crate::repository_contract_tests!(@cases $factory;
             create_then_find, create_creates_the_tenant_collection, taken_key_is_name_taken,
+            look_alike_names_are_taken_until_freed,
             taken_email_is_email_taken_and_leaves_nothing, concurrent_creates_have_one_winner,
             rename_moves_every_document, rename_onto_taken_key_touches_nothing,
             rename_keeping_the_key_changes_only_the_display_name, update_email_and_password,
@@ -160,6 +161,42 @@ pub async fn taken_key_is_name_taken<S: Store>(store: Arc<S>) {
     assert_eq!(store.find_by_key(first.name.key()).await.expect("find"), Some(first));
     assert_eq!(store.find_by_email(&email("b@acme.test")).await.expect("find"), None);
     assert_eq!(collections(&*store).await, vec!["org_acme_corp"]);
+}
+
+/// A name that only looks like a taken one (Cyrillic letters for Latin ones) is taken too,
+/// for creates and renames; renaming to a look-alike of one's own name is allowed; a
+/// rename or delete frees the look-alikes of the name it gives up.
+pub async fn look_alike_names_are_taken_until_freed<S: Store>(store: Arc<S>) {
+    // "Асме" below is written in Cyrillic letters; "\u{43e}" is a Cyrillic "о".
+    let cyrillic_acme = "\u{410}\u{441}\u{43c}\u{435}";
+    let acme = create(&*store, "Acme", "a@acme.test").await;
+    let result = store.create(new_org(cyrillic_acme, "c@acme.test")).await;
+    assert!(matches!(result, Err(CreateOrgError::NameTaken)), "{result:?}");
+    create(&*store, "ACME Corp", "c@acme.test").await;
+
+    let globex = create(&*store, "Globex", "g@globex.test").await;
+    let mut change = changes();
+    change.rename = Some(rename(&globex, cyrillic_acme));
+    let result = store.update(globex.id, change).await;
+    assert!(matches!(result, Err(UpdateOrgError::NameTaken)), "{result:?}");
+    assert_eq!(store.find_by_key(globex.name.key()).await.expect("find"), Some(globex.clone()));
+
+    // Its own look-alike: a different key, so the collection moves.
+    let mut change = changes();
+    change.rename = Some(rename(&acme, "\u{410}cme"));
+    let renamed = store.update(acme.id, change).await.expect("rename to its own look-alike");
+    assert_ne!(renamed.name.key(), acme.name.key());
+    // The rename gave up the key "acme" but keeps its look-alikes; deleting frees them.
+    let result = store.create(new_org("Acme", "d@acme.test")).await;
+    assert!(matches!(result, Err(CreateOrgError::NameTaken)), "{result:?}");
+    store.delete(acme.id).await.expect("delete");
+    create(&*store, cyrillic_acme, "d@acme.test").await;
+
+    // A rename away frees the look-alikes of the old name.
+    let mut change = changes();
+    change.rename = Some(rename(&globex, "Initech"));
+    store.update(globex.id, change).await.expect("rename");
+    create(&*store, "Gl\u{43e}bex", "e@globex.test").await;
 }
 
 /// An organization whose admin email is taken is refused, and nothing of it remains: its
