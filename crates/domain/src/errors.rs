@@ -17,28 +17,61 @@ pub enum StoreError {
     Unknown(#[from] anyhow::Error),
 }
 
+/// Declares the error enum of one operation: the outcomes a caller can act on, each with
+/// its message (unit variants, or variants with named fields), followed by the
+/// `Unavailable` and `Unknown` arms every operation has, and the conversion from
+/// [`StoreError`]. Every crate declares its operation errors with it, so that all of them
+/// read and convert alike.
+///
+/// ```
+/// domain::operation_error!(
+///     /// Why a thing could not be frobbed.
+///     FrobError {
+///         /// It is already frobbed.
+///         AlreadyFrobbed => "already frobbed",
+///         /// It is locked.
+///         Locked {
+///             /// Until when.
+///             until: u32,
+///         } => "locked until {until}",
+///     }
+/// );
+/// let error: FrobError = domain::StoreError::Unknown(anyhow::anyhow!("boom")).into();
+/// assert!(matches!(error, FrobError::Unknown(_)));
+/// assert_eq!(FrobError::Locked { until: 3 }.to_string(), "locked until 3");
+/// ```
+#[macro_export]
 macro_rules! operation_error {
     (
         $(#[$doc:meta])*
-        $name:ident { $($(#[$vdoc:meta])* $variant:ident => $message:literal,)* }
+        $name:ident {
+            $(
+                $(#[$vdoc:meta])*
+                $variant:ident $({ $($(#[$fdoc:meta])* $field:ident : $fty:ty),* $(,)? })? => $message:literal,
+            )*
+        }
     ) => {
         $(#[$doc])*
-        #[derive(Debug, thiserror::Error)]
+        #[derive(Debug, ::thiserror::Error)]
         pub enum $name {
-            $($(#[$vdoc])* #[error($message)] $variant,)*
+            $(
+                $(#[$vdoc])*
+                #[error($message)]
+                $variant $({ $($(#[$fdoc])* $field: $fty),* })?,
+            )*
             /// A dependency is down or saturated; retrying later may succeed.
             #[error("service temporarily unavailable")]
-            Unavailable(#[source] anyhow::Error),
+            Unavailable(#[source] ::anyhow::Error),
             /// An unexpected failure.
             #[error(transparent)]
-            Unknown(anyhow::Error),
+            Unknown(::anyhow::Error),
         }
 
-        impl From<StoreError> for $name {
-            fn from(error: StoreError) -> Self {
+        impl ::core::convert::From<$crate::StoreError> for $name {
+            fn from(error: $crate::StoreError) -> Self {
                 match error {
-                    StoreError::Unavailable(e) => Self::Unavailable(e),
-                    StoreError::Unknown(e) => Self::Unknown(e),
+                    $crate::StoreError::Unavailable(e) => Self::Unavailable(e),
+                    $crate::StoreError::Unknown(e) => Self::Unknown(e),
                 }
             }
         }

@@ -60,9 +60,9 @@ impl FromRequest for MaybeAuthenticated {
             let Some(token) = token else { return Ok(MaybeAuthenticated(None)) };
             match state?.api.authenticate(&token).await {
                 Ok(principal) => Ok(MaybeAuthenticated(Some(principal))),
+                // An invalid token on a public route makes the caller anonymous.
                 Err(AuthError::InvalidToken) => Ok(MaybeAuthenticated(None)),
-                Err(AuthError::Unavailable(e)) => Err(ApiError::Unavailable(e)),
-                Err(AuthError::Unknown(e)) => Err(ApiError::Internal(e)),
+                Err(error) => Err(error.into()),
             }
         })
     }

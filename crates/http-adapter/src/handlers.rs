@@ -4,7 +4,7 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use domain::{CreateOrgError, DeleteOrgError, GetOrgError, UpdateOrgError};
-use ports::{AuthError, LoginError, RefreshError};
+use ports::{AuditError, AuthError, LoginError, LogoutError, RefreshError};
 
 use crate::auth::{Authenticated, MaybeAuthenticated};
 use crate::dto::{
@@ -141,6 +141,21 @@ impl From<AuthError> for ApiError {
         }
     }
 }
+
+/// The errors of use cases that can fail only because a dependency did.
+macro_rules! from_dependency_errors {
+    ($($error:ident),*) => {$(
+        impl From<$error> for ApiError {
+            fn from(error: $error) -> Self {
+                match error {
+                    $error::Unavailable(e) => Self::Unavailable(e),
+                    $error::Unknown(e) => Self::Internal(e),
+                }
+            }
+        }
+    )*};
+}
+from_dependency_errors!(LogoutError, AuditError);
 
 /// Create an organization with its admin and tenant collection.
 #[utoipa::path(

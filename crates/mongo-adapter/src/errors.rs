@@ -22,8 +22,37 @@ pub(crate) fn code(error: &Error) -> Option<i32> {
     }
 }
 
+/// Whether a unique index refused the write, whichever index it was.
 pub(crate) fn is_duplicate_key(error: &Error) -> bool {
     code(error) == Some(DUPLICATE_KEY)
+}
+
+/// The unique index on organization keys (and their look-alike skeletons).
+pub(crate) const KEYS_INDEX: &str = "keys_unique";
+/// The unique index on admin emails.
+pub(crate) const EMAIL_INDEX: &str = "email_unique";
+
+/// Whether the unique index named `index` refused the write. The server names the index
+/// in the message of E11000 ("... index: keys_unique dup key: { ... }"), which is how a
+/// conflict becomes the domain's conflict it means (a name or an email taken), while a
+/// duplicate in any other index (an `_id`, say) stays an unexpected error.
+pub(crate) fn is_duplicate_in(error: &Error, index: &str) -> bool {
+    is_duplicate_key(error) && message(error).and_then(duplicate_index) == Some(index)
+}
+
+fn message(error: &Error) -> Option<&str> {
+    match error.kind.as_ref() {
+        ErrorKind::Command(e) => Some(&e.message),
+        ErrorKind::Write(WriteFailure::WriteError(e)) => Some(&e.message),
+        ErrorKind::InsertMany(e) => e.write_errors.as_ref().and_then(|w| w.first()).map(|w| w.message.as_str()),
+        _ => None,
+    }
+}
+
+/// The index name in an E11000 message.
+fn duplicate_index(message: &str) -> Option<&str> {
+    let rest = &message[message.find("index: ")? + "index: ".len()..];
+    rest.split_whitespace().next()
 }
 
 /// Whether the error says the server could not be reached at all (no server selected, the
@@ -52,5 +81,17 @@ pub(crate) fn store_error(error: Error) -> StoreError {
         StoreError::Unavailable(anyhow::Error::new(error).context("MongoDB is unreachable"))
     } else {
         StoreError::Unknown(anyhow::Error::new(error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_index_is_read_from_the_duplicate_key_message() {
+        let message =
+            r#"E11000 duplicate key error collection: m.organizations index: keys_unique dup key: { keys: "acme" }"#;
+        assert_eq!(super::duplicate_index(message), Some("keys_unique"));
+        assert_eq!(super::duplicate_index("E11000 duplicate key error index: email_unique"), Some("email_unique"));
+        assert_eq!(super::duplicate_index("E11000 duplicate key error"), None);
     }
 }

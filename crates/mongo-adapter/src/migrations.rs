@@ -404,9 +404,9 @@ impl MongoStore {
                 Ok(result) if result.matched_count == 0 => report.busy.push(id.to_owned()),
                 Ok(_) if new == old => report.skeletons_added += 1,
                 Ok(_) => report.rekeyed.push(format!("{id}: {old} -> {new}")),
-                Err(e) if crate::errors::is_duplicate_key(&e) => report.conflicts.push(format!(
-                    "{id} ({name:?}): {new} or a name that looks like it belongs to another organization"
-                )),
+                Err(e) if crate::errors::is_duplicate_in(&e, crate::errors::KEYS_INDEX) => report.conflicts.push(
+                    format!("{id} ({name:?}): {new} or a name that looks like it belongs to another organization"),
+                ),
                 Err(e) => return Err(e).context("re-keying an organization"),
             }
         }

@@ -19,7 +19,8 @@ use uuid::Uuid;
 use crate::MongoStore;
 use crate::documents::{AdminDoc, OpDoc, OpKind, OrgDoc, State, name_reservations, to_bson_time};
 use crate::errors::{
-    NAMESPACE_EXISTS, NAMESPACE_NOT_FOUND, code, is_duplicate_key, is_retryable_transaction_error, store_error,
+    EMAIL_INDEX, KEYS_INDEX, NAMESPACE_EXISTS, NAMESPACE_NOT_FOUND, code, is_duplicate_in,
+    is_retryable_transaction_error, store_error,
 };
 use crate::schema::tenant_collection_options;
 
@@ -70,12 +71,12 @@ impl MongoStore {
     ) -> Result<Result<(), MetadataConflict>, StoreError> {
         if !self.transactions {
             match self.organizations.insert_one(org).await {
-                Err(e) if is_duplicate_key(&e) => return Ok(Err(MetadataConflict::Name)),
+                Err(e) if is_duplicate_in(&e, KEYS_INDEX) => return Ok(Err(MetadataConflict::Name)),
                 other => db(other)?,
             };
             self.step("create:after_insert_organization").await?;
             return match self.admins.insert_one(admin).await {
-                Err(e) if is_duplicate_key(&e) => {
+                Err(e) if is_duplicate_in(&e, EMAIL_INDEX) => {
                     let token = org.op.as_ref().map(|op| op.token.clone()).unwrap_or_default();
                     db(self.organizations.delete_one(doc! {"_id": &org.id, "op.token": token}).await)?;
                     Ok(Err(MetadataConflict::Email))
@@ -104,7 +105,7 @@ impl MongoStore {
         let mut session = self.client.start_session().await?;
         session.start_transaction().await?;
         match self.organizations.insert_one(org).session(&mut session).await {
-            Err(e) if is_duplicate_key(&e) => {
+            Err(e) if is_duplicate_in(&e, KEYS_INDEX) => {
                 let _ = session.abort_transaction().await;
                 return Ok(Ok(Err(MetadataConflict::Name)));
             }
@@ -115,7 +116,7 @@ impl MongoStore {
             return Ok(Err(crash));
         }
         match self.admins.insert_one(admin).session(&mut session).await {
-            Err(e) if is_duplicate_key(&e) => {
+            Err(e) if is_duplicate_in(&e, EMAIL_INDEX) => {
                 let _ = session.abort_transaction().await;
                 return Ok(Ok(Err(MetadataConflict::Email)));
             }
@@ -392,7 +393,7 @@ impl OrganizationRepository for MongoStore {
             .update_one(doc! {"_id": &id, "state": state(State::Active), "op": {"$exists": false}}, update)
             .await
         {
-            Err(e) if is_duplicate_key(&e) => return Err(UpdateOrgError::NameTaken),
+            Err(e) if is_duplicate_in(&e, KEYS_INDEX) => return Err(UpdateOrgError::NameTaken),
             other => db(other)?,
         };
         if claimed.matched_count == 0 {
@@ -427,7 +428,7 @@ impl OrganizationRepository for MongoStore {
                     return Err(taken_over().into());
                 }
                 match self.admins.update_one(doc! {"_id": &admin.id}, doc! {"$set": op.admin_changes()}).await {
-                    Err(e) if is_duplicate_key(&e) => {
+                    Err(e) if is_duplicate_in(&e, EMAIL_INDEX) => {
                         if moving {
                             // If moving back fails, the intent record stays and the reconciler
                             // rolls the rename back.

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::MongoStore;
 use crate::documents::{AdminDoc, OpDoc, OpKind, OrgDoc, State};
-use crate::errors::is_duplicate_key;
+use crate::errors::{EMAIL_INDEX, KEYS_INDEX, is_duplicate_in, is_duplicate_key};
 
 /// What a reconciliation pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -179,7 +179,7 @@ impl MongoStore {
                         if !applied {
                             let set = doc! {"$set": op.admin_changes()};
                             match self.admins.update_one(doc! {"_id": &org.admin_id}, set).await {
-                                Err(e) if is_duplicate_key(&e) => anyhow::bail!(
+                                Err(e) if is_duplicate_in(&e, EMAIL_INDEX) => anyhow::bail!(
                                     "the update's new email belongs to another admin now; it can only be rolled back \
                                      (use --back)"
                                 ),
@@ -369,7 +369,7 @@ impl MongoStore {
             updated_at: now,
         };
         match self.organizations.insert_one(&placeholder).await {
-            Err(e) if is_duplicate_key(&e) => return Ok(false),
+            Err(e) if is_duplicate_in(&e, KEYS_INDEX) => return Ok(false),
             other => other.with_context(|| format!("reserving orphan collection {collection}"))?,
         };
         if self.collection_referenced(database, collection, &placeholder.id).await? {

@@ -18,8 +18,7 @@ use instrumented::Instrumented;
 use memory_adapter::InMemoryStore;
 use mongo_adapter::MongoStore;
 use ports::{
-    AccountLockout, AuditLog, OrgService, SecurityPolicy, SecurityStores, SessionRepository, SystemClock, TenantStore,
-    ThrottleKeyer,
+    AccountLockout, AuditLog, OrgService, SecurityPolicy, SessionRepository, SystemClock, TenantStore, ThrottleKeyer,
 };
 use secrecy::ExposeSecret;
 
@@ -208,22 +207,19 @@ impl Parts {
         S: ports::OrganizationRepository + ports::AdminRepository + SessionRepository + AccountLockout + AuditLog,
     {
         let store = Arc::new(Instrumented::new(store, registry)?);
-        let security = SecurityStores {
+        let ports = ports::Ports {
+            organizations: store.clone(),
+            admins: store.clone(),
+            hasher: Arc::new(self.hasher),
+            tokens: Arc::new(self.tokens),
+            clock: Arc::new(SystemClock),
             sessions: store.clone(),
             lockout: store.clone(),
-            throttle_keyer: self.throttle_keyer,
-            audit: store.clone(),
-            policy: self.policy,
+            audit: store,
         };
-        Ok(Arc::new(OrgService::new(
-            store.clone(),
-            store,
-            self.hasher,
-            self.tokens,
-            SystemClock,
-            self.naming,
-            security,
-        )))
+        let settings =
+            ports::ServiceSettings { naming: self.naming, throttle_keyer: self.throttle_keyer, policy: self.policy };
+        Ok(Arc::new(OrgService::new(ports, settings)))
     }
 }
 

@@ -11,10 +11,10 @@ mod clock;
 pub mod contract;
 mod hasher;
 mod repository;
-mod service;
 mod sessions;
 mod throttle;
 mod token;
+mod usecases;
 
 pub use clock::{Clock, SystemClock};
 pub use hasher::{HashError, PasswordHasher};
@@ -22,11 +22,11 @@ pub use repository::{
     AccountLockout, AdminRepository, AuditLog, AuditQuery, NewSession, OrganizationRepository, REMEMBERED_ROTATIONS,
     RefreshHash, Rotation, SessionRepository, TenantStore,
 };
-pub use service::{
-    AuditPage, AuthError, CreateOrganizationRequest, CreatedOrganization, LoginError, LoginRequest, OrgService,
-    OrganizationApi, OrganizationView, Principal, RefreshError, RequestContext, SecurityStores, SessionTokens,
-    UpdateOrganizationRequest,
-};
 pub use sessions::{RefreshToken, SecurityPolicy};
 pub use throttle::{CheckPermit, LoginThrottles, StoredThrottle, ThrottleKey, ThrottleKeyer};
 pub use token::{AccessToken, TokenClaims, TokenError, TokenIssuer};
+pub use usecases::{
+    AuditError, AuditPage, AuthError, CreateOrganizationRequest, CreatedOrganization, LoginError, LoginRequest,
+    LogoutError, OrgService, OrganizationApi, OrganizationView, Ports, Principal, RefreshError, RequestContext,
+    ServiceSettings, SessionTokens, UpdateOrganizationRequest,
+};

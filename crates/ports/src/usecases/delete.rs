@@ -1,0 +1,65 @@
+//! Deleting the caller's organization.
+
+use domain::{AuditAction, AuditOutcome, DeleteOrgError, OrganizationName};
+
+use super::{OrgService, Principal, RequestContext};
+
+impl OrgService {
+    pub(super) async fn delete_organization(
+        &self,
+        caller: &Principal,
+        name: &OrganizationName,
+        context: &RequestContext,
+    ) -> Result<(), DeleteOrgError> {
+        let organization = self.organizations.find_by_key(name.key()).await?.ok_or(DeleteOrgError::NotFound)?;
+        if organization.id != caller.org_id {
+            return Err(DeleteOrgError::NotOwner);
+        }
+        self.organizations.delete(organization.id).await?;
+        tracing::info!(organization_id = %organization.id, "organization deleted");
+        self.session_cache.forget_organization(organization.id);
+        // The organization's tokens are refused already (its existence is checked on every
+        // request); revoking its sessions also ends them for good.
+        self.sessions.revoke_organization_sessions(organization.id, self.now()).await?;
+        self.audit_event(
+            AuditAction::OrganizationDeleted,
+            AuditOutcome::Success,
+            Some(organization.id),
+            Some(caller.admin_id),
+            context,
+        )
+        .await;
+        let retention = chrono::Duration::from_std(self.policy.audit_retention).unwrap_or(chrono::Duration::MAX);
+        self.audit_log.expire_events(organization.id, self.now() + retention).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+
+    #[tokio::test]
+    async fn delete_refuses_another_organization_without_deleting_anything() {
+        let org = org("Acme");
+        let mut m = Mocks::auditing_anything();
+        let found = org.clone();
+        m.orgs.expect_find_by_key().returning(move |_| Ok(Some(found.clone())));
+        m.orgs.expect_delete().never();
+        let caller = Principal { admin_id: AdminId::new(), org_id: OrgId::new(), session_id: SessionId::new() };
+        let result = m.service(CollectionNaming::Key).delete(&caller, &org.name, &ctx()).await;
+        assert!(matches!(result, Err(DeleteOrgError::NotOwner)), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn delete_of_an_unknown_name_is_not_found() {
+        let mut m = Mocks::auditing_anything();
+        m.orgs.expect_find_by_key().returning(|_| Ok(None));
+        m.orgs.expect_delete().never();
+        let caller = Principal { admin_id: AdminId::new(), org_id: OrgId::new(), session_id: SessionId::new() };
+        let name = OrganizationName::parse("Nobody").expect("name");
+        let result = m.service(CollectionNaming::Key).delete(&caller, &name, &ctx()).await;
+        assert!(matches!(result, Err(DeleteOrgError::NotFound)), "{result:?}");
+    }
+}

@@ -1,0 +1,310 @@
+//! The use cases: create, read, log in, refresh, log out, authenticate, update and delete
+//! organizations, and read the audit trail; one module each, holding its request, its
+//! error and its tests.
+//!
+//! [`OrgService`] holds every port it needs as a shared trait object ([`Ports`]): one way of
+//! injecting dependencies, which keeps each use case module free of type parameters and
+//! lets tests hand in mockall mocks. The HTTP adapter sees the use cases only through the
+//! [`OrganizationApi`] trait so that they are wired once at the composition root.
+
+mod audit;
+mod authenticate;
+mod create;
+mod delete;
+mod get;
+mod login;
+mod logout;
+mod refresh;
+#[cfg(test)]
+mod test_support;
+mod update;
+
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{
+    AdminId, AuditAction, AuditEvent, AuditOutcome, CollectionNaming, CreateOrgError, DeleteOrgError, Email, EventId,
+    GetOrgError, OrgId, OrganizationName, SessionId, StoreError, UpdateOrgError,
+};
+use secrecy::SecretString;
+
+pub use audit::{AuditError, AuditPage};
+pub use authenticate::AuthError;
+pub use create::{CreateOrganizationRequest, CreatedOrganization};
+pub use get::OrganizationView;
+pub use login::{LoginError, LoginRequest, SessionTokens};
+pub use logout::LogoutError;
+pub use refresh::RefreshError;
+pub use update::UpdateOrganizationRequest;
+
+use crate::sessions::{SecurityPolicy, SessionCache};
+use crate::{
+    AccountLockout, AdminRepository, AuditLog, AuditQuery, Clock, HashError, LoginThrottles, OrganizationRepository,
+    PasswordHasher, SessionRepository, ThrottleKeyer, TokenError, TokenIssuer,
+};
+
+/// Where a request came from, for the audit trail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestContext {
+    /// The client's address, as the HTTP adapter determined it.
+    pub ip: Option<String>,
+    /// The request's id.
+    pub request_id: Option<String>,
+}
+
+/// The authenticated caller of a protected use case: an admin whose token verified and
+/// whose session, admin and organization were live when the request was authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal {
+    /// The admin.
+    pub admin_id: AdminId,
+    /// The admin's organization.
+    pub org_id: OrgId,
+    /// The session the token belongs to.
+    pub session_id: SessionId,
+}
+
+/// The use cases the driving adapters (HTTP, CLI) call.
+#[async_trait]
+pub trait OrganizationApi: Send + Sync + 'static {
+    /// Creates an organization, its admin and its tenant collection.
+    async fn create(
+        &self,
+        request: CreateOrganizationRequest,
+        context: &RequestContext,
+    ) -> Result<CreatedOrganization, CreateOrgError>;
+
+    /// Reads an organization by name; its admin's email is shown only to its own admin.
+    async fn get(&self, name: &OrganizationName, viewer: Option<&Principal>) -> Result<OrganizationView, GetOrgError>;
+
+    /// Checks an admin's credentials (subject to the lockout) and opens a session.
+    async fn login(&self, request: LoginRequest, context: &RequestContext) -> Result<SessionTokens, LoginError>;
+
+    /// Exchanges a refresh token for new tokens (rotation with reuse detection).
+    async fn refresh(&self, token: SecretString, context: &RequestContext) -> Result<SessionTokens, RefreshError>;
+
+    /// Ends the caller's session: its access and refresh tokens stop working.
+    async fn logout(&self, caller: &Principal, context: &RequestContext) -> Result<(), LogoutError>;
+
+    /// Verifies a token and that its session, admin and organization are still live.
+    async fn authenticate(&self, token: &str) -> Result<Principal, AuthError>;
+
+    /// Applies the caller's changes to their organization and admin, all or none. A new
+    /// email or password ends every other session of the admin.
+    async fn update(
+        &self,
+        caller: &Principal,
+        request: UpdateOrganizationRequest,
+        context: &RequestContext,
+    ) -> Result<OrganizationView, UpdateOrgError>;
+
+    /// Deletes the caller's organization, named to guard against deleting the wrong one,
+    /// and ends all of its sessions.
+    async fn delete(
+        &self,
+        caller: &Principal,
+        name: &OrganizationName,
+        context: &RequestContext,
+    ) -> Result<(), DeleteOrgError>;
+
+    /// The caller's organization's audit events, newest first.
+    async fn audit(&self, caller: &Principal, query: AuditQuery) -> Result<AuditPage, AuditError>;
+
+    /// How many organizations are active, for metrics.
+    async fn organization_count(&self) -> Result<u64, StoreError>;
+
+    /// Checks that the store answers.
+    async fn ready(&self) -> Result<(), StoreError>;
+}
+
+/// Every port the use cases are wired to.
+#[derive(Clone)]
+pub struct Ports {
+    /// Organizations and their tenant collections.
+    pub organizations: Arc<dyn OrganizationRepository>,
+    /// Admins.
+    pub admins: Arc<dyn AdminRepository>,
+    /// Password hashing.
+    pub hasher: Arc<dyn PasswordHasher>,
+    /// Access tokens.
+    pub tokens: Arc<dyn TokenIssuer>,
+    /// Time, and waiting.
+    pub clock: Arc<dyn Clock>,
+    /// Sessions and refresh tokens.
+    pub sessions: Arc<dyn SessionRepository>,
+    /// Login throttles (failed-login counters per email address).
+    pub lockout: Arc<dyn AccountLockout>,
+    /// The audit trail.
+    pub audit: Arc<dyn AuditLog>,
+}
+
+/// What the use cases decide with, besides their ports.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// How new tenant collections are named.
+    pub naming: CollectionNaming,
+    /// The secret under which throttles are keyed; the same on every instance.
+    pub throttle_keyer: ThrottleKeyer,
+    /// Session, lockout and audit policy.
+    pub policy: SecurityPolicy,
+}
+
+/// The use cases, written against the ports.
+pub struct OrgService {
+    organizations: Arc<dyn OrganizationRepository>,
+    admins: Arc<dyn AdminRepository>,
+    hasher: Arc<dyn PasswordHasher>,
+    tokens: Arc<dyn TokenIssuer>,
+    clock: Arc<dyn Clock>,
+    sessions: Arc<dyn SessionRepository>,
+    lockout: Arc<dyn AccountLockout>,
+    audit_log: Arc<dyn AuditLog>,
+    naming: CollectionNaming,
+    policy: SecurityPolicy,
+    throttles: LoginThrottles,
+    session_cache: SessionCache,
+}
+
+impl OrgService {
+    /// Wires the use cases to their ports.
+    pub fn new(ports: Ports, settings: ServiceSettings) -> Self {
+        let throttles =
+            LoginThrottles::new(Arc::clone(&ports.lockout), settings.policy.lockout, settings.throttle_keyer);
+        Self {
+            organizations: ports.organizations,
+            admins: ports.admins,
+            hasher: ports.hasher,
+            tokens: ports.tokens,
+            clock: ports.clock,
+            sessions: ports.sessions,
+            lockout: ports.lockout,
+            audit_log: ports.audit,
+            naming: settings.naming,
+            policy: settings.policy,
+            throttles,
+            session_cache: SessionCache::default(),
+        }
+    }
+
+    /// The clock's time at the millisecond precision the stores keep.
+    fn now(&self) -> DateTime<Utc> {
+        domain::truncate_to_millis(self.clock.now())
+    }
+
+    async fn admin_email(&self, id: AdminId) -> Result<Email, StoreError> {
+        match self.admins.find_by_id(id).await? {
+            Some(admin) => Ok(admin.email),
+            None => Err(StoreError::Unknown(anyhow!("organization's admin {id} is missing"))),
+        }
+    }
+
+    /// Records an audit event. A failure to record is logged, not returned: the action it
+    /// describes has already happened and must not be reported as failed.
+    async fn audit_event(
+        &self,
+        action: AuditAction,
+        outcome: AuditOutcome,
+        organization_id: Option<OrgId>,
+        actor_id: Option<AdminId>,
+        context: &RequestContext,
+    ) {
+        let event = AuditEvent {
+            id: EventId::new_ordered(),
+            at: self.now(),
+            action,
+            organization_id,
+            actor_id,
+            ip: context.ip.clone(),
+            request_id: context.request_id.clone(),
+            outcome,
+        };
+        if let Err(error) = self.audit_log.record(event).await {
+            tracing::error!(%action, error = %error, "could not record an audit event");
+        }
+    }
+}
+
+#[async_trait]
+impl OrganizationApi for OrgService {
+    async fn create(
+        &self,
+        request: CreateOrganizationRequest,
+        context: &RequestContext,
+    ) -> Result<CreatedOrganization, CreateOrgError> {
+        self.create_organization(request, context).await
+    }
+
+    async fn get(&self, name: &OrganizationName, viewer: Option<&Principal>) -> Result<OrganizationView, GetOrgError> {
+        self.get_organization(name, viewer).await
+    }
+
+    async fn login(&self, request: LoginRequest, context: &RequestContext) -> Result<SessionTokens, LoginError> {
+        self.log_in(request, context).await
+    }
+
+    async fn refresh(&self, token: SecretString, context: &RequestContext) -> Result<SessionTokens, RefreshError> {
+        self.refresh_session(token, context).await
+    }
+
+    async fn logout(&self, caller: &Principal, context: &RequestContext) -> Result<(), LogoutError> {
+        self.log_out(caller, context).await
+    }
+
+    async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+        self.authenticate_token(token).await
+    }
+
+    async fn update(
+        &self,
+        caller: &Principal,
+        request: UpdateOrganizationRequest,
+        context: &RequestContext,
+    ) -> Result<OrganizationView, UpdateOrgError> {
+        self.update_organization(caller, request, context).await
+    }
+
+    async fn delete(
+        &self,
+        caller: &Principal,
+        name: &OrganizationName,
+        context: &RequestContext,
+    ) -> Result<(), DeleteOrgError> {
+        self.delete_organization(caller, name, context).await
+    }
+
+    async fn audit(&self, caller: &Principal, query: AuditQuery) -> Result<AuditPage, AuditError> {
+        self.read_audit(caller, query).await
+    }
+
+    async fn organization_count(&self) -> Result<u64, StoreError> {
+        self.organizations.count().await
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.organizations.ping().await
+    }
+}
+
+/// Hashing and token failures of the use cases that hash or issue: a saturated hasher is
+/// a retryable unavailability, anything else a bug.
+macro_rules! from_infrastructure_errors {
+    ($($error:ty),*) => {$(
+        impl From<HashError> for $error {
+            fn from(error: HashError) -> Self {
+                match error {
+                    HashError::Busy => Self::Unavailable(anyhow!(HashError::Busy)),
+                    HashError::Failed(e) => Self::Unknown(e),
+                }
+            }
+        }
+
+        impl From<TokenError> for $error {
+            fn from(error: TokenError) -> Self {
+                Self::Unknown(anyhow!(error))
+            }
+        }
+    )*};
+}
+from_infrastructure_errors!(CreateOrgError, UpdateOrgError, LoginError, RefreshError);
