@@ -25,6 +25,7 @@ mod lockout;
 mod name;
 mod password;
 mod security;
+mod sessions;
 
 pub use collection::{CollectionName, CollectionNameError, CollectionNaming};
 pub use email::{Email, EmailError, MAX_EMAIL_BYTES};
@@ -38,6 +39,7 @@ pub use lockout::{
 pub use name::{MAX_KEY_BYTES, MAX_NAME_CHARS, OrgKey, OrganizationName, OrganizationNameError, Skeleton};
 pub use password::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, Password, PasswordError, PasswordHash, PasswordHashError};
 pub use security::{AuditAction, AuditActionError, AuditEvent, AuditOutcome, Session};
+pub use sessions::{RefreshHash, RefreshState, RotationDecision, SecurityPolicy};
 
 /// Truncates a timestamp to whole milliseconds, the precision every store keeps, so that a
 /// value read back compares equal to the value written whatever the storage.

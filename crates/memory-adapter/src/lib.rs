@@ -6,19 +6,18 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     Admin, AdminId, AuditEvent, CollectionName, CreateOrgError, DeleteOrgError, Email, EventId, LoginThrottle,
-    NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, Session, SessionId, Skeleton,
-    StoreError, UpdateOrgError,
+    NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, RefreshState, Session, SessionId,
+    Skeleton, StoreError, UpdateOrgError,
 };
 use ports::{
     AccountLockout, AdminRepository, AuditLog, AuditQuery, NewSession, OrganizationRepository, REMEMBERED_ROTATIONS,
-    RefreshHash, Rotation, SessionRepository, StoredThrottle, TenantStore, ThrottleKey,
+    RefreshHash, SessionRepository, StoredSession, StoredThrottle, TenantStore, ThrottleKey,
 };
 
 /// Throttles kept before forgotten ones are swept out.
@@ -40,7 +39,7 @@ struct State {
     emails: HashMap<Email, AdminId>,
     collections: BTreeMap<CollectionName, Vec<serde_json::Value>>,
     throttles: HashMap<ThrottleKey, StoredThrottleEntry>,
-    sessions: HashMap<SessionId, StoredSession>,
+    sessions: HashMap<SessionId, SessionEntry>,
     refresh_hashes: HashMap<RefreshHash, SessionId>,
     events: BTreeMap<EventId, StoredEvent>,
 }
@@ -52,19 +51,11 @@ struct StoredThrottleEntry {
 }
 
 #[derive(Debug)]
-struct StoredSession {
+struct SessionEntry {
     session: Session,
-    current: RefreshHash,
-    /// The hash rotated away last, and when.
-    previous: Option<(RefreshHash, DateTime<Utc>)>,
+    refresh: RefreshState,
+    /// The hashes rotated away, oldest first, at most [`REMEMBERED_ROTATIONS`].
     retired: VecDeque<RefreshHash>,
-    revoked: bool,
-}
-
-impl StoredSession {
-    fn live(&self, now: DateTime<Utc>) -> bool {
-        !self.revoked && self.session.expires_at > now
-    }
 }
 
 #[derive(Debug)]
@@ -320,58 +311,51 @@ impl SessionRepository for InMemoryStore {
     async fn create_session(&self, new: NewSession) -> Result<(), StoreError> {
         let mut state = self.state();
         state.refresh_hashes.insert(new.refresh_hash.clone(), new.session.id);
-        let stored = StoredSession {
+        let stored = SessionEntry {
             session: new.session,
-            current: new.refresh_hash,
-            previous: None,
+            refresh: RefreshState { current: new.refresh_hash, previous: None, revoked: false },
             retired: VecDeque::new(),
-            revoked: false,
         };
         state.sessions.insert(stored.session.id, stored);
         Ok(())
     }
 
-    async fn rotate(
-        &self,
-        presented: &RefreshHash,
-        replacement: &RefreshHash,
-        grace: Duration,
-        now: DateTime<Utc>,
-    ) -> Result<Rotation, StoreError> {
-        let mut state = self.state();
-        let Some(id) = state.refresh_hashes.get(presented).copied() else { return Ok(Rotation::Invalid) };
-        let Some(stored) = state.sessions.get_mut(&id) else { return Ok(Rotation::Invalid) };
-        if !stored.live(now) {
-            return Ok(Rotation::Invalid);
-        }
-        let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
-        let in_grace = stored.previous.as_ref().is_some_and(|(hash, at)| hash == presented && now - *at < grace);
-        if stored.current == *presented || in_grace {
-            let rotated = std::mem::replace(&mut stored.current, replacement.clone());
-            if !in_grace {
-                stored.previous = Some((rotated.clone(), now));
-            }
-            stored.retired.push_back(rotated);
-            let forgotten = (stored.retired.len() > REMEMBERED_ROTATIONS).then(|| stored.retired.pop_front()).flatten();
-            let session = stored.session.clone();
-            if let Some(old) = forgotten {
-                state.refresh_hashes.remove(&old);
-            }
-            state.refresh_hashes.insert(replacement.clone(), id);
-            return Ok(Rotation::Rotated(session));
-        }
-        // A rotated token presented again: whoever holds it, the session is compromised.
-        stored.revoked = true;
-        Ok(Rotation::Reused(stored.session.clone()))
+    async fn find_by_refresh(&self, presented: &RefreshHash) -> Result<Option<StoredSession>, StoreError> {
+        let state = self.state();
+        let found = state.refresh_hashes.get(presented).and_then(|id| state.sessions.get(id));
+        Ok(found.map(|stored| StoredSession { session: stored.session.clone(), state: stored.refresh.clone() }))
     }
 
-    async fn session_active(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        Ok(self.state().sessions.get(&id).is_some_and(|s| s.live(now)))
+    async fn find_session(&self, id: SessionId) -> Result<Option<(Session, bool)>, StoreError> {
+        Ok(self.state().sessions.get(&id).map(|stored| (stored.session.clone(), stored.refresh.revoked)))
+    }
+
+    async fn save_rotation(
+        &self,
+        id: SessionId,
+        expected_current: &RefreshHash,
+        replacement: &RefreshHash,
+        previous: Option<(RefreshHash, DateTime<Utc>)>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let Some(stored) = state.sessions.get_mut(&id) else { return Ok(false) };
+        if stored.refresh.current != *expected_current || stored.refresh.revoked {
+            return Ok(false);
+        }
+        let rotated = std::mem::replace(&mut stored.refresh.current, replacement.clone());
+        stored.refresh.previous = previous;
+        stored.retired.push_back(rotated);
+        let forgotten = (stored.retired.len() > REMEMBERED_ROTATIONS).then(|| stored.retired.pop_front()).flatten();
+        if let Some(old) = forgotten {
+            state.refresh_hashes.remove(&old);
+        }
+        state.refresh_hashes.insert(replacement.clone(), id);
+        Ok(true)
     }
 
     async fn revoke_session(&self, id: SessionId, _now: DateTime<Utc>) -> Result<(), StoreError> {
         if let Some(stored) = self.state().sessions.get_mut(&id) {
-            stored.revoked = true;
+            stored.refresh.revoked = true;
         }
         Ok(())
     }
@@ -384,7 +368,7 @@ impl SessionRepository for InMemoryStore {
     ) -> Result<(), StoreError> {
         for stored in self.state().sessions.values_mut() {
             if stored.session.admin_id == admin && Some(stored.session.id) != except {
-                stored.revoked = true;
+                stored.refresh.revoked = true;
             }
         }
         Ok(())
@@ -393,7 +377,7 @@ impl SessionRepository for InMemoryStore {
     async fn revoke_organization_sessions(&self, org: OrgId, _now: DateTime<Utc>) -> Result<(), StoreError> {
         for stored in self.state().sessions.values_mut() {
             if stored.session.org_id == org {
-                stored.revoked = true;
+                stored.refresh.revoked = true;
             }
         }
         Ok(())

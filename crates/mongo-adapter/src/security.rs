@@ -1,24 +1,21 @@
 //! Sessions, failed-login counters and the audit trail on MongoDB.
 //!
-//! Every decision that must hold under concurrency is one conditional single-document
-//! update, atomic on any deployment (standalone, replica set, sharded): a refresh rotates
-//! only if the presented hash is still `current`; a login throttle is written only if its
-//! version is still the one read (the decisions themselves are the domain's).
+//! Every decision that must hold under concurrency is applied by one conditional
+//! single-document update, atomic on any deployment (standalone, replica set, sharded): a
+//! rotation is written only if the session still answers to the hash it was decided on; a
+//! login throttle only if its version is still the one read. The decisions themselves are
+//! the domain's; nothing here compares times or hashes to decide anything.
 
-use std::time::Duration;
-
-use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     AdminId, AuditAction, AuditEvent, AuditOutcome, CheckId, EventId, LoginThrottle, OrgId, PasswordHash, PendingCheck,
-    Session, SessionId, StoreError,
+    RefreshState, Session, SessionId, StoreError,
 };
 use mongodb::bson::{self, Document, doc};
-use mongodb::options::ReturnDocument;
 use ports::{
-    AccountLockout, AuditLog, AuditQuery, NewSession, REMEMBERED_ROTATIONS, RefreshHash, Rotation, SessionRepository,
-    StoredThrottle, ThrottleKey,
+    AccountLockout, AuditLog, AuditQuery, NewSession, REMEMBERED_ROTATIONS, RefreshHash, SessionRepository,
+    StoredSession, StoredThrottle, ThrottleKey,
 };
 use serde::{Deserialize, Serialize};
 
@@ -33,10 +30,6 @@ fn db<T>(result: mongodb::error::Result<T>) -> Result<T, StoreError> {
 fn corrupt(error: impl Into<anyhow::Error>) -> StoreError {
     StoreError::Unknown(error.into())
 }
-
-/// How many times a compare-and-set is retried against concurrent writers before giving up
-/// with a retryable error. Each lost round means another writer made progress.
-const CAS_ATTEMPTS: usize = 16;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct SessionDoc {
@@ -68,8 +61,17 @@ impl SessionDoc {
         })
     }
 
-    fn live(&self, now: DateTime<Utc>) -> bool {
-        self.revoked_at.is_none() && self.expires_at > to_bson_time(now)
+    fn to_stored(&self) -> Result<StoredSession, StoreError> {
+        let previous = match (&self.previous, self.rotated_at) {
+            (Some(hash), Some(at)) => Some((RefreshHash::from_hex(hash.clone()), from_bson_time(at).map_err(corrupt)?)),
+            _ => None,
+        };
+        let state = RefreshState {
+            current: RefreshHash::from_hex(self.current.clone()),
+            previous,
+            revoked: self.revoked_at.is_some(),
+        };
+        Ok(StoredSession { session: self.to_domain()?, state })
     }
 }
 
@@ -260,73 +262,39 @@ impl SessionRepository for MongoStore {
         Ok(())
     }
 
-    async fn rotate(
-        &self,
-        presented: &RefreshHash,
-        replacement: &RefreshHash,
-        grace: Duration,
-        now: DateTime<Utc>,
-    ) -> Result<Rotation, StoreError> {
-        let (presented, replacement) = (presented.as_hex(), replacement.as_hex());
-        let at = to_bson_time(now);
-        // The current token: rotate it, in one conditional update.
-        let rotated = db(self
-            .sessions()
-            .find_one_and_update(
-                doc! {"current": presented, "revoked_at": null, "expires_at": {"$gt": at}},
-                doc! {
-                    "$set": {"current": replacement, "previous": presented, "rotated_at": at},
-                    "$push": Self::push_retired(presented),
-                },
-            )
-            .return_document(ReturnDocument::After)
-            .await)?;
-        if let Some(session) = rotated {
-            return Ok(Rotation::Rotated(session.to_domain()?));
-        }
-        for _ in 0..CAS_ATTEMPTS {
-            let Some(session) =
-                db(self.sessions().find_one(doc! {"$or": [{"current": presented}, {"retired": presented}]}).await)?
-            else {
-                return Ok(Rotation::Invalid);
-            };
-            if !session.live(now) || session.current == presented {
-                return Ok(Rotation::Invalid);
-            }
-            let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
-            let rotated_at = session.rotated_at.map(from_bson_time).transpose().map_err(corrupt)?;
-            let in_grace =
-                session.previous.as_deref() == Some(presented) && rotated_at.is_some_and(|t| now - t < grace);
-            if !in_grace {
-                // A rotated token presented again: whoever holds it, the session is
-                // compromised.
-                db(self
-                    .sessions()
-                    .update_one(doc! {"_id": &session.id, "revoked_at": null}, doc! {"$set": {"revoked_at": at}})
-                    .await)?;
-                return Ok(Rotation::Reused(session.to_domain()?));
-            }
-            // A retry within the grace window: replace whatever is current now.
-            let retried = db(self
-                .sessions()
-                .update_one(
-                    doc! {"_id": &session.id, "current": &session.current, "previous": presented, "revoked_at": null},
-                    doc! {"$set": {"current": replacement}, "$push": Self::push_retired(&session.current)},
-                )
-                .await)?;
-            if retried.matched_count == 1 {
-                return Ok(Rotation::Rotated(session.to_domain()?));
-            }
-        }
-        Err(StoreError::Unavailable(anyhow!("too much contention on one session")))
+    async fn find_by_refresh(&self, presented: &RefreshHash) -> Result<Option<StoredSession>, StoreError> {
+        let presented = presented.as_hex();
+        let filter = doc! {"$or": [{"current": presented}, {"retired": presented}]};
+        db(self.sessions().find_one(filter).await)?.map(|found| found.to_stored()).transpose()
     }
 
-    async fn session_active(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let found = db(self
+    async fn find_session(&self, id: SessionId) -> Result<Option<(Session, bool)>, StoreError> {
+        let found = db(self.sessions().find_one(doc! {"_id": id.to_string()}).await)?;
+        found.map(|found| Ok((found.to_domain()?, found.revoked_at.is_some()))).transpose()
+    }
+
+    async fn save_rotation(
+        &self,
+        id: SessionId,
+        expected_current: &RefreshHash,
+        replacement: &RefreshHash,
+        previous: Option<(RefreshHash, DateTime<Utc>)>,
+    ) -> Result<bool, StoreError> {
+        let (previous, rotated_at) = match previous {
+            Some((hash, at)) => (bson::Bson::String(hash.as_hex().to_owned()), bson::Bson::DateTime(to_bson_time(at))),
+            None => (bson::Bson::Null, bson::Bson::Null),
+        };
+        let saved = db(self
             .sessions()
-            .count_documents(doc! {"_id": id.to_string(), "revoked_at": null, "expires_at": {"$gt": to_bson_time(now)}})
+            .update_one(
+                doc! {"_id": id.to_string(), "current": expected_current.as_hex(), "revoked_at": null},
+                doc! {
+                    "$set": {"current": replacement.as_hex(), "previous": previous, "rotated_at": rotated_at},
+                    "$push": Self::push_retired(expected_current.as_hex()),
+                },
+            )
             .await)?;
-        Ok(found == 1)
+        Ok(saved.matched_count == 1)
     }
 
     async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<(), StoreError> {

@@ -4,17 +4,17 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     Admin, AdminId, AuditEvent, CreateOrgError, DeleteOrgError, Email, LoginThrottle, NewOrganization, OrgId, OrgKey,
-    Organization, OrganizationChanges, PasswordHash, SessionId, StoreError, UpdateOrgError,
+    Organization, OrganizationChanges, PasswordHash, SecurityPolicy, Session, SessionId, StoreError, UpdateOrgError,
 };
 use ports::{
     AccountLockout, AdminRepository, AuditLog, AuditQuery, NewSession, OrganizationRepository, RefreshHash, Rotation,
-    SessionRepository, StoredThrottle, ThrottleKey,
+    SessionRepository, StoredSession, StoredThrottle, ThrottleKey,
 };
 use prometheus::{HistogramVec, IntCounterVec, Opts, Registry};
 
@@ -113,14 +113,31 @@ impl<S: SessionRepository> SessionRepository for Instrumented<S> {
     async fn create_session(&self, new: NewSession) -> Result<(), StoreError> {
         self.timed("session.create", self.inner.create_session(new)).await
     }
+    async fn find_by_refresh(&self, presented: &RefreshHash) -> Result<Option<StoredSession>, StoreError> {
+        self.timed("session.find_by_refresh", self.inner.find_by_refresh(presented)).await
+    }
+    async fn find_session(&self, id: SessionId) -> Result<Option<(Session, bool)>, StoreError> {
+        self.timed("session.find", self.inner.find_session(id)).await
+    }
+    async fn save_rotation(
+        &self,
+        id: SessionId,
+        expected_current: &RefreshHash,
+        replacement: &RefreshHash,
+        previous: Option<(RefreshHash, DateTime<Utc>)>,
+    ) -> Result<bool, StoreError> {
+        self.timed("session.save_rotation", self.inner.save_rotation(id, expected_current, replacement, previous)).await
+    }
+    // The whole exchange and the liveness check are timed as one operation each, as the
+    // use cases see them (the inner store runs the domain's decisions over its own reads).
     async fn rotate(
         &self,
         presented: &RefreshHash,
         replacement: &RefreshHash,
-        grace: Duration,
+        policy: &SecurityPolicy,
         now: DateTime<Utc>,
     ) -> Result<Rotation, StoreError> {
-        self.timed("session.rotate", self.inner.rotate(presented, replacement, grace, now)).await
+        self.timed("session.rotate", self.inner.rotate(presented, replacement, policy, now)).await
     }
     async fn session_active(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
         self.timed("session.active", self.inner.session_active(id, now)).await

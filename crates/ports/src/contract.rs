@@ -12,7 +12,8 @@ use std::time::Duration;
 use domain::{
     AdminId, AuditAction, AuditEvent, AuditOutcome, CheckId, CollectionName, CollectionNaming, CreateOrgError,
     DeleteOrgError, Email, EventId, LockoutPolicy, LoginThrottle, NewAdmin, NewOrganization, OrgId, Organization,
-    OrganizationChanges, OrganizationName, PasswordHash, PendingCheck, Rename, Session, SessionId, UpdateOrgError,
+    OrganizationChanges, OrganizationName, PasswordHash, PendingCheck, Rename, SecurityPolicy, Session, SessionId,
+    UpdateOrgError,
 };
 use serde_json::json;
 
@@ -610,6 +611,11 @@ async fn open_session<S: Store>(store: &S, org: &Organization, at: DateTime<Utc>
 
 const GRACE: Duration = Duration::from_secs(10);
 
+/// The default policy with this grace window for refresh retries.
+fn grace(window: Duration) -> SecurityPolicy {
+    SecurityPolicy { refresh_grace: window, ..SecurityPolicy::default() }
+}
+
 /// The current token rotates; a rotated one presented later revokes the session.
 pub async fn refresh_rotates_and_detects_reuse<S: Store>(store: Arc<S>) {
     let org = create(&*store, "Acme", "a@acme.test").await;
@@ -617,31 +623,36 @@ pub async fn refresh_rotates_and_detects_reuse<S: Store>(store: Arc<S>) {
     let (session, first) = open_session(&*store, &org, t0).await;
     let (second, third) = (RefreshToken::generate(), RefreshToken::generate());
     assert_eq!(
-        store.rotate(&first.hash(), &second.hash(), GRACE, t0).await.expect("rotate"),
+        store.rotate(&first.hash(), &second.hash(), &grace(GRACE), t0).await.expect("rotate"),
         Rotation::Rotated(session.clone())
     );
     assert_eq!(
-        store.rotate(&second.hash(), &third.hash(), GRACE, ms(t0, 60)).await.expect("rotate"),
+        store.rotate(&second.hash(), &third.hash(), &grace(GRACE), ms(t0, 60)).await.expect("rotate"),
         Rotation::Rotated(session.clone())
     );
     assert!(store.session_active(session.id, ms(t0, 61)).await.expect("active"));
     // The first token again, long after: reuse.
-    let reused =
-        store.rotate(&first.hash(), &RefreshToken::generate().hash(), GRACE, ms(t0, 120)).await.expect("rotate");
+    let reused = store
+        .rotate(&first.hash(), &RefreshToken::generate().hash(), &grace(GRACE), ms(t0, 120))
+        .await
+        .expect("rotate");
     assert_eq!(reused, Rotation::Reused(session.clone()));
     assert!(!store.session_active(session.id, ms(t0, 121)).await.expect("active"));
     // Even the current token is dead now.
-    let after =
-        store.rotate(&third.hash(), &RefreshToken::generate().hash(), GRACE, ms(t0, 122)).await.expect("rotate");
+    let after = store
+        .rotate(&third.hash(), &RefreshToken::generate().hash(), &grace(GRACE), ms(t0, 122))
+        .await
+        .expect("rotate");
     assert_eq!(after, Rotation::Invalid);
-    let unknown = store.rotate(&RefreshToken::generate().hash(), &RefreshToken::generate().hash(), GRACE, t0).await;
+    let unknown =
+        store.rotate(&RefreshToken::generate().hash(), &RefreshToken::generate().hash(), &grace(GRACE), t0).await;
     assert_eq!(unknown.expect("rotate"), Rotation::Invalid);
     // An expired session neither rotates nor is active.
     let (expiring, token) = open_session(&*store, &org, t0).await;
     let late = ms(t0, 30 * 24 * 3600 + 1);
     assert!(!store.session_active(expiring.id, late).await.expect("active"));
     assert_eq!(
-        store.rotate(&token.hash(), &RefreshToken::generate().hash(), GRACE, late).await.expect("rotate"),
+        store.rotate(&token.hash(), &RefreshToken::generate().hash(), &grace(GRACE), late).await.expect("rotate"),
         Rotation::Invalid
     );
 }
@@ -654,24 +665,26 @@ pub async fn refresh_grace_allows_one_retry<S: Store>(store: Arc<S>) {
     let (session, first) = open_session(&*store, &org, t0).await;
     let (lost, retried, next) = (RefreshToken::generate(), RefreshToken::generate(), RefreshToken::generate());
     assert_eq!(
-        store.rotate(&first.hash(), &lost.hash(), GRACE, t0).await.expect("rotate"),
+        store.rotate(&first.hash(), &lost.hash(), &grace(GRACE), t0).await.expect("rotate"),
         Rotation::Rotated(session.clone())
     );
     assert_eq!(
-        store.rotate(&first.hash(), &retried.hash(), GRACE, ms(t0, 5)).await.expect("retry"),
+        store.rotate(&first.hash(), &retried.hash(), &grace(GRACE), ms(t0, 5)).await.expect("retry"),
         Rotation::Rotated(session.clone())
     );
     assert_eq!(
-        store.rotate(&retried.hash(), &next.hash(), GRACE, ms(t0, 6)).await.expect("rotate"),
+        store.rotate(&retried.hash(), &next.hash(), &grace(GRACE), ms(t0, 6)).await.expect("rotate"),
         Rotation::Rotated(session.clone())
     );
     // The lost answer's token surfaces: reuse.
-    let reused = store.rotate(&lost.hash(), &RefreshToken::generate().hash(), GRACE, ms(t0, 7)).await.expect("rotate");
+    let reused =
+        store.rotate(&lost.hash(), &RefreshToken::generate().hash(), &grace(GRACE), ms(t0, 7)).await.expect("rotate");
     assert_eq!(reused, Rotation::Reused(session.clone()));
     // Outside the window, the rotated token is reuse too.
     let (other, token) = open_session(&*store, &org, t0).await;
-    store.rotate(&token.hash(), &RefreshToken::generate().hash(), GRACE, t0).await.expect("rotate");
-    let late = store.rotate(&token.hash(), &RefreshToken::generate().hash(), GRACE, ms(t0, 11)).await.expect("rotate");
+    store.rotate(&token.hash(), &RefreshToken::generate().hash(), &grace(GRACE), t0).await.expect("rotate");
+    let late =
+        store.rotate(&token.hash(), &RefreshToken::generate().hash(), &grace(GRACE), ms(t0, 11)).await.expect("rotate");
     assert_eq!(late, Rotation::Reused(other));
 }
 
@@ -686,7 +699,7 @@ pub async fn parallel_refreshes_of_one_token_rotate_once<S: Store>(store: Arc<S>
             let (store, presented) = (store.clone(), presented.clone());
             tokio::spawn(async move {
                 store
-                    .rotate(&presented, &RefreshToken::generate().hash(), Duration::ZERO, ms(t0, 1))
+                    .rotate(&presented, &RefreshToken::generate().hash(), &grace(Duration::ZERO), ms(t0, 1))
                     .await
                     .expect("rotate")
             })
@@ -714,7 +727,7 @@ pub async fn sessions_are_revoked_by_admin_and_organization<S: Store>(store: Arc
     assert!(store.session_active(kept.id, t0).await.expect("active"));
     assert!(!store.session_active(ended.id, t0).await.expect("active"));
     assert_eq!(
-        store.rotate(&ended_token.hash(), &RefreshToken::generate().hash(), GRACE, t0).await.expect("rotate"),
+        store.rotate(&ended_token.hash(), &RefreshToken::generate().hash(), &grace(GRACE), t0).await.expect("rotate"),
         Rotation::Invalid
     );
     store.revoke_organization_sessions(acme.id, t0).await.expect("revoke");

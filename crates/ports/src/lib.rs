@@ -17,12 +17,13 @@ mod token;
 mod usecases;
 
 pub use clock::{Clock, SystemClock};
+pub use domain::{RefreshHash, SecurityPolicy};
 pub use hasher::{HashError, PasswordHasher};
 pub use repository::{
     AccountLockout, AdminRepository, AuditLog, AuditQuery, NewSession, OrganizationRepository, REMEMBERED_ROTATIONS,
-    RefreshHash, Rotation, SessionRepository, TenantStore,
+    Rotation, SessionRepository, StoredSession, TenantStore,
 };
-pub use sessions::{RefreshToken, SecurityPolicy};
+pub use sessions::RefreshToken;
 pub use throttle::{CheckPermit, LoginThrottles, StoredThrottle, ThrottleKey, ThrottleKeyer};
 pub use token::{AccessToken, TokenClaims, TokenError, TokenIssuer};
 pub use usecases::{

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     Admin, AdminId, AuditAction, AuditEvent, CollectionName, CreateOrgError, DeleteOrgError, Email, EventId,
-    LoginThrottle, NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, Session, SessionId,
-    StoreError, UpdateOrgError,
+    LoginThrottle, NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, RefreshHash,
+    RefreshState, RotationDecision, SecurityPolicy, Session, SessionId, StoreError, UpdateOrgError,
 };
 
 use crate::throttle::{StoredThrottle, ThrottleKey};
@@ -120,30 +120,6 @@ pub struct NewSession {
     pub refresh_hash: RefreshHash,
 }
 
-/// The SHA-256 of a refresh token, hex: all the store ever keeps of one. Refresh tokens
-/// are 256-bit random values, so a fast hash is as safe as a slow one here.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct RefreshHash(String);
-
-impl RefreshHash {
-    /// Wraps a hex digest read back from the store.
-    pub fn from_hex(hex: String) -> Self {
-        Self(hex)
-    }
-
-    /// The hex digest.
-    pub fn as_hex(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for RefreshHash {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Only a prefix: enough to correlate, useless to anyone holding the log.
-        write!(f, "RefreshHash({}…)", self.0.get(..8).unwrap_or(""))
-    }
-}
-
 /// How many rotated refresh hashes a session remembers for reuse detection; an older one
 /// presented again is merely unknown. At one rotation per access token lifetime (15
 /// minutes), that is a day of history.
@@ -161,27 +137,81 @@ pub enum Rotation {
     Invalid,
 }
 
-/// Login sessions and their refresh tokens.
+/// A session found by one of its refresh tokens, with the state the rotation rule needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    /// The session.
+    pub session: Session,
+    /// Its revocation and refresh tokens.
+    pub state: RefreshState,
+}
+
+/// How many times a refresh retries when another refresh of the same session changed it
+/// between reading and writing.
+const ROTATION_ATTEMPTS: usize = 16;
+
+/// Login sessions and their refresh tokens. Stores load and save; the decisions (is a
+/// session live, what does a presented refresh token do) are the domain's
+/// ([`domain::Session::is_live`], [`SecurityPolicy::rotation`]), applied by the provided
+/// methods with compare-and-set writes.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait SessionRepository: Send + Sync + 'static {
     /// Stores a new session.
     async fn create_session(&self, new: NewSession) -> Result<(), StoreError>;
 
-    /// Atomically exchanges a refresh token for a new one. The current token rotates. A
-    /// token rotated away within `grace` before, and only the one rotated last, rotates
-    /// again (a client retrying a refresh whose answer it lost). Any other rotated token
-    /// revokes the session: it was stolen, or the client is broken.
+    /// The session whose current refresh token, or one of its last
+    /// [`REMEMBERED_ROTATIONS`] rotated ones, has this hash.
+    async fn find_by_refresh(&self, presented: &RefreshHash) -> Result<Option<StoredSession>, StoreError>;
+
+    /// The session and whether it is revoked.
+    async fn find_session(&self, id: SessionId) -> Result<Option<(Session, bool)>, StoreError>;
+
+    /// Makes the session answer to `replacement`, remembering `expected_current` among the
+    /// rotated hashes and `previous` as the one rotated away last, if the session still
+    /// answers to `expected_current` and is not revoked (compare-and-set). Returns whether
+    /// it did.
+    async fn save_rotation(
+        &self,
+        id: SessionId,
+        expected_current: &RefreshHash,
+        replacement: &RefreshHash,
+        previous: Option<(RefreshHash, DateTime<Utc>)>,
+    ) -> Result<bool, StoreError>;
+
+    /// Exchanges a refresh token for a new one as [`SecurityPolicy::rotation`] decides:
+    /// the current token rotates, the one rotated away last rotates again within the grace
+    /// window, any other rotated token revokes the session. Atomic per session: of
+    /// parallel refreshes with one token, one rotates.
     async fn rotate(
         &self,
         presented: &RefreshHash,
         replacement: &RefreshHash,
-        grace: std::time::Duration,
+        policy: &SecurityPolicy,
         now: DateTime<Utc>,
-    ) -> Result<Rotation, StoreError>;
+    ) -> Result<Rotation, StoreError> {
+        for _ in 0..ROTATION_ATTEMPTS {
+            let Some(found) = self.find_by_refresh(presented).await? else { return Ok(Rotation::Invalid) };
+            match policy.rotation(&found.session, &found.state, presented, now) {
+                RotationDecision::Refuse => return Ok(Rotation::Invalid),
+                RotationDecision::Revoke => {
+                    self.revoke_session(found.session.id, now).await?;
+                    return Ok(Rotation::Reused(found.session));
+                }
+                RotationDecision::Rotate { previous } => {
+                    if self.save_rotation(found.session.id, &found.state.current, replacement, previous).await? {
+                        return Ok(Rotation::Rotated(found.session));
+                    }
+                }
+            }
+        }
+        Err(StoreError::Unavailable(anyhow::anyhow!("too much contention on one session")))
+    }
 
-    /// Whether the session exists, is not revoked and has not expired.
-    async fn session_active(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Whether the session exists and is live ([`domain::Session::is_live`]).
+    async fn session_active(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        Ok(self.find_session(id).await?.is_some_and(|(session, revoked)| session.is_live(revoked, now)))
+    }
 
     /// Revokes one session.
     async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<(), StoreError>;

@@ -4,10 +4,9 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use domain::{AdminId, LockoutPolicy, OrgId, SessionId};
+use domain::{AdminId, OrgId, SecurityPolicy, SessionId};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
@@ -46,35 +45,6 @@ impl std::fmt::Debug for RefreshToken {
     }
 }
 
-/// The knobs of authentication.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SecurityPolicy {
-    /// When accounts lock after failed logins.
-    pub lockout: LockoutPolicy,
-    /// How long a session (and so its refresh tokens) lives from login.
-    pub session_ttl: Duration,
-    /// How long after a rotation the rotated refresh token may be presented again (a client
-    /// retrying a refresh whose answer it lost) without revoking the session.
-    pub refresh_grace: Duration,
-    /// How long this instance may trust an earlier "session active" answer: the bound on
-    /// how late it sees a revocation made by another instance. Zero checks every time.
-    pub revocation_bound: Duration,
-    /// How long a deleted organization's audit events are kept.
-    pub audit_retention: Duration,
-}
-
-impl Default for SecurityPolicy {
-    fn default() -> Self {
-        Self {
-            lockout: LockoutPolicy::default(),
-            session_ttl: Duration::from_secs(30 * 24 * 3600),
-            refresh_grace: Duration::from_secs(10),
-            revocation_bound: Duration::from_secs(5),
-            audit_retention: Duration::from_secs(90 * 24 * 3600),
-        }
-    }
-}
-
 /// The most sessions remembered; beyond it the cache starts over (a cache miss costs one
 /// read, so forgetting is always safe).
 const MAX_CACHED_SESSIONS: usize = 100_000;
@@ -99,10 +69,10 @@ impl SessionCache {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether the session was found active less than `bound` before `now`.
-    pub(crate) fn fresh(&self, id: SessionId, now: DateTime<Utc>, bound: Duration) -> bool {
-        let bound = chrono::Duration::from_std(bound).unwrap_or(chrono::Duration::MAX);
-        self.entries().get(&id).is_some_and(|c| now >= c.at && now - c.at < bound)
+    /// Whether the session was found active recently enough for the policy to trust the
+    /// answer at `now`.
+    pub(crate) fn fresh(&self, id: SessionId, now: DateTime<Utc>, policy: &SecurityPolicy) -> bool {
+        self.entries().get(&id).is_some_and(|c| policy.liveness_answer_is_fresh(c.at, now))
     }
 
     pub(crate) fn remember(&self, id: SessionId, admin: AdminId, org: OrgId, now: DateTime<Utc>) {
@@ -129,6 +99,7 @@ impl SessionCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn refresh_tokens_are_random_256_bit_and_hash_stably() {
@@ -147,12 +118,13 @@ mod tests {
         let cache = SessionCache::default();
         let (sid, admin, org) = (SessionId::new(), AdminId::new(), OrgId::new());
         let t0 = Utc::now();
-        let bound = Duration::from_secs(5);
+        let bound = SecurityPolicy { revocation_bound: Duration::from_secs(5), ..SecurityPolicy::default() };
+        let bound = &bound;
         assert!(!cache.fresh(sid, t0, bound));
         cache.remember(sid, admin, org, t0);
         assert!(cache.fresh(sid, t0 + chrono::Duration::seconds(4), bound));
         assert!(!cache.fresh(sid, t0 + chrono::Duration::seconds(5), bound));
-        assert!(!cache.fresh(sid, t0, Duration::ZERO));
+        assert!(!cache.fresh(sid, t0, &SecurityPolicy { revocation_bound: Duration::ZERO, ..*bound }));
         cache.forget_admin(admin);
         assert!(!cache.fresh(sid, t0, bound));
         cache.remember(sid, admin, org, t0);

@@ -19,7 +19,7 @@ impl OrgService {
             Err(TokenError::Failed(e)) => return Err(AuthError::Unknown(e)),
         };
         let now = self.now();
-        if !self.session_cache.fresh(claims.session_id, now, self.policy.revocation_bound) {
+        if !self.session_cache.fresh(claims.session_id, now, &self.policy) {
             if !self.sessions.session_active(claims.session_id, now).await? {
                 return Err(AuthError::InvalidToken);
             }

@@ -29,8 +29,7 @@ impl OrgService {
             context,
         )
         .await;
-        let retention = chrono::Duration::from_std(self.policy.audit_retention).unwrap_or(chrono::Duration::MAX);
-        self.audit_log.expire_events(organization.id, self.now() + retention).await?;
+        self.audit_log.expire_events(organization.id, self.policy.audit_expiry(self.now())).await?;
         Ok(())
     }
 }

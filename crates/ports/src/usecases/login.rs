@@ -92,8 +92,8 @@ impl OrgService {
     /// Opens a session for an admin and issues its first tokens.
     async fn open_session(&self, admin_id: AdminId, org_id: OrgId) -> Result<SessionTokens, LoginError> {
         let now = self.now();
-        let ttl = chrono::Duration::from_std(self.policy.session_ttl).unwrap_or(chrono::Duration::MAX);
-        let session = Session { id: SessionId::new(), admin_id, org_id, created_at: now, expires_at: now + ttl };
+        let expires_at = self.policy.session_expiry(now);
+        let session = Session { id: SessionId::new(), admin_id, org_id, created_at: now, expires_at };
         let refresh = RefreshToken::generate();
         self.sessions.create_session(NewSession { session: session.clone(), refresh_hash: refresh.hash() }).await?;
         let access = self.tokens.issue(admin_id, org_id, session.id, self.clock.now())?;

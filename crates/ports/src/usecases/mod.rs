@@ -39,7 +39,8 @@ pub use logout::LogoutError;
 pub use refresh::RefreshError;
 pub use update::UpdateOrganizationRequest;
 
-use crate::sessions::{SecurityPolicy, SessionCache};
+use crate::SecurityPolicy;
+use crate::sessions::SessionCache;
 use crate::{
     AccountLockout, AdminRepository, AuditLog, AuditQuery, Clock, HashError, LoginThrottles, OrganizationRepository,
     PasswordHasher, SessionRepository, ThrottleKeyer, TokenError, TokenIssuer,

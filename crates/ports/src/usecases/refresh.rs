@@ -26,8 +26,7 @@ impl OrgService {
     ) -> Result<SessionTokens, RefreshError> {
         let presented = RefreshToken::presented(token).hash();
         let replacement = RefreshToken::generate();
-        let policy = &self.policy;
-        match self.sessions.rotate(&presented, &replacement.hash(), policy.refresh_grace, self.now()).await? {
+        match self.sessions.rotate(&presented, &replacement.hash(), &self.policy, self.now()).await? {
             Rotation::Rotated(session) => {
                 // The admin or organization may be gone even though the session is not.
                 let admin = self.admins.find_by_id(session.admin_id).await?;
@@ -107,7 +106,9 @@ mod tests {
         let rotated = session.clone();
         m.sessions
             .expect_rotate()
-            .withf(move |p, r, grace, _| *p == presented && *r != presented && *grace == Duration::from_secs(10))
+            .withf(move |p, r, policy, _| {
+                *p == presented && *r != presented && policy.refresh_grace == Duration::from_secs(10)
+            })
             .times(1)
             .returning(move |_, _, _, _| Ok(Rotation::Rotated(rotated.clone())));
         m.admins.expect_find_by_id().returning(move |_| Ok(Some(admin.clone())));
