@@ -87,10 +87,15 @@ impl TestApp {
 
     /// Starts the application with these settings.
     pub async fn spawn_with(settings: Settings) -> Self {
+        Self::spawn_with_clock(settings, std::sync::Arc::new(ports::SystemClock)).await
+    }
+
+    /// Starts the application with these settings on this clock.
+    pub async fn spawn_with_clock(settings: Settings, clock: std::sync::Arc<dyn ports::Clock>) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
             orgsvc::telemetry::init(settings.log_format);
         }
-        let app = Application::build(settings).await.expect("build application");
+        let app = Application::build_with_clock(settings, clock).await.expect("build application");
         let address = format!("http://127.0.0.1:{}", app.port());
         let metrics_address = app.metrics_port().map(|port| format!("http://127.0.0.1:{port}"));
         let tenants = app.tenants();

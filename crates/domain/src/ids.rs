@@ -2,6 +2,8 @@
 //! records use these ids, never names, so that a rename cannot redirect them.
 
 use std::fmt;
+
+use chrono::{DateTime, Utc};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -107,17 +109,29 @@ id_type!(
     /// sorting by id sorts by time and an id can serve as a pagination cursor.
     ///
     /// ```
+    /// use chrono::{Duration, Utc};
     /// use domain::EventId;
-    /// let first = EventId::new_ordered();
-    /// std::thread::sleep(std::time::Duration::from_millis(2));
-    /// assert!(EventId::new_ordered() > first);
+    /// let now = Utc::now();
+    /// let first = EventId::at(now);
+    /// assert!(EventId::at(now) > first, "ids made in order at one time still increase");
+    /// assert!(EventId::at(now + Duration::milliseconds(1)) > first);
     /// ```
     EventId
 );
 
+/// The version 7 counter shared by every event id of this process, which keeps ids made
+/// within one millisecond in the order they were made.
+static EVENT_ID_CONTEXT: std::sync::Mutex<uuid::ContextV7> = std::sync::Mutex::new(uuid::ContextV7::new());
+
 impl EventId {
-    /// A new time-ordered (version 7) id.
-    pub fn new_ordered() -> Self {
-        Self(Uuid::now_v7())
+    /// A new time-ordered (version 7) id for an event that happened at `at`: the time
+    /// comes from the caller (the clock port), so ids follow the clock the use cases run
+    /// on, a test clock included. Ids made one after the other in this process increase
+    /// even within one millisecond, or if the clock steps back.
+    pub fn at(at: DateTime<Utc>) -> Self {
+        let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+        let context = EVENT_ID_CONTEXT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let timestamp = uuid::Timestamp::from_unix(&*context, millis / 1000, (millis % 1000) as u32 * 1_000_000);
+        Self(Uuid::new_v7(timestamp))
     }
 }

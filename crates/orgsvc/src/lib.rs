@@ -38,6 +38,12 @@ pub struct Application {
 impl Application {
     /// Builds the adapters and the use cases and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// As [`build`](Self::build), with the use cases on the given clock (a
+    /// [`ports::ManualClock`] in tests that need time to pass without sleeping).
+    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn ports::Clock>) -> anyhow::Result<Self> {
         let limits = HashingLimits {
             concurrency: match settings.hash_concurrency {
                 0 => HashingLimits::default().concurrency,
@@ -63,8 +69,14 @@ impl Application {
 
         let registry = prometheus::Registry::new();
         hasher.register_metrics(&registry)?;
-        let parts =
-            Parts { hasher, tokens, throttle_keyer, naming: settings.collection_naming, policy: settings.security };
+        let parts = Parts {
+            hasher,
+            tokens,
+            clock,
+            throttle_keyer,
+            naming: settings.collection_naming,
+            policy: settings.security,
+        };
         let (api, tenants, mongo) = match settings.storage {
             Storage::Memory => {
                 let store = Arc::new(InMemoryStore::new());
@@ -190,6 +202,7 @@ async fn stop_signal() -> std::io::Result<&'static str> {
 struct Parts {
     hasher: Argon2Hasher,
     tokens: JwtIssuer,
+    clock: Arc<dyn ports::Clock>,
     throttle_keyer: ThrottleKeyer,
     naming: domain::CollectionNaming,
     policy: SecurityPolicy,
@@ -212,7 +225,7 @@ impl Parts {
             admins: store.clone(),
             hasher: Arc::new(self.hasher),
             tokens: Arc::new(self.tokens),
-            clock: Arc::new(SystemClock),
+            clock: self.clock,
             sessions: store.clone(),
             lockout: store.clone(),
             audit: store,

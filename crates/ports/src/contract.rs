@@ -739,7 +739,7 @@ pub async fn sessions_are_revoked_by_admin_and_organization<S: Store>(store: Arc
 
 fn event(org: Option<OrgId>, action: AuditAction, at: DateTime<Utc>) -> AuditEvent {
     AuditEvent {
-        id: EventId::new_ordered(),
+        id: EventId::at(at),
         at,
         action,
         organization_id: org,
@@ -762,8 +762,6 @@ pub async fn audit_events_page_newest_first_per_organization<S: Store>(store: Ar
         store.record(e.clone()).await.expect("record");
         recorded.push(e);
         store.record(event(Some(globex), action, ms(t0, i))).await.expect("record");
-        // Ids are time-ordered at millisecond resolution.
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     store.record(event(None, AuditAction::LoginFailed, t0)).await.expect("record");
     recorded.reverse();

@@ -16,7 +16,7 @@ mod throttle;
 mod token;
 mod usecases;
 
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use domain::{RefreshHash, SecurityPolicy};
 pub use hasher::{HashError, PasswordHasher};
 pub use repository::{

@@ -212,7 +212,7 @@ impl OrgService {
         context: &RequestContext,
     ) {
         let event = AuditEvent {
-            id: EventId::new_ordered(),
+            id: EventId::at(self.now()),
             at: self.now(),
             action,
             organization_id,
