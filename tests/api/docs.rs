@@ -43,6 +43,14 @@ pub async fn openapi_documents_every_endpoint_and_the_bearer_scheme(app: TestApp
     assert!(schemas["UpdateOrganizationBody"]["properties"]["email"]["type"] == "string", "not nullable");
     for body in ["CreateOrganizationBody", "UpdateOrganizationBody", "DeleteOrganizationBody"] {
         assert!(schemas[body]["properties"]["organization_name"]["pattern"].is_string(), "{body}");
+        // The limits are the domain's own, not copies.
+        let name = &schemas[body]["properties"]["organization_name"];
+        assert_eq!((&name["minLength"], &name["maxLength"]), (&1.into(), &domain::MAX_NAME_CHARS.into()), "{body}");
+    }
+    for body in ["CreateOrganizationBody", "UpdateOrganizationBody", "LoginBody"] {
+        let password = &schemas[body]["properties"]["password"];
+        assert_eq!(password["minLength"], domain::MIN_PASSWORD_CHARS, "{body}");
+        assert_eq!(password["maxLength"], domain::MAX_PASSWORD_CHARS, "{body}");
     }
     let get_parameter = &doc["paths"]["/org/get"]["get"]["parameters"][0]["schema"];
     assert_eq!(get_parameter["minLength"], 1);

@@ -1,11 +1,13 @@
 //! Organizations and admins, and the requests that create or change them.
 //!
-//! Fields are public because every field type is already valid by construction: an
-//! `Organization` can only hold a parsed name, a tenant collection name and real ids.
+//! Fields of stored values are public because every field type is already valid by
+//! construction: an `Organization` can only hold a parsed name, a tenant collection name
+//! and real ids. The requests that create or rename keep their fields private, because
+//! their name and collection must belong together.
 
 use chrono::{DateTime, Utc};
 
-use crate::{AdminId, CollectionName, Email, OrgId, OrganizationName, PasswordHash};
+use crate::{AdminId, CollectionName, CollectionNaming, Email, OrgId, OrganizationName, PasswordHash};
 
 /// An organization (tenant) as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,19 +43,76 @@ pub struct Admin {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Everything a store needs to create an organization with its admin and collection.
+/// Everything a store needs to create an organization with its admin and collection. Its
+/// collection is derived from its id and name when it is built, so the two cannot
+/// disagree.
 #[derive(Debug, Clone)]
 pub struct NewOrganization {
-    /// Id chosen for the organization.
-    pub id: OrgId,
+    id: OrgId,
+    name: OrganizationName,
+    collection: CollectionName,
+    admin: NewAdmin,
+    created_at: DateTime<Utc>,
+}
+
+impl NewOrganization {
+    /// A new organization named `name`, its tenant collection named as `naming` says.
+    pub fn new(
+        id: OrgId,
+        name: OrganizationName,
+        naming: CollectionNaming,
+        admin: NewAdmin,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        let collection = CollectionName::for_organization(naming, id, name.key());
+        Self { id, name, collection, admin, created_at }
+    }
+
+    /// The id chosen for the organization.
+    pub fn id(&self) -> OrgId {
+        self.id
+    }
+
     /// Its name.
-    pub name: OrganizationName,
+    pub fn name(&self) -> &OrganizationName {
+        &self.name
+    }
+
     /// Its tenant collection, to be created.
-    pub collection: CollectionName,
+    pub fn collection(&self) -> &CollectionName {
+        &self.collection
+    }
+
     /// Its first admin.
-    pub admin: NewAdmin,
+    pub fn admin(&self) -> &NewAdmin {
+        &self.admin
+    }
+
     /// Creation time, also the first `updated_at`.
-    pub created_at: DateTime<Utc>,
+    pub fn created_at(&self) -> DateTime<Utc> {
+        self.created_at
+    }
+
+    /// The organization and its admin as they are once stored.
+    pub fn into_stored(self) -> (Organization, Admin) {
+        let organization = Organization {
+            id: self.id,
+            name: self.name,
+            collection: self.collection,
+            admin_id: self.admin.id,
+            created_at: self.created_at,
+            updated_at: self.created_at,
+        };
+        let admin = Admin {
+            id: self.admin.id,
+            organization_id: self.id,
+            email: self.admin.email,
+            password_hash: self.admin.password_hash,
+            created_at: self.created_at,
+            updated_at: self.created_at,
+        };
+        (organization, admin)
+    }
 }
 
 /// The admin created with an organization.
@@ -67,13 +126,36 @@ pub struct NewAdmin {
     pub password_hash: PasswordHash,
 }
 
-/// A new name for an organization and the collection that goes with it.
+/// A new name for an organization and the collection that goes with it, derived from the
+/// organization's id and the name when it is built.
 #[derive(Debug, Clone)]
 pub struct Rename {
+    name: OrganizationName,
+    collection: CollectionName,
+}
+
+impl Rename {
+    /// Renames organization `id` to `name`, its collection named as `naming` says (the same
+    /// collection as before under id naming).
+    pub fn new(id: OrgId, name: OrganizationName, naming: CollectionNaming) -> Self {
+        let collection = CollectionName::for_organization(naming, id, name.key());
+        Self { name, collection }
+    }
+
     /// The new name.
-    pub name: OrganizationName,
-    /// The collection the tenant data moves to (the same one under id naming).
-    pub collection: CollectionName,
+    pub fn name(&self) -> &OrganizationName {
+        &self.name
+    }
+
+    /// The collection the tenant data moves to.
+    pub fn collection(&self) -> &CollectionName {
+        &self.collection
+    }
+
+    /// The new name and collection, taken apart.
+    pub fn into_parts(self) -> (OrganizationName, CollectionName) {
+        (self.name, self.collection)
+    }
 }
 
 /// Changes to an organization and its admin, applied all together or not at all.
@@ -87,11 +169,4 @@ pub struct OrganizationChanges {
     pub password_hash: Option<PasswordHash>,
     /// When the change happens.
     pub at: DateTime<Utc>,
-}
-
-impl OrganizationChanges {
-    /// Whether nothing would change.
-    pub fn is_empty(&self) -> bool {
-        self.rename.is_none() && self.email.is_none() && self.password_hash.is_none()
-    }
 }

@@ -36,13 +36,13 @@ use name_char;
 #[schema(example = json!({"organization_name": "Acme Corp", "email": "admin@acme.example", "password": "correct horse battery"}))]
 pub struct CreateOrganizationBody {
     /// The organization's name: 1 to 64 characters with at least one letter or digit.
-    #[schema(required = true, nullable = false, min_length = 1, max_length = 64)]
+    #[schema(required = true, nullable = false)]
     pub organization_name: Option<String>,
     /// The admin's email, case-insensitive.
     #[schema(required = true, nullable = false, format = Email)]
     pub email: Option<String>,
     /// The admin's password: 8 to 128 characters.
-    #[schema(required = true, nullable = false, min_length = 8, max_length = 128, format = Password)]
+    #[schema(required = true, nullable = false, format = Password)]
     pub password: Option<String>,
 }
 
@@ -69,7 +69,7 @@ pub struct LoginBody {
     #[schema(required = true, nullable = false, format = Email)]
     pub email: Option<String>,
     /// The admin's password: 8 to 128 characters.
-    #[schema(required = true, nullable = false, min_length = 8, max_length = 128, format = Password)]
+    #[schema(required = true, nullable = false, format = Password)]
     pub password: Option<String>,
 }
 
@@ -89,7 +89,7 @@ impl LoginBody {
 pub struct UpdateOrganizationBody {
     /// The organization's new name.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, nullable = false, min_length = 1, max_length = 64)]
+    #[schema(value_type = String, nullable = false)]
     pub organization_name: Option<Option<String>>,
     /// The admin's new email.
     #[serde(default, deserialize_with = "present")]
@@ -97,7 +97,7 @@ pub struct UpdateOrganizationBody {
     pub email: Option<Option<String>>,
     /// The admin's new password: 8 to 128 characters.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, nullable = false, min_length = 8, max_length = 128, format = Password)]
+    #[schema(value_type = String, nullable = false, format = Password)]
     pub password: Option<Option<String>>,
 }
 
@@ -109,13 +109,16 @@ fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<O
 impl UpdateOrganizationBody {
     pub(crate) fn parse(self) -> Result<UpdateOrganizationRequest, ApiError> {
         let mut errors = FieldErrors::default();
-        if self.organization_name.is_none() && self.email.is_none() && self.password.is_none() {
-            errors.push("body", "must contain at least one of organization_name, email, password");
-        }
         let name = errors.not_null("organization_name", self.organization_name, |s| OrganizationName::parse(&s));
         let email = errors.not_null("email", self.email, |s| Email::parse(&s));
         let password = errors.not_null("password", self.password, Password::parse);
-        errors.finish(UpdateOrganizationRequest::new(name, email, password))
+        // The rule that an update changes something is the request's own; this only names
+        // it when nothing else was wrong.
+        let request = UpdateOrganizationRequest::new(name, email, password);
+        if request.is_none() && errors.is_empty() {
+            errors.push("body", "must contain at least one of organization_name, email, password");
+        }
+        errors.finish(request)
     }
 }
 
@@ -124,7 +127,7 @@ impl UpdateOrganizationBody {
 #[into_params(parameter_in = Query)]
 pub struct OrganizationNameQuery {
     /// The organization's name; any spelling with the same key matches.
-    #[param(required = true, nullable = false, min_length = 1, max_length = 64)]
+    #[param(required = true, nullable = false)]
     pub organization_name: Option<String>,
 }
 
@@ -133,7 +136,7 @@ pub struct OrganizationNameQuery {
 #[serde(deny_unknown_fields)]
 pub struct DeleteOrganizationBody {
     /// The name of the organization to delete.
-    #[schema(required = true, nullable = false, min_length = 1, max_length = 64)]
+    #[schema(required = true, nullable = false)]
     pub organization_name: Option<String>,
 }
 

@@ -186,6 +186,11 @@ impl FieldErrors {
 
     /// The parsed request, or every recorded error. A missing value with no recorded error
     /// would be a bug in the caller, reported as such rather than as the client's fault.
+    /// Whether no field was rejected so far.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub(crate) fn finish<T>(self, parsed: Option<T>) -> Result<T, ApiError> {
         match parsed {
             _ if !self.0.is_empty() => Err(ApiError::Validation(self.0)),

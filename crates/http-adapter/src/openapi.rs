@@ -69,23 +69,38 @@ impl Modify for BearerScheme {
     }
 }
 
-/// The constraints utoipa's attributes cannot express: every `organization_name` (in bodies
-/// and query strings) gets the pattern of the domain's name rule (attributes take only a
-/// literal), and an update needs at least one field (utoipa 5 writes `min_properties` as
-/// `maxProperties`).
+/// The constraints utoipa's attributes cannot express (they take only literals), taken
+/// from the domain's constants so that the document and the rules cannot drift: every
+/// `organization_name` (in bodies and query strings) gets the length limits and the pattern
+/// of the name rule, every `password` the password length limits; and an update needs at
+/// least one field (utoipa 5 writes `min_properties` as `maxProperties`).
 struct Constraints;
+
+/// Sets the limits of one string schema by the name of the field or parameter it describes.
+fn constrain(field: &str, schema: Option<&mut RefOr<Schema>>) {
+    let Some(RefOr::T(Schema::Object(object))) = schema else { return };
+    match field {
+        "organization_name" => {
+            object.min_length = Some(1);
+            object.max_length = Some(domain::MAX_NAME_CHARS);
+            object.pattern = Some(NAME_PATTERN.to_owned());
+        }
+        "password" => {
+            object.min_length = Some(domain::MIN_PASSWORD_CHARS);
+            object.max_length = Some(domain::MAX_PASSWORD_CHARS);
+        }
+        _ => {}
+    }
+}
 
 impl Modify for Constraints {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let set = |schema: Option<&mut RefOr<Schema>>| {
-            if let Some(RefOr::T(Schema::Object(object))) = schema {
-                object.pattern = Some(NAME_PATTERN.to_owned());
-            }
-        };
         if let Some(components) = openapi.components.as_mut() {
-            for body in ["CreateOrganizationBody", "UpdateOrganizationBody", "DeleteOrganizationBody"] {
-                if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(body) {
-                    set(object.properties.get_mut("organization_name"));
+            for schema in components.schemas.values_mut() {
+                if let RefOr::T(Schema::Object(object)) = schema {
+                    for (field, property) in object.properties.iter_mut() {
+                        constrain(field, Some(property));
+                    }
                 }
             }
             if let Some(RefOr::T(Schema::Object(update))) = components.schemas.get_mut("UpdateOrganizationBody") {
@@ -95,9 +110,7 @@ impl Modify for Constraints {
         for item in openapi.paths.paths.values_mut() {
             for operation in [&mut item.get, &mut item.delete].into_iter().flatten() {
                 for parameter in operation.parameters.iter_mut().flatten() {
-                    if parameter.name == "organization_name" {
-                        set(parameter.schema.as_mut());
-                    }
+                    constrain(&parameter.name, parameter.schema.as_mut());
                 }
             }
         }

@@ -102,33 +102,18 @@ impl InMemoryStore {
 impl OrganizationRepository for InMemoryStore {
     async fn create(&self, new: NewOrganization) -> Result<Organization, CreateOrgError> {
         let mut state = self.state();
-        if state.name_taken(new.name.key(), None) {
+        if state.name_taken(new.name().key(), None) {
             return Err(CreateOrgError::NameTaken);
         }
-        if state.emails.contains_key(&new.admin.email) {
+        if state.emails.contains_key(&new.admin().email) {
             return Err(CreateOrgError::EmailTaken);
         }
-        if state.collections.contains_key(&new.collection) {
+        if state.collections.contains_key(new.collection()) {
             return Err(
-                StoreError::Unknown(anyhow!("collection {} exists without an organization", new.collection)).into()
+                StoreError::Unknown(anyhow!("collection {} exists without an organization", new.collection())).into()
             );
         }
-        let organization = Organization {
-            id: new.id,
-            name: new.name,
-            collection: new.collection,
-            admin_id: new.admin.id,
-            created_at: new.created_at,
-            updated_at: new.created_at,
-        };
-        let admin = Admin {
-            id: new.admin.id,
-            organization_id: new.id,
-            email: new.admin.email,
-            password_hash: new.admin.password_hash,
-            created_at: new.created_at,
-            updated_at: new.created_at,
-        };
+        let (organization, admin) = new.into_stored();
         state.hold_name(organization.name.key(), organization.id);
         state.emails.insert(admin.email.clone(), admin.id);
         state.collections.insert(organization.collection.clone(), Vec::new());
@@ -153,13 +138,13 @@ impl OrganizationRepository for InMemoryStore {
 
         // Every check comes before the first write, so a refused change leaves no trace.
         if let Some(rename) = &changes.rename {
-            if state.name_taken(rename.name.key(), Some(id)) {
+            if state.name_taken(rename.name().key(), Some(id)) {
                 return Err(UpdateOrgError::NameTaken);
             }
-            if rename.collection != current.collection && state.collections.contains_key(&rename.collection) {
+            if *rename.collection() != current.collection && state.collections.contains_key(rename.collection()) {
                 return Err(StoreError::Unknown(anyhow!(
                     "collection {} exists without an organization",
-                    rename.collection
+                    rename.collection()
                 ))
                 .into());
             }
@@ -172,14 +157,15 @@ impl OrganizationRepository for InMemoryStore {
 
         let mut organization = current.clone();
         if let Some(rename) = changes.rename {
+            let (name, collection) = rename.into_parts();
             state.release_name(current.name.key());
-            state.hold_name(rename.name.key(), id);
-            if rename.collection != current.collection {
+            state.hold_name(name.key(), id);
+            if collection != current.collection {
                 let documents = state.collections.remove(&current.collection).unwrap_or_default();
-                state.collections.insert(rename.collection.clone(), documents);
+                state.collections.insert(collection.clone(), documents);
             }
-            organization.name = rename.name;
-            organization.collection = rename.collection;
+            organization.name = name;
+            organization.collection = collection;
         }
         organization.updated_at = changes.at;
         if changes.email.is_some() || changes.password_hash.is_some() {

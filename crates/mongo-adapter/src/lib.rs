@@ -184,21 +184,14 @@ pub mod test_support {
     /// fixture of this adapter's tests.
     pub fn new_organization(name: &str, admin_email: &str) -> domain::NewOrganization {
         let name = domain::OrganizationName::parse(name).expect("a valid organization name");
-        let id = domain::OrgId::new();
-        domain::NewOrganization {
-            id,
-            collection: domain::CollectionName::for_organization(domain::CollectionNaming::Key, id, name.key()),
-            name,
-            admin: domain::NewAdmin {
-                id: domain::AdminId::new(),
-                email: domain::Email::parse(admin_email).expect("a valid email"),
-                password_hash: domain::PasswordHash::from_phc(
-                    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
-                )
+        let admin = domain::NewAdmin {
+            id: domain::AdminId::new(),
+            email: domain::Email::parse(admin_email).expect("a valid email"),
+            password_hash: domain::PasswordHash::from_phc("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned())
                 .expect("a PHC string"),
-            },
-            created_at: domain::truncate_to_millis(chrono::Utc::now()),
-        }
+        };
+        let created_at = domain::truncate_to_millis(chrono::Utc::now());
+        domain::NewOrganization::new(domain::OrgId::new(), name, domain::CollectionNaming::Key, admin, created_at)
     }
 
     /// A migrated store on fresh databases of the replica-set test server.

@@ -294,25 +294,25 @@ impl MongoStore {
 impl OrganizationRepository for MongoStore {
     async fn create(&self, new: NewOrganization) -> Result<Organization, CreateOrgError> {
         let token = Uuid::new_v4().to_string();
-        let created_at = to_bson_time(new.created_at);
-        let key = new.name.key().as_str().to_owned();
+        let created_at = to_bson_time(new.created_at());
+        let key = new.name().key().as_str().to_owned();
         let org = OrgDoc {
-            id: new.id.to_string(),
-            name: new.name.as_str().to_owned(),
+            id: new.id().to_string(),
+            name: new.name().as_str().to_owned(),
             keys: name_reservations(&key),
             key,
-            collection: new.collection.as_str().to_owned(),
+            collection: new.collection().as_str().to_owned(),
             database: self.tenants.name().to_owned(),
-            admin_id: new.admin.id.to_string(),
+            admin_id: new.admin().id.to_string(),
             state: State::Creating,
             op: Some(OpDoc::new(OpKind::Create, &token)),
             created_at,
             updated_at: created_at,
         };
         let admin = AdminDoc {
-            id: new.admin.id.to_string(),
-            email: new.admin.email.as_str().to_owned(),
-            password_hash: new.admin.password_hash.as_phc().to_owned(),
+            id: new.admin().id.to_string(),
+            email: new.admin().email.as_str().to_owned(),
+            password_hash: new.admin().password_hash.as_phc().to_owned(),
             organization_id: org.id.clone(),
             created_at,
             updated_at: created_at,
@@ -376,11 +376,11 @@ impl OrganizationRepository for MongoStore {
         let mut op = OpDoc::new(OpKind::Update, &token);
         op.at = Some(to_bson_time(changes.at));
         if let Some(rename) = &changes.rename {
-            op.to_name = Some(rename.name.as_str().to_owned());
-            op.to_key = Some(rename.name.key().as_str().to_owned());
-            op.to_collection = Some(rename.collection.as_str().to_owned());
+            op.to_name = Some(rename.name().as_str().to_owned());
+            op.to_key = Some(rename.name().key().as_str().to_owned());
+            op.to_collection = Some(rename.collection().as_str().to_owned());
         }
-        op.new_email = changes.email.map(|e| e.as_str().to_owned()).filter(|e| *e != admin.email);
+        op.new_email = changes.email.map(|e| e.as_str().to_owned());
         op.new_password_hash = changes.password_hash.map(|h| h.as_phc().to_owned());
 
         // Step 1: claim the organization and reserve the new key in one atomic update.

@@ -30,14 +30,8 @@ fn email(text: &str) -> Email {
 
 fn new_org(name: &str, admin_email: &str) -> NewOrganization {
     let name = OrganizationName::parse(name).expect("name");
-    let id = OrgId::new();
-    NewOrganization {
-        id,
-        collection: CollectionName::for_organization(CollectionNaming::Key, id, name.key()),
-        name,
-        admin: NewAdmin { id: AdminId::new(), email: email(admin_email), password_hash: phc("b2xk") },
-        created_at: domain::truncate_to_millis(Utc::now()),
-    }
+    let admin = NewAdmin { id: AdminId::new(), email: email(admin_email), password_hash: phc("b2xk") };
+    NewOrganization::new(OrgId::new(), name, CollectionNaming::Key, admin, domain::truncate_to_millis(Utc::now()))
 }
 
 async fn seeded(
@@ -124,7 +118,7 @@ async fn crash_every_create_step(store: impl AsyncFn() -> MongoStore) {
         reconcile(&store).await;
         assert_invariants(&store).await;
         // A create that never answered is rolled back entirely, and can be retried.
-        assert_eq!(store.find_by_key(new.name.key()).await.expect("find"), None, "{step}");
+        assert_eq!(store.find_by_key(new.name().key()).await.expect("find"), None, "{step}");
         assert_eq!(store.find_by_email(&email("a@acme.test")).await.expect("find"), None, "{step}");
         assert_eq!(store.documents(&other.collection).await.expect("docs"), other_docs, "{step}");
         store.create(new_org("Acme", "a@acme.test")).await.expect("create again");
@@ -157,10 +151,7 @@ async fn interrupt_every_update_step(
         let (globex, globex_docs) = seeded(store, "Globex", "g@globex.test", 50).await;
         let new_name = OrganizationName::parse("Acme Renamed").expect("name");
         let changes = OrganizationChanges {
-            rename: Some(Rename {
-                collection: CollectionName::for_organization(CollectionNaming::Key, acme.id, new_name.key()),
-                name: new_name.clone(),
-            }),
+            rename: Some(Rename::new(acme.id, new_name.clone(), CollectionNaming::Key)),
             email: with_admin_changes.then(|| email("new@acme.test")),
             password_hash: with_admin_changes.then(|| phc("bmV3")),
             at: domain::truncate_to_millis(Utc::now()),
@@ -360,7 +351,7 @@ async fn a_rename_whose_old_collection_reappears_is_merged_not_stuck() {
         let new_name = OrganizationName::parse("Acme Renamed").expect("name");
         let to = CollectionName::for_organization(CollectionNaming::Key, acme.id, new_name.key());
         let changes = OrganizationChanges {
-            rename: Some(Rename { collection: to.clone(), name: new_name.clone() }),
+            rename: Some(Rename::new(acme.id, new_name.clone(), CollectionNaming::Key)),
             email: with_admin_changes.then(|| email("new@acme.test")),
             password_hash: None,
             at: domain::truncate_to_millis(Utc::now()),
@@ -414,10 +405,7 @@ async fn a_rename_whose_old_collection_reappears_is_merged_not_stuck() {
         assert_eq!(raw_documents(&store, &quarantined[0]).await.len(), 1, "only the conflicting document");
         let again_name = OrganizationName::parse("Acme Again").expect("name");
         let back = OrganizationChanges {
-            rename: Some(Rename {
-                collection: CollectionName::for_organization(CollectionNaming::Key, acme.id, again_name.key()),
-                name: again_name,
-            }),
+            rename: Some(Rename::new(acme.id, again_name, CollectionNaming::Key)),
             email: None,
             password_hash: None,
             at: domain::truncate_to_millis(Utc::now()),
@@ -436,10 +424,7 @@ async fn operators_resolve_an_operation_either_way() {
         let (acme, docs) = seeded(&store, "Acme", "a@acme.test", 10).await;
         let new_name = OrganizationName::parse("Acme Renamed").expect("name");
         let changes = OrganizationChanges {
-            rename: Some(Rename {
-                collection: CollectionName::for_organization(CollectionNaming::Key, acme.id, new_name.key()),
-                name: new_name.clone(),
-            }),
+            rename: Some(Rename::new(acme.id, new_name.clone(), CollectionNaming::Key)),
             email: Some(email("new@acme.test")),
             password_hash: None,
             at: domain::truncate_to_millis(Utc::now()),
@@ -468,10 +453,10 @@ async fn operators_resolve_an_operation_either_way() {
     store.failpoints().arm("create:after_create_collection");
     store.create(new.clone()).await.expect_err("interrupted");
     store.failpoints().clear();
-    let id = new.id.to_string();
+    let id = new.id().to_string();
     let refused = store.resolve_operation(&id, Forward).await.expect_err("refused");
     assert!(format!("{refused:#}").contains("--back"), "{refused:#}");
     store.resolve_operation(&id, Back).await.expect("rolled back");
     assert_invariants(&store).await;
-    assert_eq!(store.find_by_key(new.name.key()).await.expect("find"), None);
+    assert_eq!(store.find_by_key(new.name().key()).await.expect("find"), None);
 }

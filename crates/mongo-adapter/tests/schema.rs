@@ -58,7 +58,7 @@ async fn schema_is_applied_and_survives_a_rename(store: MongoStore) {
     let name = OrganizationName::parse("Schema Renamed").expect("name");
     let collection = CollectionName::for_organization(CollectionNaming::Key, org.id, name.key());
     let changes = OrganizationChanges {
-        rename: Some(Rename { name, collection: collection.clone() }),
+        rename: Some(Rename::new(org.id, name, CollectionNaming::Key)),
         email: None,
         password_hash: None,
         at: domain::truncate_to_millis(Utc::now()),

@@ -85,20 +85,12 @@ fn new_org(org_name: &str, admin_email: &str) -> NewOrganization {
 }
 
 fn new_org_named(org_name: &str, admin_email: &str, naming: CollectionNaming) -> NewOrganization {
-    let id = OrgId::new();
-    let name = name(org_name);
-    NewOrganization {
-        id,
-        collection: CollectionName::for_organization(naming, id, name.key()),
-        name,
-        admin: NewAdmin { id: AdminId::new(), email: email(admin_email), password_hash: phc("aGFzaA") },
-        created_at: now(),
-    }
+    let admin = NewAdmin { id: AdminId::new(), email: email(admin_email), password_hash: phc("aGFzaA") };
+    NewOrganization::new(OrgId::new(), name(org_name), naming, admin, now())
 }
 
 fn rename(org: &Organization, to: &str) -> Rename {
-    let name = name(to);
-    Rename { collection: CollectionName::for_organization(CollectionNaming::Key, org.id, name.key()), name }
+    Rename::new(org.id, name(to), CollectionNaming::Key)
 }
 
 fn changes() -> OrganizationChanges {
@@ -127,18 +119,18 @@ async fn create<S: Store>(store: &S, org_name: &str, admin_email: &str) -> Organ
 pub async fn create_then_find<S: Store>(store: Arc<S>) {
     let new = new_org("Acme Corp", "Admin@Acme.test");
     let created = store.create(new.clone()).await.expect("create");
-    assert_eq!(created.id, new.id);
-    assert_eq!(created.name, new.name);
+    assert_eq!(created.id, new.id());
+    assert_eq!(&created.name, new.name());
     assert_eq!(created.collection.as_str(), "org_acme_corp");
-    assert_eq!(created.admin_id, new.admin.id);
-    assert_eq!(created.created_at, new.created_at);
-    assert_eq!(created.updated_at, new.created_at);
+    assert_eq!(created.admin_id, new.admin().id);
+    assert_eq!(created.created_at, new.created_at());
+    assert_eq!(created.updated_at, new.created_at());
     assert_eq!(store.find_by_key(name("ACME-corp").key()).await.expect("find"), Some(created.clone()));
     assert_eq!(OrganizationRepository::find_by_id(&*store, created.id).await.expect("find"), Some(created.clone()));
     let admin = store.find_by_email(&email("admin@acme.test")).await.expect("find admin").expect("admin exists");
-    assert_eq!(admin.id, new.admin.id);
+    assert_eq!(admin.id, new.admin().id);
     assert_eq!(admin.organization_id, created.id);
-    assert_eq!(admin.password_hash, new.admin.password_hash);
+    assert_eq!(admin.password_hash, new.admin().password_hash);
     assert_eq!(AdminRepository::find_by_id(&*store, admin.id).await.expect("find admin"), Some(admin));
     assert_eq!(store.find_by_key(name("Other").key()).await.expect("find"), None);
     assert_eq!(OrganizationRepository::find_by_id(&*store, OrgId::new()).await.expect("find"), None);
@@ -411,11 +403,7 @@ pub async fn id_naming_never_moves_the_collection<S: Store>(store: Arc<S>) {
     assert_eq!(org.collection.as_str(), format!("org_{}", org.id.as_uuid().simple()));
     let docs = seed(&*store, &org.collection, 10, "acme").await;
     let mut change = changes();
-    let new_name = name("Acme Two");
-    change.rename = Some(Rename {
-        collection: CollectionName::for_organization(CollectionNaming::Id, org.id, new_name.key()),
-        name: new_name,
-    });
+    change.rename = Some(Rename::new(org.id, name("Acme Two"), CollectionNaming::Id));
     let renamed = store.update(org.id, change).await.expect("rename");
     assert_eq!(renamed.collection, org.collection);
     assert_eq!(store.documents(&org.collection).await.expect("documents"), docs);

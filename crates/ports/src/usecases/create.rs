@@ -1,8 +1,8 @@
 //! Creating an organization with its admin and tenant collection.
 
 use domain::{
-    AdminId, AuditAction, AuditOutcome, CollectionName, CreateOrgError, Email, NewAdmin, NewOrganization, OrgId,
-    Organization, OrganizationName, Password,
+    AdminId, AuditAction, AuditOutcome, CreateOrgError, Email, NewAdmin, NewOrganization, OrgId, Organization,
+    OrganizationName, Password,
 };
 
 use super::{OrgService, RequestContext};
@@ -33,16 +33,9 @@ impl OrgService {
         request: CreateOrganizationRequest,
         context: &RequestContext,
     ) -> Result<CreatedOrganization, CreateOrgError> {
-        let id = OrgId::new();
-        let collection = CollectionName::for_organization(self.naming, id, request.name.key());
         let password_hash = self.hasher.hash(request.password).await?;
-        let new = NewOrganization {
-            id,
-            name: request.name,
-            collection,
-            admin: NewAdmin { id: AdminId::new(), email: request.email.clone(), password_hash },
-            created_at: self.now(),
-        };
+        let admin = NewAdmin { id: AdminId::new(), email: request.email.clone(), password_hash };
+        let new = NewOrganization::new(OrgId::new(), request.name, self.naming, admin, self.now());
         let organization = self.organizations.create(new).await?;
         tracing::info!(organization_id = %organization.id, key = %organization.name.key(), "organization created");
         self.audit_event(
@@ -73,19 +66,12 @@ mod tests {
             m.orgs.expect_create().times(1).returning(move |new| {
                 let expected = match naming {
                     CollectionNaming::Key => "org_acme_corp".to_owned(),
-                    CollectionNaming::Id => format!("org_{}", new.id.as_uuid().simple()),
+                    CollectionNaming::Id => format!("org_{}", new.id().as_uuid().simple()),
                 };
-                assert_eq!(new.collection.as_str(), expected);
-                assert_eq!(new.admin.password_hash, hash());
-                assert_eq!(new.created_at, FixedClock.now());
-                Ok(Organization {
-                    id: new.id,
-                    name: new.name,
-                    collection: new.collection,
-                    admin_id: new.admin.id,
-                    created_at: new.created_at,
-                    updated_at: new.created_at,
-                })
+                assert_eq!(new.collection().as_str(), expected);
+                assert_eq!(new.admin().password_hash, hash());
+                assert_eq!(new.created_at(), FixedClock.now());
+                Ok(new.into_stored().0)
             });
             let created = m.service(naming).create(create_request("Acme Corp"), &ctx()).await.expect("create");
             assert_eq!(created.admin_email.as_str(), "a@acme.test");

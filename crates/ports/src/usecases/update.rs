@@ -1,8 +1,7 @@
 //! Updating an organization and its admin, all or nothing.
 
 use domain::{
-    AuditAction, AuditOutcome, CollectionName, Email, OrganizationChanges, OrganizationName, Password, Rename,
-    UpdateOrgError,
+    AuditAction, AuditOutcome, Email, OrganizationChanges, OrganizationName, Password, Rename, UpdateOrgError,
 };
 
 use super::{OrgService, OrganizationView, Principal, RequestContext};
@@ -31,15 +30,15 @@ impl OrgService {
     ) -> Result<OrganizationView, UpdateOrgError> {
         let current = self.organizations.find_by_id(caller.org_id).await?.ok_or(UpdateOrgError::NotFound)?;
         let before = self.admins.find_by_id(current.admin_id).await?.ok_or(UpdateOrgError::NotFound)?;
-        let rename = request.name.map(|name| Rename {
-            collection: CollectionName::for_organization(self.naming, current.id, name.key()),
-            name,
-        });
+        let rename = request.name.map(|name| Rename::new(current.id, name, self.naming));
         let password_hash = match request.password {
             Some(password) => Some(self.hasher.hash(password).await?),
             None => None,
         };
-        let email_changes = request.email.as_ref().is_some_and(|e| *e != before.email);
+        // An email equal to the current one is no change (no session ends, nothing is
+        // audited, the store is not asked to write it).
+        let email = request.email.filter(|e| *e != before.email);
+        let email_changes = email.is_some();
         let credentials_change = email_changes || password_hash.is_some();
         if credentials_change {
             // Other sessions end before the change rather than after it: if the change then
@@ -49,7 +48,7 @@ impl OrgService {
             self.session_cache.forget_admin(caller.admin_id);
         }
         let changes_password = password_hash.is_some();
-        let changes = OrganizationChanges { rename, email: request.email, password_hash, at: self.now() };
+        let changes = OrganizationChanges { rename, email, password_hash, at: self.now() };
         let organization = self.organizations.update(current.id, changes).await?;
         if credentials_change {
             // Keep the caller's own session in the cache: it was never revoked.
@@ -99,11 +98,12 @@ mod tests {
         m.orgs.expect_update().times(1).in_sequence(&mut order).returning(move |id, changes| {
             assert_eq!(id, current.id);
             let rename = changes.rename.expect("rename");
-            assert_eq!(rename.collection.as_str(), "org_acme_two");
+            assert_eq!(rename.collection().as_str(), "org_acme_two");
             assert_eq!(changes.password_hash, Some(hash()));
             assert_eq!(changes.email, None);
             assert_eq!(changes.at, FixedClock.now());
-            Ok(Organization { name: rename.name, collection: rename.collection, ..current.clone() })
+            let (name, collection) = rename.into_parts();
+            Ok(Organization { name, collection, ..current.clone() })
         });
         m.admins.expect_find_by_id().returning(move |_| Ok(Some(admin.clone())));
         let request = UpdateOrganizationRequest::new(
