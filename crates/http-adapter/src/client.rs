@@ -44,6 +44,12 @@ impl FromStr for TrustedNetwork {
     }
 }
 
+impl std::fmt::Display for TrustedNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix)
+    }
+}
+
 impl TrustedNetwork {
     /// Whether the address is in this network.
     pub fn contains(&self, ip: IpAddr) -> bool {

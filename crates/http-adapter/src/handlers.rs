@@ -13,7 +13,7 @@ use crate::dto::{
     UpdateOrganizationBody, parse_delete_target, parse_organization_name,
 };
 use crate::extract::{JsonBody, OptionalJsonBody};
-use crate::problem::{ApiError, Problem};
+use crate::problem::ApiError;
 use crate::{AppState, Limited};
 use secrecy::ExposeSecret;
 
@@ -163,13 +163,13 @@ from_dependency_errors!(LogoutError, AuditError);
     request_body = CreateOrganizationBody,
     responses(
         (status = 201, description = "Created", body = CreatedOrganizationResponse),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The name's key or the email is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid or missing fields", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many creates from this address (see Retry-After)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store or hashing unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 409, description = "The name's key or the email is taken"),
+        (status = 413, description = "Body over 64 KiB"),
+        (status = 415, description = "Body is not JSON"),
+        (status = 422, description = "Invalid or missing fields"),
+        (status = 429, description = "Too many creates from this address (see Retry-After)"),
+        (status = 503, description = "Store or hashing unavailable"),
     )
 )]
 pub(crate) async fn create_organization(
@@ -189,9 +189,9 @@ pub(crate) async fn create_organization(
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The organization", body = OrganizationResponse),
-        (status = 404, description = "No organization has this name", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing or invalid organization_name", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No organization has this name"),
+        (status = 422, description = "Missing or invalid organization_name"),
+        (status = 503, description = "Store unavailable"),
     )
 )]
 pub(crate) async fn get_organization(
@@ -211,13 +211,13 @@ pub(crate) async fn get_organization(
     request_body = LoginBody,
     responses(
         (status = 200, description = "Access and refresh tokens", body = TokenResponse),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Invalid email or password", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid or missing fields", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Account locked after failed logins, or too many logins from this address (see Retry-After)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store or hashing unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "Invalid email or password"),
+        (status = 413, description = "Body over 64 KiB"),
+        (status = 415, description = "Body is not JSON"),
+        (status = 422, description = "Invalid or missing fields"),
+        (status = 429, description = "Account locked after failed logins, or too many logins from this address (see Retry-After)"),
+        (status = 503, description = "Store or hashing unavailable"),
     )
 )]
 pub(crate) async fn login(
@@ -241,13 +241,13 @@ fn token_response(tokens: ports::SessionTokens) -> HttpResponse {
     request_body = RefreshBody,
     responses(
         (status = 200, description = "New access and refresh tokens", body = TokenResponse),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Invalid, expired, revoked or reused refresh token", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing refresh_token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many refreshes from this address (see Retry-After)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "Invalid, expired, revoked or reused refresh token"),
+        (status = 413, description = "Body over 64 KiB"),
+        (status = 415, description = "Body is not JSON"),
+        (status = 422, description = "Missing refresh_token"),
+        (status = 429, description = "Too many refreshes from this address (see Retry-After)"),
+        (status = 503, description = "Store unavailable"),
     )
 )]
 pub(crate) async fn refresh(
@@ -266,8 +266,8 @@ pub(crate) async fn refresh(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Logged out"),
-        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token"),
+        (status = 503, description = "Store unavailable"),
     )
 )]
 pub(crate) async fn logout(
@@ -286,9 +286,9 @@ pub(crate) async fn logout(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of events", body = AuditPageResponse),
-        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid limit, cursor or action", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token"),
+        (status = 422, description = "Invalid limit, cursor or action"),
+        (status = 503, description = "Store unavailable"),
     )
 )]
 pub(crate) async fn audit(
@@ -307,13 +307,13 @@ pub(crate) async fn audit(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The updated organization", body = OrganizationResponse),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The new name's key or the new email is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, or none given", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store or hashing unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "Missing, invalid or expired token"),
+        (status = 409, description = "The new name's key or the new email is taken"),
+        (status = 413, description = "Body over 64 KiB"),
+        (status = 415, description = "Body is not JSON"),
+        (status = 422, description = "Invalid fields, or none given"),
+        (status = 503, description = "Store or hashing unavailable"),
     )
 )]
 pub(crate) async fn update_organization(
@@ -334,14 +334,14 @@ pub(crate) async fn update_organization(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Malformed JSON body, or the query string and the body name different organizations", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not the token's organization", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No organization has this name", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing or invalid organization_name", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON body, or the query string and the body name different organizations"),
+        (status = 401, description = "Missing, invalid or expired token"),
+        (status = 403, description = "Not the token's organization"),
+        (status = 404, description = "No organization has this name"),
+        (status = 413, description = "Body over 64 KiB"),
+        (status = 415, description = "Body is not JSON"),
+        (status = 422, description = "Missing or invalid organization_name"),
+        (status = 503, description = "Store unavailable"),
     )
 )]
 pub(crate) async fn delete_organization(
@@ -367,7 +367,7 @@ pub(crate) async fn live() -> HttpResponse {
     get, path = "/health/ready", tag = "health",
     responses(
         (status = 200, body = HealthResponse),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable"),
     )
 )]
 pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -385,7 +385,7 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
     security((), ("metrics_token" = [])),
     responses(
         (status = 200, description = "Prometheus text exposition format", content_type = "text/plain"),
-        (status = 401, description = "A metrics token is configured and the request does not carry it", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "A metrics token is configured and the request does not carry it"),
     )
 )]
 pub(crate) async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {

@@ -1,7 +1,7 @@
 //! The OpenAPI 3 document, generated from the handlers and DTOs.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{RefOr, Schema};
+use utoipa::openapi::{Content, Ref, RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
 use crate::dto::NAME_PATTERN;
@@ -39,7 +39,7 @@ use crate::problem::{Problem, ProblemField};
         DeleteOrganizationBody, LoginBody, TokenResponse, RefreshBody, AuditPageResponse, AuditEventResponse,
         HealthResponse, Problem, ProblemField,
     )),
-    modifiers(&BearerScheme, &Constraints),
+    modifiers(&BearerScheme, &Constraints, &ProblemBodies),
     tags(
         (name = "organizations", description = "Create, read, update and delete organizations"),
         (name = "admin", description = "Admin authentication"),
@@ -66,6 +66,29 @@ impl Modify for BearerScheme {
                     .build(),
             ),
         );
+    }
+}
+
+/// Every 4xx and 5xx answer is an RFC 9457 problem: said once here, rather than as a body
+/// and content type on each error response of each route.
+struct ProblemBodies;
+
+impl Modify for ProblemBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete];
+            for operation in operations.into_iter().flatten() {
+                for (status, response) in &mut operation.responses.responses {
+                    if let RefOr::T(response) = response
+                        && (status.starts_with('4') || status.starts_with('5'))
+                        && response.content.is_empty()
+                    {
+                        let problem = Content::new(Some(Ref::from_schema_name("Problem")));
+                        response.content.insert("application/problem+json".to_owned(), problem);
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -72,6 +72,16 @@ pub(crate) fn is_retryable_transaction_error(error: &Error) -> bool {
     error.contains_label("TransientTransactionError") && !is_unreachable(error)
 }
 
+/// A driver result with its error mapped onto the domain's store error.
+pub(crate) fn db<T>(result: mongodb::error::Result<T>) -> Result<T, StoreError> {
+    result.map_err(store_error)
+}
+
+/// An unexpected failure: a bug, corrupt data, a broken invariant.
+pub(crate) fn unknown(error: impl Into<anyhow::Error>) -> StoreError {
+    StoreError::Unknown(error.into())
+}
+
 /// Maps a driver error onto the domain's store error.
 pub(crate) fn store_error(error: Error) -> StoreError {
     let unavailable = is_unreachable(&error)

@@ -19,6 +19,7 @@ mod reconcile;
 mod schema;
 mod security;
 mod settings;
+mod tenants;
 
 use std::time::Duration;
 

@@ -21,14 +21,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::MongoStore;
 use crate::documents::{from_bson_time, to_bson_time};
-use crate::errors::{is_duplicate_key, store_error};
+use crate::errors::{db, is_duplicate_key, store_error, unknown};
 
-fn db<T>(result: mongodb::error::Result<T>) -> Result<T, StoreError> {
-    result.map_err(store_error)
-}
-
+/// Stored data that does not parse.
 fn corrupt(error: impl Into<anyhow::Error>) -> StoreError {
-    StoreError::Unknown(error.into())
+    unknown(error)
 }
 
 #[derive(Debug, Serialize, Deserialize)]

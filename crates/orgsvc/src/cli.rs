@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use mongo_adapter::{MongoStore, master_migrations, tenant_migrations};
 use ports::{AdminRepository, OrganizationRepository};
 
-use crate::settings::{Layers, read_config_file, variable_for};
+use crate::settings::{Environment, Layers, Source, read_config_file, variable_for};
 use crate::{Application, Settings, Storage, telemetry};
 
 /// The Organization Management Service.
@@ -112,9 +112,9 @@ impl Cli {
 /// Parses the arguments, loads the settings, starts telemetry and runs the command.
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = cli.layers().and_then(|layers| Settings::from_layers(&layers));
-    let settings = match settings {
-        Ok(settings) => settings,
+    let loaded = cli.layers().and_then(|layers| Settings::load(&layers, |name| std::env::var(name).ok()));
+    let (settings, sources) = match loaded {
+        Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("orgsvc: invalid configuration: {error:#}");
             return ExitCode::from(2);
@@ -125,7 +125,7 @@ pub async fn main() -> ExitCode {
     // A failure is reported once: a serving process in its log (which a collector reads),
     // an operator's command on standard error.
     let serving = matches!(command, Command::Serve);
-    match run(command, settings).await {
+    match run(command, settings, &sources).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) if serving => {
             tracing::error!(error = format!("{error:#}"), "orgsvc failed");
@@ -138,11 +138,11 @@ pub async fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+async fn run(command: Command, settings: Settings, sources: &[(&'static str, Source)]) -> anyhow::Result<()> {
     match command {
         Command::Serve => Application::build(settings).await?.run_until_signalled().await,
         Command::CheckConfig => {
-            println!("{settings:#?}");
+            print!("{}", describe(&settings, sources));
             println!("configuration is valid");
             Ok(())
         }
@@ -224,4 +224,21 @@ async fn mongo_store(settings: &Settings) -> anyhow::Result<MongoStore> {
         );
     }
     MongoStore::connect(&settings.mongodb).await.context("connecting to MongoDB")
+}
+
+/// The effective settings as `check-config` prints them: one line per variable with its
+/// value and where the value came from, secrets redacted.
+fn describe(settings: &Settings, sources: &[(&'static str, Source)]) -> String {
+    let environment = match settings.environment {
+        Environment::Production => "Production: the production checks passed",
+        Environment::Development => "Development: production checks not applied",
+    };
+    let mut text = format!("# {environment}\n");
+    let width = crate::settings::VARIABLES.iter().map(|v| v.len()).max().unwrap_or(0);
+    for (variable, value) in settings.describe() {
+        let source = sources.iter().find(|(v, _)| *v == variable).map_or(Source::Default, |(_, s)| *s);
+        let value = if value.is_empty() { "(not set)".to_owned() } else { value };
+        text.push_str(&format!("{variable:<width$} = {value}  # {source}\n"));
+    }
+    text
 }

@@ -62,16 +62,16 @@ mod tests {
     use super::*;
     use domain::Session;
 
+    /// A session of the organization's admin, opened now.
+    fn session_of(org: &Organization) -> Session {
+        let now = FixedClock.now();
+        Session { id: SessionId::new(), admin_id: org.admin_id, org_id: org.id, created_at: now, expires_at: now }
+    }
+
     #[tokio::test]
     async fn a_reused_refresh_token_is_refused_and_audited() {
         let org = org("Acme");
-        let session = Session {
-            id: SessionId::new(),
-            admin_id: org.admin_id,
-            org_id: org.id,
-            created_at: FixedClock.now(),
-            expires_at: FixedClock.now(),
-        };
+        let session = session_of(&org);
         let mut m = Mocks::new();
         let reused = session.clone();
         m.sessions.expect_rotate().returning(move |_, _, _, _| Ok(Rotation::Reused(reused.clone())));
@@ -94,13 +94,7 @@ mod tests {
     async fn a_refresh_rotates_and_issues_tokens_for_the_session() {
         let org = org("Acme");
         let admin = admin_of(&org);
-        let session = Session {
-            id: SessionId::new(),
-            admin_id: org.admin_id,
-            org_id: org.id,
-            created_at: FixedClock.now(),
-            expires_at: FixedClock.now(),
-        };
+        let session = session_of(&org);
         let mut m = Mocks::auditing_anything();
         let presented = RefreshToken::presented("old".to_owned().into()).hash();
         let rotated = session.clone();
