@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::{AdminId, CollectionName, CollectionNaming, Email, OrgId, OrganizationName, PasswordHash};
+use crate::{AdminId, CollectionName, CollectionNaming, Email, OrgId, OrganizationName, PasswordHash, Placement};
 
 /// An organization (tenant) as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,8 +16,11 @@ pub struct Organization {
     pub id: OrgId,
     /// Current display name; its key is unique among organizations.
     pub name: OrganizationName,
-    /// The organization's own collection.
+    /// The organization's own collection (under the `shared` placement, the name it would
+    /// have, kept so that the API's `collection_name` stays stable).
     pub collection: CollectionName,
+    /// Where its data lives.
+    pub placement: Placement,
     /// The organization's admin.
     pub admin_id: AdminId,
     /// When it was created.
@@ -51,6 +54,7 @@ pub struct NewOrganization {
     id: OrgId,
     name: OrganizationName,
     collection: CollectionName,
+    placement: Placement,
     admin: NewAdmin,
     created_at: DateTime<Utc>,
 }
@@ -65,7 +69,18 @@ impl NewOrganization {
         created_at: DateTime<Utc>,
     ) -> Self {
         let collection = CollectionName::for_organization(naming, id, name.key());
-        Self { id, name, collection, admin, created_at }
+        Self { id, name, collection, placement: Placement::default(), admin, created_at }
+    }
+
+    /// The same organization placed elsewhere than the default (a collection on the main
+    /// cluster).
+    pub fn placed(self, placement: Placement) -> Self {
+        Self { placement, ..self }
+    }
+
+    /// Where its data is to live.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
     }
 
     /// The id chosen for the organization.
@@ -99,6 +114,7 @@ impl NewOrganization {
             id: self.id,
             name: self.name,
             collection: self.collection,
+            placement: self.placement,
             admin_id: self.admin.id,
             created_at: self.created_at,
             updated_at: self.created_at,

@@ -24,6 +24,7 @@ mod ids;
 mod lockout;
 mod name;
 mod password;
+mod placement;
 mod security;
 mod sessions;
 
@@ -38,6 +39,9 @@ pub use lockout::{
 };
 pub use name::{MAX_KEY_BYTES, MAX_NAME_CHARS, OrgKey, OrganizationName, OrganizationNameError, Skeleton};
 pub use password::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, Password, PasswordError, PasswordHash, PasswordHashError};
+pub use placement::{
+    ClusterName, ClusterNameError, MAX_CLUSTER_NAME_CHARS, Placement, PlacementKind, PlacementKindError, TenantLocation,
+};
 pub use security::{AuditAction, AuditActionError, AuditEvent, AuditOutcome, Session};
 pub use sessions::{RefreshHash, RefreshState, RotationDecision, SecurityPolicy};
 

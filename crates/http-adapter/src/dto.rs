@@ -222,6 +222,58 @@ pub struct OrganizationResponse {
     /// Its admin's email: only present for a request authenticated as that admin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_email: Option<String>,
+    /// Where its data lives: only present for a request authenticated as its admin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementSummary>,
+}
+
+/// An organization's placement.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PlacementSummary {
+    /// `collection`, `database` or `shared`.
+    #[schema(example = "collection")]
+    pub kind: String,
+    /// The cluster holding the data.
+    #[schema(example = "main")]
+    pub cluster: String,
+}
+
+/// `GET /org/connection` response: where the organization's data lives and how its
+/// applications reach it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConnectionResponse {
+    /// `collection`, `database` or `shared`.
+    #[schema(example = "collection")]
+    pub placement: String,
+    /// The cluster's name.
+    #[schema(example = "main")]
+    pub cluster: String,
+    /// The cluster's connection string, without any credentials of the service.
+    #[schema(example = "mongodb://db-0,db-1,db-2/?replicaSet=rs0")]
+    pub uri: String,
+    /// The database holding the data.
+    pub database: String,
+    /// The collection holding the data.
+    pub collection: String,
+    /// For `shared`: the field each of the organization's documents carries (null otherwise).
+    pub tenant_field: Option<String>,
+    /// For `shared`: that field's value, the organization's id (null otherwise).
+    pub tenant_id: Option<String>,
+}
+
+impl From<domain::TenantLocation> for ConnectionResponse {
+    fn from(location: domain::TenantLocation) -> Self {
+        let (tenant_field, tenant_id) = location.tenant_filter.unzip();
+        Self {
+            placement: location.placement.kind.as_str().to_owned(),
+            cluster: location.placement.cluster.to_string(),
+            uri: location.uri,
+            database: location.database,
+            collection: location.collection,
+            tenant_field,
+            tenant_id,
+        }
+    }
 }
 
 impl From<OrganizationView> for OrganizationResponse {
@@ -233,6 +285,10 @@ impl From<OrganizationView> for OrganizationResponse {
             collection_name: org.collection.as_str().to_owned(),
             created_at: org.created_at,
             updated_at: org.updated_at,
+            placement: view.admin_email.is_some().then(|| PlacementSummary {
+                kind: org.placement.kind.as_str().to_owned(),
+                cluster: org.placement.cluster.to_string(),
+            }),
             admin_email: view.admin_email.map(|e| e.as_str().to_owned()),
         }
     }

@@ -8,9 +8,9 @@ use ports::{AuditError, AuthError, LoginError, LogoutError, RefreshError};
 
 use crate::auth::{Authenticated, MaybeAuthenticated};
 use crate::dto::{
-    AuditPageResponse, AuditQueryParams, CreateOrganizationBody, CreatedOrganizationResponse, DeleteOrganizationBody,
-    HealthResponse, LoginBody, OrganizationNameQuery, OrganizationResponse, RefreshBody, TokenResponse,
-    UpdateOrganizationBody, parse_delete_target, parse_organization_name,
+    AuditPageResponse, AuditQueryParams, ConnectionResponse, CreateOrganizationBody, CreatedOrganizationResponse,
+    DeleteOrganizationBody, HealthResponse, LoginBody, OrganizationNameQuery, OrganizationResponse, RefreshBody,
+    TokenResponse, UpdateOrganizationBody, parse_delete_target, parse_organization_name,
 };
 use crate::extract::{JsonBody, OptionalJsonBody};
 use crate::problem::ApiError;
@@ -23,6 +23,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/org/update", "PUT").put(update_organization))
         .service(resource("/org/delete", "DELETE").delete(delete_organization))
         .service(resource("/org/audit", "GET").get(audit))
+        .service(resource("/org/connection", "GET").get(connection))
         .service(resource("/admin/login", "POST").post(login))
         .service(resource("/admin/refresh", "POST").post(refresh))
         .service(resource("/admin/logout", "POST").post(logout))
@@ -298,6 +299,24 @@ pub(crate) async fn audit(
 ) -> Result<HttpResponse, ApiError> {
     let page = state.api.audit(&caller.0, query.into_inner().parse()?).await?;
     Ok(HttpResponse::Ok().json(AuditPageResponse::from(page)))
+}
+
+/// Where the caller's organization's data lives and how its applications reach it: the
+/// placement, the cluster's connection string without the service's credentials, the
+/// database and collection, and for `shared` placements the tenant field and value.
+#[utoipa::path(
+    get, path = "/org/connection", tag = "organizations",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Connection details", body = ConnectionResponse),
+        (status = 401, description = "Missing, invalid or expired token"),
+        (status = 404, description = "The organization is gone"),
+        (status = 503, description = "Store unavailable"),
+    )
+)]
+pub(crate) async fn connection(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
+    let location = state.api.connection(&caller.0).await?;
+    Ok(HttpResponse::Ok().json(ConnectionResponse::from(location)))
 }
 
 /// Rename the caller's organization and/or change its admin's email or password, all or none.

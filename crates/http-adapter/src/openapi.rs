@@ -6,9 +6,9 @@ use utoipa::{Modify, OpenApi};
 
 use crate::dto::NAME_PATTERN;
 use crate::dto::{
-    AdminSummary, AuditEventResponse, AuditPageResponse, CreateOrganizationBody, CreatedOrganizationResponse,
-    DeleteOrganizationBody, HealthResponse, LoginBody, OrganizationResponse, RefreshBody, TokenResponse,
-    UpdateOrganizationBody,
+    AdminSummary, AuditEventResponse, AuditPageResponse, ConnectionResponse, CreateOrganizationBody,
+    CreatedOrganizationResponse, DeleteOrganizationBody, HealthResponse, LoginBody, OrganizationResponse,
+    PlacementSummary, RefreshBody, TokenResponse, UpdateOrganizationBody,
 };
 use crate::handlers;
 use crate::problem::{Problem, ProblemField};
@@ -27,6 +27,7 @@ use crate::problem::{Problem, ProblemField};
         handlers::update_organization,
         handlers::delete_organization,
         handlers::audit,
+        handlers::connection,
         handlers::login,
         handlers::refresh,
         handlers::logout,
@@ -37,7 +38,7 @@ use crate::problem::{Problem, ProblemField};
     components(schemas(
         CreateOrganizationBody, CreatedOrganizationResponse, AdminSummary, OrganizationResponse, UpdateOrganizationBody,
         DeleteOrganizationBody, LoginBody, TokenResponse, RefreshBody, AuditPageResponse, AuditEventResponse,
-        HealthResponse, Problem, ProblemField,
+        HealthResponse, Problem, ProblemField, ConnectionResponse, PlacementSummary,
     )),
     modifiers(&BearerScheme, &Constraints, &ProblemBodies),
     tags(

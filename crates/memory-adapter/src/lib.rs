@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     Admin, AdminId, AuditEvent, CollectionName, CreateOrgError, DeleteOrgError, Email, EventId, LoginThrottle,
-    NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, RefreshState, Session, SessionId,
-    Skeleton, StoreError, UpdateOrgError,
+    NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, Placement, PlacementKind,
+    RefreshState, Session, SessionId, Skeleton, StoreError, TenantLocation, UpdateOrgError,
 };
 use ports::{
     AccountLockout, AdminRepository, AuditLog, AuditQuery, NewSession, OrganizationRepository, REMEMBERED_ROTATIONS,
@@ -22,6 +22,9 @@ use ports::{
 
 /// Throttles kept before forgotten ones are swept out.
 const MAX_THROTTLES_BEFORE_SWEEP: usize = 10_000;
+
+/// The name the memory store gives its shared tenant database in locations.
+const MEMORY_TENANT_DATABASE: &str = "tenants";
 
 /// An in-memory store of organizations, admins and tenant collections.
 #[derive(Debug, Default)]
@@ -211,6 +214,22 @@ impl OrganizationRepository for InMemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// Placements are metadata here: the location is what MongoDB would hold, on a
+    /// `memory://` cluster.
+    fn location(&self, org: &Organization) -> TenantLocation {
+        let shared = org.placement.kind == PlacementKind::Shared;
+        TenantLocation {
+            placement: org.placement.clone(),
+            uri: format!("memory://{}", org.placement.cluster),
+            database: match org.placement.kind {
+                PlacementKind::Database => Placement::database_of(org.id),
+                PlacementKind::Collection | PlacementKind::Shared => MEMORY_TENANT_DATABASE.to_owned(),
+            },
+            collection: if shared { Placement::SHARED_COLLECTION.to_owned() } else { org.collection.to_string() },
+            tenant_filter: shared.then(|| (Placement::TENANT_FIELD.to_owned(), org.id.to_string())),
+        }
     }
 }
 

@@ -4,7 +4,10 @@
 
 use anyhow::{Context, anyhow};
 use chrono::{DateTime, Utc};
-use domain::{Admin, AdminId, CollectionName, Email, OrgId, Organization, OrganizationName, PasswordHash};
+use domain::{
+    Admin, AdminId, ClusterName, CollectionName, Email, OrgId, Organization, OrganizationName, PasswordHash, Placement,
+    PlacementKind,
+};
 use mongodb::bson;
 use serde::{Deserialize, Serialize};
 
@@ -108,6 +111,13 @@ pub(crate) struct OrgDoc {
     pub collection: String,
     /// The database that holds the tenant collection.
     pub database: String,
+    /// The placement kind (`collection`, `database`, `shared`); absent on organizations
+    /// stored before placements existed, which are collections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<String>,
+    /// The cluster holding the tenant's data; absent means `main`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     pub admin_id: String,
     pub state: State,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,11 +155,28 @@ pub(crate) fn from_bson_time(t: bson::DateTime) -> anyhow::Result<DateTime<Utc>>
 }
 
 impl OrgDoc {
+    /// The stored placement, absent fields meaning a collection on the main cluster.
+    pub(crate) fn placement(&self) -> anyhow::Result<Placement> {
+        let kind = self.placement.as_deref().map(str::parse).transpose().context("placement")?.unwrap_or_default();
+        let cluster =
+            self.cluster.as_deref().map(ClusterName::parse).transpose().context("cluster")?.unwrap_or_default();
+        Ok(Placement { kind, cluster })
+    }
+
+    /// The fields that record a placement: none for the default, so that documents of
+    /// organizations placed as before placements existed stay as they were.
+    pub(crate) fn placement_fields(placement: &Placement) -> (Option<String>, Option<String>) {
+        let kind = (placement.kind != PlacementKind::default()).then(|| placement.kind.as_str().to_owned());
+        let cluster = (!placement.cluster.is_main()).then(|| placement.cluster.as_str().to_owned());
+        (kind, cluster)
+    }
+
     pub(crate) fn to_domain(&self) -> anyhow::Result<Organization> {
         Ok::<_, anyhow::Error>(Organization {
             id: OrgId::parse(&self.id).context("organization id")?,
             name: OrganizationName::from_stored(self.name.clone(), self.key.clone()).context("organization name")?,
             collection: CollectionName::parse(&self.collection).context("collection name")?,
+            placement: self.placement()?,
             admin_id: AdminId::parse(&self.admin_id).context("admin id")?,
             created_at: from_bson_time(self.created_at)?,
             updated_at: from_bson_time(self.updated_at)?,

@@ -52,6 +52,8 @@ pub struct MongoStore {
     command_timeout: Duration,
     transactions: bool,
     failpoints: FailPoints,
+    /// The connection string without credentials, as tenants' applications are given it.
+    public_uri: String,
 }
 
 impl std::fmt::Debug for MongoStore {
@@ -95,6 +97,7 @@ impl MongoStore {
             command_timeout: settings.command_timeout,
             transactions: false,
             failpoints: FailPoints::default(),
+            public_uri: settings::without_credentials(settings.uri.expose_secret()),
         })
     }
 

@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use domain::{
     Admin, AdminId, CreateOrgError, DeleteOrgError, Email, NewOrganization, OrgId, OrgKey, Organization,
-    OrganizationChanges, StoreError, UpdateOrgError,
+    OrganizationChanges, Placement, StoreError, UpdateOrgError,
 };
 use mongodb::bson::{self, Document, doc};
 use ports::{AdminRepository, OrganizationRepository};
@@ -179,6 +179,12 @@ impl MongoStore {
 #[async_trait]
 impl OrganizationRepository for MongoStore {
     async fn create(&self, new: NewOrganization) -> Result<Organization, CreateOrgError> {
+        if *new.placement() != Placement::default() {
+            // Settings refuse other placements on MongoDB until their DDL exists; a library
+            // caller asking for one gets this instead of data in the wrong place.
+            return Err(unknown(anyhow!("placement {} is not available on MongoDB yet", new.placement())).into());
+        }
+        let (placement, cluster) = OrgDoc::placement_fields(new.placement());
         let token = Uuid::new_v4().to_string();
         let created_at = to_bson_time(new.created_at());
         let key = new.name().key().as_str().to_owned();
@@ -189,6 +195,8 @@ impl OrganizationRepository for MongoStore {
             key,
             collection: new.collection().as_str().to_owned(),
             database: self.tenants.name().to_owned(),
+            placement,
+            cluster,
             admin_id: new.admin().id.to_string(),
             state: State::Creating,
             op: Some(OpDoc::new(OpKind::Create, &token)),
@@ -385,6 +393,18 @@ impl OrganizationRepository for MongoStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         db(self.master.run_command(doc! {"ping": 1}).await).map(drop)
+    }
+
+    fn location(&self, org: &Organization) -> domain::TenantLocation {
+        // Only collections on the main cluster exist on MongoDB so far (settings refuse
+        // the other placements), so the tenant database is this store's.
+        domain::TenantLocation {
+            placement: org.placement.clone(),
+            uri: self.public_uri.clone(),
+            database: self.tenants.name().to_owned(),
+            collection: org.collection.to_string(),
+            tenant_filter: None,
+        }
     }
 }
 

@@ -362,6 +362,8 @@ impl MongoStore {
             keys: vec![key],
             collection: collection.to_owned(),
             database: database.to_owned(),
+            placement: None,
+            cluster: None,
             admin_id: Uuid::new_v4().to_string(),
             state: State::Deleting,
             op: Some(OpDoc::new(OpKind::Delete, &token)),

@@ -56,3 +56,32 @@ impl MongoSettings {
         }
     }
 }
+
+/// A connection string without the user name and password it may carry
+/// (`mongodb://user:secret@a,b/?replicaSet=rs` becomes `mongodb://a,b/?replicaSet=rs`), for
+/// handing to tenants' applications, which connect with their own credentials.
+pub fn without_credentials(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else { return String::new() };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let hosts = authority.rsplit_once('@').map_or(authority, |(_, hosts)| hosts);
+    format!("{scheme}://{hosts}{tail}")
+}
+
+#[cfg(test)]
+mod credential_tests {
+    use super::without_credentials;
+
+    #[test]
+    fn credentials_are_removed_from_connection_strings() {
+        for (uri, public) in [
+            ("mongodb://user:p%40ss@a:1,b:2/?replicaSet=rs", "mongodb://a:1,b:2/?replicaSet=rs"),
+            ("mongodb+srv://u:s@cluster.example/db?tls=true", "mongodb+srv://cluster.example/db?tls=true"),
+            ("mongodb://localhost:27017", "mongodb://localhost:27017"),
+            ("mongodb://a@b@host/", "mongodb://host/"),
+            ("nonsense", ""),
+        ] {
+            assert_eq!(without_credentials(uri), public, "{uri}");
+        }
+    }
+}

@@ -180,13 +180,18 @@ async fn run(command: Command, settings: Settings, sources: &[(&'static str, Sou
             match command {
                 OrgCommand::List => {
                     let all = store.list().await?;
-                    println!("{:<36}  {:<40}  {:<30}  created", "id", "name", "collection");
+                    println!(
+                        "{:<36}  {:<40}  {:<30}  {:<10}  {:<10}  created",
+                        "id", "name", "collection", "placement", "cluster"
+                    );
                     for org in &all {
                         println!(
-                            "{:<36}  {:<40}  {:<30}  {}",
+                            "{:<36}  {:<40}  {:<30}  {:<10}  {:<10}  {}",
                             org.id,
                             org.name.as_str(),
                             org.collection.as_str(),
+                            org.placement.kind.as_str(),
+                            org.placement.cluster.as_str(),
                             org.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                         );
                     }
@@ -203,6 +208,7 @@ async fn run(command: Command, settings: Settings, sources: &[(&'static str, Sou
                     println!("name:        {}", org.name.as_str());
                     println!("key:         {}", org.name.key());
                     println!("collection:  {}", org.collection.as_str());
+                    println!("placement:   {}", org.placement);
                     println!(
                         "admin:       {} <{}>",
                         org.admin_id,

@@ -72,6 +72,9 @@ impl<S: OrganizationRepository> OrganizationRepository for Instrumented<S> {
     async fn ping(&self) -> Result<(), StoreError> {
         self.timed("ping", self.inner.ping()).await
     }
+    fn location(&self, org: &Organization) -> domain::TenantLocation {
+        self.inner.location(org)
+    }
 }
 
 #[async_trait]

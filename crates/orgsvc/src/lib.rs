@@ -76,6 +76,7 @@ impl Application {
             throttle_keyer,
             naming: settings.collection_naming,
             policy: settings.security,
+            placement: settings.placement.clone(),
         };
         let (api, tenants, mongo) = match settings.storage {
             Storage::Memory => {
@@ -206,6 +207,7 @@ struct Parts {
     throttle_keyer: ThrottleKeyer,
     naming: domain::CollectionNaming,
     policy: SecurityPolicy,
+    placement: domain::Placement,
 }
 
 impl Parts {
@@ -230,8 +232,12 @@ impl Parts {
             lockout: store.clone(),
             audit: store,
         };
-        let settings =
-            ports::ServiceSettings { naming: self.naming, throttle_keyer: self.throttle_keyer, policy: self.policy };
+        let settings = ports::ServiceSettings {
+            naming: self.naming,
+            throttle_keyer: self.throttle_keyer,
+            policy: self.policy,
+            placement: self.placement,
+        };
         Ok(Arc::new(OrgService::new(ports, settings)))
     }
 }

@@ -237,6 +237,7 @@ async fn operators_list_show_and_migrate_on_mongodb() {
     let show = orgsvc(&["--config", config.path(), "org", "show", "acme-corp"]).output().expect("run");
     let text = String::from_utf8_lossy(&show.stdout);
     assert!(show.status.success() && text.contains("org_acme_corp") && text.contains("a@acme.test"), "{text}");
+    assert!(text.contains("placement:   collection on main"), "{text}");
     let missing = orgsvc(&["--config", config.path(), "org", "show", "Nobody"]).output().expect("run");
     assert!(!missing.status.success());
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use domain::{
     Admin, AdminId, AuditAction, AuditEvent, CollectionName, CreateOrgError, DeleteOrgError, Email, EventId,
     LoginThrottle, NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, RefreshHash,
-    RefreshState, RotationDecision, SecurityPolicy, Session, SessionId, StoreError, UpdateOrgError,
+    RefreshState, RotationDecision, SecurityPolicy, Session, SessionId, StoreError, TenantLocation, UpdateOrgError,
 };
 
 use crate::throttle::{StoredThrottle, ThrottleKey};
@@ -47,6 +47,10 @@ pub trait OrganizationRepository: Send + Sync + 'static {
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Where the organization's documents are, as its own applications reach them (the
+    /// connection string without the service's credentials).
+    fn location(&self, org: &Organization) -> TenantLocation;
 }
 
 /// Admins, looked up for logins and for every authenticated request.

@@ -69,6 +69,12 @@ impl Settings {
                 }
                 .to_owned(),
             ),
+            ("ORGSVC_PLACEMENT", self.placement.kind.as_str().to_owned()),
+            ("ORGSVC_PLACEMENT_CLUSTER", self.placement.cluster.to_string()),
+            (
+                "ORGSVC_CLUSTERS",
+                self.clusters.iter().map(|(name, _)| format!("{name}={REDACTED}")).collect::<Vec<_>>().join(" "),
+            ),
             ("ORGSVC_JWT_SECRET", redacted(self.jwt_keys.len() == 1)),
             ("ORGSVC_JWT_KID", signing.map(|(kid, _)| kid.clone()).unwrap_or_default()),
             ("ORGSVC_JWT_KEYS", list(self.jwt_keys.iter().map(|(kid, _)| format!("{kid}:{REDACTED}")))),

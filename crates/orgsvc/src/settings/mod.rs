@@ -84,6 +84,12 @@ pub struct Settings {
     pub storage: Storage,
     /// How tenant collections are named (`ORGSVC_COLLECTION_NAMING`: `key` or `id`).
     pub collection_naming: CollectionNaming,
+    /// Where new organizations go (`ORGSVC_PLACEMENT`, `ORGSVC_PLACEMENT_CLUSTER`).
+    pub placement: domain::Placement,
+    /// MongoDB deployments besides the main one, by name (`ORGSVC_CLUSTERS`:
+    /// whitespace-separated `name=uri` entries; `[clusters.<name>] uri = ...` in the file).
+    /// Their connection strings may hold credentials, so they are secrets.
+    pub clusters: Vec<(domain::ClusterName, SecretString)>,
     /// Development or production (`ORGSVC_ENV`).
     pub environment: Environment,
     /// Log format (`ORGSVC_LOG_FORMAT`: `text` or `json`; JSON by default in production).
@@ -128,6 +134,8 @@ impl Default for Settings {
             metrics_addr: None,
             storage: Storage::Memory,
             collection_naming: CollectionNaming::Key,
+            placement: domain::Placement::default(),
+            clusters: Vec::new(),
             environment: Environment::Development,
             log_format: LogFormat::Text,
             shutdown_grace: Duration::from_secs(30),
@@ -178,6 +186,13 @@ impl Settings {
     /// explicit signing key (a random one logs everybody out at each restart and differs
     /// between instances) and a durable, shared store.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.storage == Storage::MongoDb && self.placement != domain::Placement::default() {
+            bail!(
+                "ORGSVC_PLACEMENT / ORGSVC_PLACEMENT_CLUSTER: {} is not available on MongoDB in this version; only \
+                 collection on main is (the memory store models every placement)",
+                self.placement
+            );
+        }
         if self.environment == Environment::Production {
             if self.jwt_keys.is_empty() {
                 bail!(

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use domain::{CollectionNaming, LockoutPolicy, LockoutPolicyError};
+use domain::{ClusterName, CollectionNaming, LockoutPolicy, LockoutPolicyError};
 use http_adapter::TrustedNetwork;
 use secrecy::SecretString;
 
@@ -66,6 +66,7 @@ impl Settings {
                 _ => bail!("ORGSVC_COLLECTION_NAMING: {v:?} is not one of key, id"),
             };
         }
+        s.read_placement(raw)?;
         if let Some(v) = get(&raw.env) {
             s.environment = match v.trim().to_ascii_lowercase().as_str() {
                 "development" | "dev" => Environment::Development,
@@ -116,6 +117,39 @@ impl Settings {
         s.read_security(raw)?;
         s.validate()?;
         Ok(s)
+    }
+
+    /// The other clusters and where new organizations go.
+    fn read_placement(&mut self, raw: &Raw) -> anyhow::Result<()> {
+        if let Some(v) = get(&raw.clusters) {
+            // Connection strings hold commas (several hosts), never unescaped whitespace.
+            for entry in v.split_whitespace() {
+                let Some((name, uri)) = entry.split_once('=') else {
+                    bail!("ORGSVC_CLUSTERS: each entry must be name=mongodb://... (entries separated by spaces)");
+                };
+                let name = ClusterName::parse(name).map_err(|e| anyhow::anyhow!("ORGSVC_CLUSTERS: {name:?} {e}"))?;
+                if name.is_main() || self.clusters.iter().any(|(n, _)| *n == name) {
+                    bail!("ORGSVC_CLUSTERS: {name} is named twice (`main` is ORGSVC_MONGODB_URI)");
+                }
+                if !uri.starts_with("mongodb://") && !uri.starts_with("mongodb+srv://") {
+                    bail!(
+                        "ORGSVC_CLUSTERS: the connection string of {name} must start with mongodb:// or mongodb+srv://"
+                    );
+                }
+                self.clusters.push((name, SecretString::from(uri.to_owned())));
+            }
+        }
+        if let Some(v) = get(&raw.placement) {
+            self.placement.kind = v.parse().map_err(|e| anyhow::anyhow!("ORGSVC_PLACEMENT: {v:?} {e}"))?;
+        }
+        if let Some(v) = get(&raw.placement_cluster) {
+            let name = ClusterName::parse(v.trim()).map_err(|e| anyhow::anyhow!("ORGSVC_PLACEMENT_CLUSTER: {e}"))?;
+            if !name.is_main() && !self.clusters.iter().any(|(n, _)| *n == name) {
+                bail!("ORGSVC_PLACEMENT_CLUSTER: {name} is not main nor a cluster of ORGSVC_CLUSTERS");
+            }
+            self.placement.cluster = name;
+        }
+        Ok(())
     }
 
     fn read_keys(&mut self, raw: &Raw) -> anyhow::Result<()> {

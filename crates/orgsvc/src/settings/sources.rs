@@ -23,6 +23,9 @@ pub const VARIABLES: &[&str] = &[
     "ORGSVC_SHUTDOWN_GRACE_SECONDS",
     "ORGSVC_STORAGE",
     "ORGSVC_COLLECTION_NAMING",
+    "ORGSVC_PLACEMENT",
+    "ORGSVC_PLACEMENT_CLUSTER",
+    "ORGSVC_CLUSTERS",
     "ORGSVC_JWT_SECRET",
     "ORGSVC_JWT_KID",
     "ORGSVC_JWT_KEYS",
@@ -92,6 +95,21 @@ pub fn parse_config(text: &str) -> anyhow::Result<HashMap<String, String>> {
 fn flatten(table: &toml::Table, prefix: &str, out: &mut HashMap<String, String>) -> anyhow::Result<()> {
     for (key, value) in table {
         let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        // `[clusters.<name>] uri = "..."`: one entry of ORGSVC_CLUSTERS per table.
+        if path == "clusters"
+            && let toml::Value::Table(clusters) = value
+        {
+            let mut entries = Vec::new();
+            for (name, cluster) in clusters {
+                let uri = cluster.as_table().and_then(|t| t.get("uri")).and_then(toml::Value::as_str);
+                let Some(uri) = uri.filter(|_| cluster.as_table().is_some_and(|t| t.len() == 1)) else {
+                    bail!("`clusters.{name}`: a cluster table holds exactly one key, `uri`");
+                };
+                entries.push(format!("{name}={uri}"));
+            }
+            out.insert("ORGSVC_CLUSTERS".to_owned(), entries.join(" "));
+            continue;
+        }
         let scalar = |v: &toml::Value| -> Option<String> {
             match v {
                 toml::Value::String(s) => Some(s.clone()),
@@ -198,6 +216,9 @@ pub(super) struct Raw {
     pub(super) shutdown_grace_seconds: Option<String>,
     pub(super) storage: Option<String>,
     pub(super) collection_naming: Option<String>,
+    pub(super) placement: Option<String>,
+    pub(super) placement_cluster: Option<String>,
+    pub(super) clusters: Option<String>,
     pub(super) jwt_secret: Option<String>,
     pub(super) jwt_kid: Option<String>,
     pub(super) jwt_keys: Option<String>,

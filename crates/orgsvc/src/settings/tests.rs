@@ -301,3 +301,45 @@ fn security_and_http_policies_are_read() {
     assert_eq!(s.http.cors_allowed_origins, ["https://app.example.com"]);
     assert!(s.security.revocation_bound.is_zero());
 }
+
+#[test]
+fn clusters_and_the_placement_policy_are_read_from_variables_and_tables() {
+    let s = from(&[
+        ("ORGSVC_CLUSTERS", "eu=mongodb://u:hunter2@a:1,b:2/?replicaSet=rs  us=mongodb+srv://us.example/"),
+        ("ORGSVC_PLACEMENT", "Shared"),
+        ("ORGSVC_PLACEMENT_CLUSTER", "eu"),
+    ])
+    .expect("settings");
+    let names: Vec<&str> = s.clusters.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["eu", "us"]);
+    assert_eq!(s.clusters[0].1.expose_secret(), "mongodb://u:hunter2@a:1,b:2/?replicaSet=rs");
+    assert_eq!(s.placement.to_string(), "shared on eu");
+    assert!(!format!("{s:?}").contains("hunter2"));
+    assert!(!format!("{:?}", s.describe()).contains("hunter2"));
+
+    let values =
+        parse_config("placement = \"database\"\n[clusters.eu]\nuri = \"mongodb://eu.example/\"\n").expect("file");
+    assert_eq!(values["ORGSVC_CLUSTERS"], "eu=mongodb://eu.example/");
+    let error = parse_config("[clusters.eu]\nurl = \"mongodb://eu.example/\"\n").expect_err("not uri");
+    assert!(format!("{error:#}").contains("clusters.eu"), "{error:#}");
+
+    for (vars, name) in [
+        (vec![("ORGSVC_PLACEMENT", "tenant")], "ORGSVC_PLACEMENT"),
+        (vec![("ORGSVC_PLACEMENT_CLUSTER", "eu")], "ORGSVC_PLACEMENT_CLUSTER"),
+        (vec![("ORGSVC_CLUSTERS", "main=mongodb://x/")], "ORGSVC_CLUSTERS"),
+        (vec![("ORGSVC_CLUSTERS", "EU=mongodb://x/")], "ORGSVC_CLUSTERS"),
+        (vec![("ORGSVC_CLUSTERS", "eu=http://u:hunter2@x/")], "ORGSVC_CLUSTERS"),
+        (vec![("ORGSVC_CLUSTERS", "eu")], "ORGSVC_CLUSTERS"),
+        (
+            vec![
+                ("ORGSVC_STORAGE", "mongodb"),
+                ("ORGSVC_MONGODB_URI", "mongodb://db/"),
+                ("ORGSVC_PLACEMENT", "shared"),
+            ],
+            "ORGSVC_PLACEMENT",
+        ),
+    ] {
+        let error = format!("{:#}", from(&vars).expect_err("invalid"));
+        assert!(error.contains(name) && !error.contains("hunter2"), "{error}");
+    }
+}

@@ -35,7 +35,8 @@ impl OrgService {
     ) -> Result<CreatedOrganization, CreateOrgError> {
         let password_hash = self.hasher.hash(request.password).await?;
         let admin = NewAdmin { id: AdminId::new(), email: request.email.clone(), password_hash };
-        let new = NewOrganization::new(OrgId::new(), request.name, self.naming, admin, self.now());
+        let new = NewOrganization::new(OrgId::new(), request.name, self.naming, admin, self.now())
+            .placed(self.placement.clone());
         let organization = self.organizations.create(new).await?;
         tracing::info!(organization_id = %organization.id, key = %organization.name.key(), "organization created");
         self.audit_event(

@@ -9,6 +9,7 @@
 
 mod audit;
 mod authenticate;
+mod connection;
 mod create;
 mod delete;
 mod get;
@@ -26,7 +27,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     AdminId, AuditAction, AuditEvent, AuditOutcome, CollectionNaming, CreateOrgError, DeleteOrgError, Email, EventId,
-    GetOrgError, OrgId, OrganizationName, SessionId, StoreError, UpdateOrgError,
+    GetOrgError, OrgId, OrganizationName, Placement, SessionId, StoreError, TenantLocation, UpdateOrgError,
 };
 use secrecy::SecretString;
 
@@ -113,6 +114,9 @@ pub trait OrganizationApi: Send + Sync + 'static {
     /// The caller's organization's audit events, newest first.
     async fn audit(&self, caller: &Principal, query: AuditQuery) -> Result<AuditPage, AuditError>;
 
+    /// Where the caller's organization's data lives and how its applications reach it.
+    async fn connection(&self, caller: &Principal) -> Result<TenantLocation, GetOrgError>;
+
     /// How many organizations are active, for metrics.
     async fn organization_count(&self) -> Result<u64, StoreError>;
 
@@ -150,6 +154,8 @@ pub struct ServiceSettings {
     pub throttle_keyer: ThrottleKeyer,
     /// Session, lockout and audit policy.
     pub policy: SecurityPolicy,
+    /// Where new organizations go.
+    pub placement: Placement,
 }
 
 /// The use cases, written against the ports.
@@ -163,6 +169,7 @@ pub struct OrgService {
     lockout: Arc<dyn AccountLockout>,
     audit_log: Arc<dyn AuditLog>,
     naming: CollectionNaming,
+    placement: Placement,
     policy: SecurityPolicy,
     throttles: LoginThrottles,
     session_cache: SessionCache,
@@ -183,6 +190,7 @@ impl OrgService {
             lockout: ports.lockout,
             audit_log: ports.audit,
             naming: settings.naming,
+            placement: settings.placement,
             policy: settings.policy,
             throttles,
             session_cache: SessionCache::default(),
@@ -277,6 +285,10 @@ impl OrganizationApi for OrgService {
 
     async fn audit(&self, caller: &Principal, query: AuditQuery) -> Result<AuditPage, AuditError> {
         self.read_audit(caller, query).await
+    }
+
+    async fn connection(&self, caller: &Principal) -> Result<TenantLocation, GetOrgError> {
+        self.connection_details(caller).await
     }
 
     async fn organization_count(&self) -> Result<u64, StoreError> {

@@ -73,8 +73,12 @@ impl Mocks {
             lockout: Arc::new(self.lockout),
             audit: Arc::new(self.audit),
         };
-        let settings =
-            ServiceSettings { naming, throttle_keyer: ThrottleKeyer::new(b"test"), policy: SecurityPolicy::default() };
+        let settings = ServiceSettings {
+            naming,
+            throttle_keyer: ThrottleKeyer::new(b"test"),
+            policy: SecurityPolicy::default(),
+            placement: domain::Placement::default(),
+        };
         OrgService::new(ports, settings)
     }
 }
@@ -123,6 +127,7 @@ pub(super) fn org(name: &str) -> Organization {
         id,
         collection: CollectionName::for_organization(CollectionNaming::Key, id, name.key()),
         name,
+        placement: domain::Placement::default(),
         admin_id: AdminId::new(),
         created_at: FixedClock.now(),
         updated_at: FixedClock.now(),

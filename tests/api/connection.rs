@@ -1,0 +1,66 @@
+//! `GET /org/connection`, and the placement `GET /org/get` shows the organization's admin.
+
+use api_tests::{Backend, problem};
+use reqwest::Method;
+use serde_json::Value;
+
+async fn connection(app: &api_tests::TestApp, token: &str) -> reqwest::Response {
+    app.request(Method::GET, "/org/connection").bearer_auth(token).send().await.expect("request")
+}
+
+pub async fn the_admin_gets_its_own_connection_details(backend: Backend) {
+    let app = backend.spawn_with(|_| {}).await;
+    let created = app.create_ok("Acme Corp", "a@acme.test", "correct horse").await;
+    problem(app.request(Method::GET, "/org/connection").send().await.expect("request"), 401).await;
+    let token = app.token("a@acme.test", "correct horse").await;
+    let response = connection(&app, &token).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["placement"], "collection");
+    assert_eq!(body["cluster"], "main");
+    assert_eq!(body["collection"], created["collection_name"]);
+    assert!(body["database"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+    assert!(body["tenant_field"].is_null() && body["tenant_id"].is_null(), "{body}");
+    let uri = body["uri"].as_str().expect("uri");
+    assert!(uri.contains("://") && !uri.contains('@'), "no credentials: {uri}");
+
+    // The placement shows in GET /org/get for the organization's admin only.
+    let own: Value = app.get("Acme Corp", Some(&token)).await.json().await.expect("json");
+    assert_eq!(own["placement"], serde_json::json!({"kind": "collection", "cluster": "main"}));
+    let anonymous: Value = app.get("Acme Corp", None).await.json().await.expect("json");
+    assert!(anonymous.get("placement").is_none(), "{anonymous}");
+}
+
+/// The memory store models every placement: new organizations go where the policy says,
+/// and their connection details say where that is.
+pub async fn new_organizations_go_where_the_policy_says(backend: Backend) {
+    let cluster = domain::ClusterName::parse("eu").expect("name");
+    for kind in domain::PlacementKind::ALL {
+        let app = backend
+            .spawn_with(|s| {
+                s.clusters = vec![(cluster.clone(), "mongodb://eu.example/".to_owned().into())];
+                s.placement = domain::Placement { kind, cluster: cluster.clone() };
+            })
+            .await;
+        let created = app.create_ok("Acme", "a@acme.test", "correct horse").await;
+        let id = created["organization_id"].as_str().expect("id").to_owned();
+        let token = app.token("a@acme.test", "correct horse").await;
+        let body: Value = connection(&app, &token).await.json().await.expect("json");
+        assert_eq!((&body["placement"], &body["cluster"]), (&kind.as_str().into(), &"eu".into()), "{body}");
+        let uuid = uuid::Uuid::parse_str(&id).expect("uuid").simple().to_string();
+        let (database, collection, field, value): (String, Value, Value, Value) = match kind {
+            domain::PlacementKind::Collection => ("tenants".to_owned(), "org_acme".into(), Value::Null, Value::Null),
+            domain::PlacementKind::Database => {
+                (format!("orgsvc_t_{uuid}"), "org_acme".into(), Value::Null, Value::Null)
+            }
+            domain::PlacementKind::Shared => {
+                ("tenants".to_owned(), "shared_tenants".into(), "tenant_id".into(), id.clone().into())
+            }
+        };
+        assert_eq!(body["database"], database, "{body}");
+        assert_eq!(body["collection"], collection, "{body}");
+        assert_eq!((&body["tenant_field"], &body["tenant_id"]), (&field, &value), "{body}");
+        // The API's collection name stays what it always was.
+        assert_eq!(created["collection_name"], "org_acme");
+    }
+}
