@@ -105,10 +105,7 @@ impl From<LoginError> for ApiError {
             LoginError::InvalidCredentials => {
                 Self::Unauthorized { detail: "invalid email or password", invalid_token: false }
             }
-            LoginError::Locked { until } => {
-                let wait = (until - chrono::Utc::now()).to_std().unwrap_or_default();
-                Self::Locked { retry_after: wait }
-            }
+            LoginError::Locked { retry_after, .. } => Self::Locked { retry_after },
             LoginError::Unavailable(e) => Self::Unavailable(e),
             LoginError::Unknown(e) => Self::Internal(e),
         }

@@ -44,6 +44,11 @@ impl ManualClock {
         Self { now: std::sync::Mutex::new(start) }
     }
 
+    /// Sets the clock to `at`, forward or back.
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.now.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = at;
+    }
+
     /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {
         let mut now = self.now.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -77,5 +82,7 @@ mod tests {
         assert_eq!(clock.now(), start + chrono::Duration::milliseconds(1500));
         clock.pause(Duration::from_secs(2)).await;
         assert_eq!(clock.now(), start + chrono::Duration::milliseconds(3500));
+        clock.set(start);
+        assert_eq!(clock.now(), start);
     }
 }

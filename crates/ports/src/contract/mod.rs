@@ -24,7 +24,7 @@ use domain::{
 use serde_json::json;
 
 use crate::{
-    AccountLockout, AdminRepository, AuditLog, AuditQuery, CheckPermit, Clock, LoginThrottles, NewSession,
+    AccountLockout, AdminRepository, AuditLog, AuditQuery, CheckPermit, LoginThrottles, NewSession,
     OrganizationRepository, RefreshToken, Rotation, SessionRepository, SystemClock, TenantStore, ThrottleKey,
     ThrottleKeyer,
 };

@@ -34,33 +34,6 @@ pub async fn throttle_writes_are_compare_and_set<S: Store>(store: Arc<S>) {
     assert_eq!(store.load_throttle(&throttle_key("b2")).await.expect("load"), None, "keys are separate");
 }
 
-/// A clock that tests move by hand; pauses only yield.
-#[derive(Debug)]
-pub struct ManualClock(std::sync::Mutex<DateTime<Utc>>);
-
-impl ManualClock {
-    /// A clock showing `at`.
-    pub fn at(at: DateTime<Utc>) -> Self {
-        Self(std::sync::Mutex::new(at))
-    }
-
-    /// Moves the clock to `at`.
-    pub fn set(&self, at: DateTime<Utc>) {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = at;
-    }
-}
-
-#[async_trait::async_trait]
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    async fn pause(&self, _: std::time::Duration) {
-        tokio::task::yield_now().await;
-    }
-}
-
 fn throttles<S: Store>(store: &Arc<S>) -> LoginThrottles {
     LoginThrottles::new(store.clone(), LockoutPolicy::default(), ThrottleKeyer::new(b"contract"))
 }
@@ -127,7 +100,7 @@ pub async fn parallel_right_passwords_are_never_locked_out<S: Store>(store: Arc<
 pub async fn lockout_backs_off_and_resets_on_success<S: Store>(store: Arc<S>) {
     let throttles = throttles(&store);
     let t0 = now();
-    let clock = ManualClock::at(t0);
+    let clock = crate::ManualClock::starting_at(t0);
     let address = email("a@acme.test");
     let attempt = |succeed: bool| {
         let (throttles, clock, address) = (&throttles, &clock, &address);

@@ -35,6 +35,8 @@ domain::operation_error!(
         Locked {
             /// When the lock ends.
             until: DateTime<Utc>,
+            /// How long that is from now, by the use cases' clock.
+            retry_after: std::time::Duration,
         } => "the account is locked after too many failed logins",
     }
 );
@@ -53,7 +55,8 @@ impl OrgService {
         let check = CheckId::new();
         if let CheckPermit::Locked { until } = self.throttles.start(&request.email, check, &*self.clock).await? {
             self.audit_event(AuditAction::LoginLocked, AuditOutcome::Denied, org_id, actor_id, context).await;
-            return Err(LoginError::Locked { until });
+            let retry_after = (until - self.clock.now()).to_std().unwrap_or_default();
+            return Err(LoginError::Locked { until, retry_after });
         }
         // The hasher verifies against a dummy hash when there is no admin, so an unknown
         // email costs as much time as a wrong password.
@@ -242,7 +245,11 @@ mod tests {
             .returning(|_| Ok(()));
         let request = LoginRequest { email: Email::parse("a@acme.test").expect("email"), password: password() };
         let result = m.service(CollectionNaming::Key).login(request, &ctx()).await;
-        assert!(matches!(result, Err(LoginError::Locked { until: u }) if u == until), "{result:?}");
+        assert!(
+            matches!(result, Err(LoginError::Locked { until: u, retry_after })
+                if u == until && retry_after == std::time::Duration::from_secs(60)),
+            "{result:?}"
+        );
     }
 
     #[tokio::test]
