@@ -31,14 +31,21 @@ pub async fn the_admin_gets_its_own_connection_details(backend: Backend) {
     assert!(anonymous.get("placement").is_none(), "{anonymous}");
 }
 
-/// The memory store models every placement: new organizations go where the policy says,
-/// and their connection details say where that is.
+/// New organizations go where the policy says, and their connection details say where that
+/// is: every placement on another cluster on the memory store (placements are metadata
+/// there), the placements MongoDB has so far (collection and database, on main) on MongoDB.
 pub async fn new_organizations_go_where_the_policy_says(backend: Backend) {
-    let cluster = domain::ClusterName::parse("eu").expect("name");
-    for kind in domain::PlacementKind::ALL {
+    use domain::PlacementKind::{Collection, Database, Shared};
+    let (cluster, kinds) = match backend {
+        Backend::Memory => (domain::ClusterName::parse("eu").expect("name"), vec![Collection, Database, Shared]),
+        Backend::MongoDb => (domain::ClusterName::main(), vec![Collection, Database]),
+    };
+    for kind in kinds {
         let app = backend
             .spawn_with(|s| {
-                s.clusters = vec![(cluster.clone(), "mongodb://eu.example/".to_owned().into())];
+                if !cluster.is_main() {
+                    s.clusters = vec![(cluster.clone(), "mongodb://eu.example/".to_owned().into())];
+                }
                 s.placement = domain::Placement { kind, cluster: cluster.clone() };
             })
             .await;
@@ -46,21 +53,19 @@ pub async fn new_organizations_go_where_the_policy_says(backend: Backend) {
         let id = created["organization_id"].as_str().expect("id").to_owned();
         let token = app.token("a@acme.test", "correct horse").await;
         let body: Value = connection(&app, &token).await.json().await.expect("json");
-        assert_eq!((&body["placement"], &body["cluster"]), (&kind.as_str().into(), &"eu".into()), "{body}");
-        let uuid = uuid::Uuid::parse_str(&id).expect("uuid").simple().to_string();
-        let (database, collection, field, value): (String, Value, Value, Value) = match kind {
-            domain::PlacementKind::Collection => ("tenants".to_owned(), "org_acme".into(), Value::Null, Value::Null),
-            domain::PlacementKind::Database => {
-                (format!("orgsvc_t_{uuid}"), "org_acme".into(), Value::Null, Value::Null)
-            }
-            domain::PlacementKind::Shared => {
-                ("tenants".to_owned(), "shared_tenants".into(), "tenant_id".into(), id.clone().into())
-            }
+        assert_eq!((&body["placement"], &body["cluster"]), (&kind.as_str().into(), &cluster.as_str().into()), "{body}");
+        let own_database = format!("orgsvc_t_{}", uuid::Uuid::parse_str(&id).expect("uuid").simple());
+        let database = body["database"].as_str().expect("database");
+        assert_eq!(database == own_database, kind == Database, "{body}");
+        let (collection, field, value): (Value, Value, Value) = match kind {
+            Collection | Database => ("org_acme".into(), Value::Null, Value::Null),
+            Shared => ("shared_tenants".into(), "tenant_id".into(), id.clone().into()),
         };
-        assert_eq!(body["database"], database, "{body}");
         assert_eq!(body["collection"], collection, "{body}");
         assert_eq!((&body["tenant_field"], &body["tenant_id"]), (&field, &value), "{body}");
         // The API's collection name stays what it always was.
         assert_eq!(created["collection_name"], "org_acme");
+        let own: Value = app.get("Acme", Some(&token)).await.json().await.expect("json");
+        assert_eq!(own["placement"]["kind"], kind.as_str());
     }
 }

@@ -24,7 +24,7 @@ macro_rules! api_tests {
             api_tests!(@configured $backend; sessions: login_returns_a_refresh_token_bound_to_a_session, refresh_rotates_and_reuse_revokes_the_session, a_retry_within_the_grace_window_is_not_reuse, logout_ends_access_and_refresh, credential_changes_end_every_other_session, deletion_ends_every_session, invalid_refresh_requests_are_rejected);
             api_tests!(@configured $backend; abuse: parallel_wrong_passwords_get_five_checks_then_429, a_success_resets_the_failure_count, rate_limits_answer_429_with_retry_after, forwarded_for_counts_only_behind_trusted_proxies, hashing_beyond_its_bound_is_503_with_retry_after, cors_is_off_unless_origins_are_allowed, responses_are_never_cached, stalled_bodies_get_408_and_lose_the_connection, parallel_right_passwords_are_never_locked_out, unknown_emails_get_the_same_lockout_answers);
             api_tests!(@configured $backend; operability: request_ids_are_echoed_or_generated_and_named_in_problems, metrics_expose_requests_hashing_store_and_security_events, metrics_can_need_a_token_or_a_listener_of_their_own);
-            api_tests!(@configured $backend; connection: the_admin_gets_its_own_connection_details);
+            api_tests!(@configured $backend; connection: the_admin_gets_its_own_connection_details, new_organizations_go_where_the_policy_says);
             api_tests!(@configured $backend; audit: every_action_is_recorded_with_its_context, pages_follow_the_cursor_newest_first, the_action_filter_and_bad_parameters, events_are_the_organizations_own_and_survive_a_rename);
             api_tests!(@module $spawn; create: returns_201_with_the_organization_and_creates_its_collection, same_key_in_any_spelling_is_409, look_alike_names_are_409, taken_email_is_409_and_leaves_nothing, invalid_fields_are_422_naming_each_field, wrong_json_types_and_unknown_fields_are_422, malformed_json_is_400, oversized_body_is_413, non_json_content_type_is_415, sixteen_simultaneous_creates_have_one_winner, responses_never_contain_the_password_or_hash);
             api_tests!(@module $spawn; get: anonymous_callers_see_no_admin_email, the_organizations_own_admin_sees_its_email, unknown_organization_is_404, missing_or_invalid_parameter_is_422);
@@ -58,12 +58,3 @@ macro_rules! api_tests {
 
 api_tests!(memory, api_tests::TestApp::spawn, api_tests::Backend::Memory);
 api_tests!(mongodb, api_tests::TestApp::spawn_mongodb, api_tests::Backend::MongoDb);
-
-/// Placements other than a collection on the main cluster exist on the memory store only
-/// so far (MongoDB's settings refuse them), so these run there.
-mod memory_placements {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn new_organizations_go_where_the_policy_says() {
-        crate::connection::new_organizations_go_where_the_policy_says(api_tests::Backend::Memory).await;
-    }
-}

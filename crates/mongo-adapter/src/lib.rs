@@ -54,6 +54,10 @@ pub struct MongoStore {
     failpoints: FailPoints,
     /// The connection string without credentials, as tenants' applications are given it.
     public_uri: String,
+    /// A placement every new organization gets whatever it asked for, so that the test
+    /// suites written for the default placement run on every placement.
+    #[cfg(feature = "test-support")]
+    forced_placement: Option<domain::Placement>,
 }
 
 impl std::fmt::Debug for MongoStore {
@@ -98,6 +102,8 @@ impl MongoStore {
             transactions: false,
             failpoints: FailPoints::default(),
             public_uri: settings::without_credentials(settings.uri.expose_secret()),
+            #[cfg(feature = "test-support")]
+            forced_placement: None,
         })
     }
 
@@ -124,6 +130,13 @@ impl MongoStore {
         self.transactions
     }
 
+    /// This store with every new organization placed as `placement`, for running the suites
+    /// written for the default placement on another one.
+    #[cfg(feature = "test-support")]
+    pub fn placing_every_organization(self, placement: domain::Placement) -> Self {
+        Self { forced_placement: Some(placement), ..self }
+    }
+
     /// Hooks that simulate a crash at a named step, for the crash-injection tests.
     pub fn failpoints(&self) -> &FailPoints {
         &self.failpoints
@@ -148,11 +161,26 @@ impl MongoStore {
         i64::try_from(self.command_timeout.as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// Runs a DDL command on the tenant database with a server-side time limit, so that a
+    /// Runs a DDL command on a tenant database with a server-side time limit, so that a
     /// command sent by a process that then died cannot execute after the lease expired.
-    async fn tenant_command(&self, mut command: Document) -> mongodb::error::Result<Document> {
+    async fn tenant_command(&self, database: &str, mut command: Document) -> mongodb::error::Result<Document> {
         command.insert("maxTimeMS", self.max_time_ms());
-        self.tenants.run_command(command).await
+        self.client.database(database).run_command(command).await
+    }
+
+    /// The database an organization's collection lives in: the shared tenant database, or
+    /// for the `database` placement one of its own, named by its id.
+    pub(crate) fn database_for(&self, id: domain::OrgId, placement: &domain::Placement) -> String {
+        match placement.kind {
+            domain::PlacementKind::Database => domain::Placement::database_of(id),
+            domain::PlacementKind::Collection | domain::PlacementKind::Shared => self.tenants.name().to_owned(),
+        }
+    }
+
+    /// Whether a database is one organization's own (the `database` placement), which goes
+    /// when its collection goes.
+    pub(crate) fn is_own_database(&self, database: &str) -> bool {
+        database != self.tenants.name()
     }
 
     async fn admin_command(&self, mut command: Document) -> mongodb::error::Result<Document> {

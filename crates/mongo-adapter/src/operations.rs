@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use domain::{
     Admin, AdminId, CreateOrgError, DeleteOrgError, Email, NewOrganization, OrgId, OrgKey, Organization,
-    OrganizationChanges, Placement, StoreError, UpdateOrgError,
+    OrganizationChanges, PlacementKind, StoreError, UpdateOrgError,
 };
 use mongodb::bson::{self, Document, doc};
 use ports::{AdminRepository, OrganizationRepository};
@@ -152,7 +152,7 @@ impl MongoStore {
     /// The steps of a delete after the organization is marked `deleting`; idempotent, so
     /// the reconciler uses them to finish an interrupted delete.
     pub(crate) async fn finish_delete(&self, org: &OrgDoc, token: &str) -> Result<(), StoreError> {
-        self.drop_collection(&org.database, &org.collection).await?;
+        self.drop_tenant_data(org).await?;
         self.step("delete:after_drop_collection").await?;
         db(self.admins.delete_many(doc! {"organization_id": &org.id}).await)?;
         self.step("delete:after_delete_admins").await?;
@@ -162,7 +162,7 @@ impl MongoStore {
 
     /// Undoes a create that never answered 201.
     pub(crate) async fn roll_back_create(&self, org: &OrgDoc, token: &str) -> Result<(), StoreError> {
-        self.drop_collection(&org.database, &org.collection).await?;
+        self.drop_tenant_data(org).await?;
         db(self.admins.delete_many(doc! {"organization_id": &org.id}).await)?;
         db(self.organizations.delete_one(doc! {"_id": &org.id, "op.token": token}).await)?;
         Ok(())
@@ -179,9 +179,14 @@ impl MongoStore {
 #[async_trait]
 impl OrganizationRepository for MongoStore {
     async fn create(&self, new: NewOrganization) -> Result<Organization, CreateOrgError> {
-        if *new.placement() != Placement::default() {
-            // Settings refuse other placements on MongoDB until their DDL exists; a library
-            // caller asking for one gets this instead of data in the wrong place.
+        #[cfg(feature = "test-support")]
+        let new = match &self.forced_placement {
+            Some(placement) => new.placed(placement.clone()),
+            None => new,
+        };
+        if new.placement().kind == PlacementKind::Shared || !new.placement().cluster.is_main() {
+            // Settings refuse these placements on MongoDB until their storage exists; a
+            // library caller asking for one gets this instead of data in the wrong place.
             return Err(unknown(anyhow!("placement {} is not available on MongoDB yet", new.placement())).into());
         }
         let (placement, cluster) = OrgDoc::placement_fields(new.placement());
@@ -194,7 +199,7 @@ impl OrganizationRepository for MongoStore {
             keys: name_reservations(&key),
             key,
             collection: new.collection().as_str().to_owned(),
-            database: self.tenants.name().to_owned(),
+            database: self.database_for(new.id(), new.placement()),
             placement,
             cluster,
             admin_id: new.admin().id.to_string(),
@@ -396,12 +401,11 @@ impl OrganizationRepository for MongoStore {
     }
 
     fn location(&self, org: &Organization) -> domain::TenantLocation {
-        // Only collections on the main cluster exist on MongoDB so far (settings refuse
-        // the other placements), so the tenant database is this store's.
+        // Only the main cluster exists on MongoDB so far (settings refuse the others).
         domain::TenantLocation {
             placement: org.placement.clone(),
             uri: self.public_uri.clone(),
-            database: self.tenants.name().to_owned(),
+            database: self.database_for(org.id, &org.placement),
             collection: org.collection.to_string(),
             tenant_filter: None,
         }

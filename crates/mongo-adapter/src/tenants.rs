@@ -14,6 +14,26 @@ use crate::errors::{NAMESPACE_EXISTS, NAMESPACE_NOT_FOUND, code, db, store_error
 use crate::schema::tenant_collection_options;
 
 impl MongoStore {
+    /// Removes an organization's tenant data: its collection, and under the `database`
+    /// placement its database too (idempotent, so a reconciler may repeat it).
+    pub(crate) async fn drop_tenant_data(&self, org: &OrgDoc) -> Result<(), StoreError> {
+        self.drop_collection(&org.database, &org.collection).await?;
+        if self.is_own_database(&org.database) {
+            let mut command = doc! {"dropDatabase": 1};
+            command.insert("maxTimeMS", self.max_time_ms());
+            db(self.client.database(&org.database).run_command(command).await)?;
+        }
+        Ok(())
+    }
+
+    /// The database holding a tenant collection: an organization's own when one with the
+    /// `database` placement names it, else the shared tenant database.
+    async fn database_of_collection(&self, collection: &CollectionName) -> Result<String, StoreError> {
+        let filter = doc! {"collection": collection.as_str(), "placement": "database"};
+        let own = db(self.organizations.find_one(filter).await)?;
+        Ok(own.map_or_else(|| self.tenants.name().to_owned(), |org| org.database))
+    }
+
     pub(crate) async fn drop_collection(&self, database: &str, collection: &str) -> Result<(), StoreError> {
         let mut command = doc! {"drop": collection};
         command.insert("maxTimeMS", self.max_time_ms());
@@ -83,7 +103,7 @@ impl MongoStore {
         let create = || {
             let mut command = doc! {"create": &org.collection};
             command.extend(tenant_collection_options());
-            self.tenant_command(command)
+            self.tenant_command(&org.database, command)
         };
         match create().await {
             Err(e) if code(&e) == Some(NAMESPACE_EXISTS) => {
@@ -120,8 +140,21 @@ impl MongoStore {
 
 #[async_trait]
 impl TenantStore for MongoStore {
+    /// The tenant collections of the shared tenant database and of every organization's own
+    /// database.
     async fn tenant_collections(&self) -> Result<Vec<CollectionName>, StoreError> {
-        let names = db(self.tenants.list_collection_names().filter(doc! {"name": {"$regex": "^org_"}}).await)?;
+        let tenant_collections = doc! {"name": {"$regex": "^org_"}};
+        let mut names = db(self.tenants.list_collection_names().filter(tenant_collections.clone()).await)?;
+        let own: Vec<OrgDoc> =
+            db(db(self.organizations.find(doc! {"placement": "database"}).await)?.try_collect().await)?;
+        for database in own.iter().map(|org| org.database.as_str()).collect::<std::collections::BTreeSet<_>>() {
+            names.extend(db(self
+                .client
+                .database(database)
+                .list_collection_names()
+                .filter(tenant_collections.clone())
+                .await)?);
+        }
         let mut collections =
             names.iter().map(|n| CollectionName::parse(n).map_err(unknown)).collect::<Result<Vec<_>, _>>()?;
         collections.sort();
@@ -138,12 +171,15 @@ impl TenantStore for MongoStore {
         }
         let documents =
             documents.iter().map(|d| bson::to_document(d).map_err(unknown)).collect::<Result<Vec<_>, _>>()?;
-        db(self.tenants.collection::<Document>(collection.as_str()).insert_many(documents).await).map(drop)
+        let database = self.database_of_collection(collection).await?;
+        let target = self.client.database(&database).collection::<Document>(collection.as_str());
+        db(target.insert_many(documents).await).map(drop)
     }
 
     async fn documents(&self, collection: &CollectionName) -> Result<Vec<serde_json::Value>, StoreError> {
-        let cursor =
-            db(self.tenants.collection::<Document>(collection.as_str()).find(doc! {}).sort(doc! {"_id": 1}).await)?;
+        let database = self.database_of_collection(collection).await?;
+        let source = self.client.database(&database).collection::<Document>(collection.as_str());
+        let cursor = db(source.find(doc! {}).sort(doc! {"_id": 1}).await)?;
         let documents: Vec<Document> = db(cursor.try_collect().await)?;
         Ok(documents
             .into_iter()

@@ -93,9 +93,12 @@ async fn assert_invariants(store: &MongoStore) {
         store.tenant_collections().await.expect("collections").iter().map(|c| c.as_str().to_owned()).collect();
     assert_eq!(actual, expected_collections, "tenant collections and organizations disagree");
     let expected_validator = tenant_collection_options().get_document("validator").ok().cloned();
-    for collection in &expected_collections {
+    for org in &orgs {
+        let collection = org.get_str("collection").expect("collection");
+        let database = org.get_str("database").expect("database");
         let spec = store
-            .tenant_database()
+            .client()
+            .database(database)
             .list_collections()
             .filter(doc! {"name": collection})
             .await
@@ -106,6 +109,26 @@ async fn assert_invariants(store: &MongoStore) {
             .expect("collection exists");
         assert_eq!(spec.options.validator, expected_validator, "{collection} lost its schema");
     }
+}
+
+/// Whether the database an organization would have under the `database` placement holds
+/// nothing (never had anything, or was dropped with the organization).
+async fn own_database_is_empty(store: &MongoStore, id: OrgId) -> bool {
+    let database = store.client().database(&domain::Placement::database_of(id));
+    database.list_collection_names().await.expect("list").is_empty()
+}
+
+/// Stores that place every organization in a database of its own.
+async fn own_database_store() -> MongoStore {
+    fresh_store().await.placing_every_organization(own_database())
+}
+
+async fn own_database_standalone_store() -> MongoStore {
+    fresh_standalone_store().await.placing_every_organization(own_database())
+}
+
+fn own_database() -> domain::Placement {
+    domain::Placement { kind: domain::PlacementKind::Database, cluster: domain::ClusterName::main() }
 }
 
 async fn crash_every_create_step(store: impl AsyncFn() -> MongoStore) {
@@ -120,6 +143,7 @@ async fn crash_every_create_step(store: impl AsyncFn() -> MongoStore) {
         // A create that never answered is rolled back entirely, and can be retried.
         assert_eq!(store.find_by_key(new.name().key()).await.expect("find"), None, "{step}");
         assert_eq!(store.find_by_email(&email("a@acme.test")).await.expect("find"), None, "{step}");
+        assert!(own_database_is_empty(&store, new.id()).await, "{step}: no database left behind");
         assert_eq!(store.documents(&other.collection).await.expect("docs"), other_docs, "{step}");
         store.create(new_org("Acme", "a@acme.test")).await.expect("create again");
         assert_invariants(&store).await;
@@ -215,6 +239,7 @@ async fn crash_every_delete_step(store: impl AsyncFn() -> MongoStore) {
         assert_invariants(&store).await;
         assert_eq!(OrganizationRepository::find_by_id(&store, acme.id).await.expect("find"), None, "{step}");
         assert_eq!(AdminRepository::find_by_id(&store, acme.admin_id).await.expect("find"), None, "{step}");
+        assert!(own_database_is_empty(&store, acme.id).await, "{step}: its database went with it");
         assert_eq!(store.documents(&globex.collection).await.expect("docs"), globex_docs, "{step}");
         store.create(new_org("Acme", "a@acme.test")).await.expect("name and email are free again");
     }
@@ -253,6 +278,20 @@ async fn renames_taken_over_at_every_step_stay_consistent() {
 async fn delete_survives_a_crash_at_every_step() {
     crash_every_delete_step(fresh_store).await;
     crash_every_delete_step(fresh_standalone_store).await;
+}
+
+/// The same crashes with every organization in a database of its own: the database is
+/// created with the organization's collection and dropped with it, and a crash at any step
+/// leaves neither a database nor a lost document behind.
+#[tokio::test]
+async fn the_database_placement_survives_a_crash_at_every_step() {
+    crash_every_create_step(own_database_store).await;
+    crash_every_create_step(own_database_standalone_store).await;
+    crash_every_update_step(own_database_store, true).await;
+    crash_every_update_step(own_database_standalone_store, false).await;
+    interrupt_every_update_step(own_database_store, false, Interruption::TakeOver).await;
+    crash_every_delete_step(own_database_store).await;
+    crash_every_delete_step(own_database_standalone_store).await;
 }
 
 #[tokio::test]

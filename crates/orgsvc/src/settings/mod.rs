@@ -186,10 +186,12 @@ impl Settings {
     /// explicit signing key (a random one logs everybody out at each restart and differs
     /// between instances) and a durable, shared store.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.storage == Storage::MongoDb && self.placement != domain::Placement::default() {
+        let available_on_mongodb =
+            self.placement.kind != domain::PlacementKind::Shared && self.placement.cluster.is_main();
+        if self.storage == Storage::MongoDb && !available_on_mongodb {
             bail!(
-                "ORGSVC_PLACEMENT / ORGSVC_PLACEMENT_CLUSTER: {} is not available on MongoDB in this version; only \
-                 collection on main is (the memory store models every placement)",
+                "ORGSVC_PLACEMENT / ORGSVC_PLACEMENT_CLUSTER: {} is not available on MongoDB in this version; \
+                 collection and database on main are (the memory store models every placement)",
                 self.placement
             );
         }
