@@ -226,6 +226,21 @@ pub mod test_support {
         domain::NewOrganization::new(domain::OrgId::new(), name, domain::CollectionNaming::Key, admin, created_at)
     }
 
+    /// The schema validator of a collection, which must exist.
+    pub async fn validator(database: &mongodb::Database, collection: &str) -> Option<mongodb::bson::Document> {
+        use futures::TryStreamExt;
+        let spec = database
+            .list_collections()
+            .filter(mongodb::bson::doc! {"name": collection})
+            .await
+            .expect("list")
+            .try_next()
+            .await
+            .expect("spec")
+            .unwrap_or_else(|| panic!("the collection {collection} exists"));
+        spec.options.validator
+    }
+
     /// A migrated store on fresh databases of the replica-set test server.
     pub async fn fresh_store() -> MongoStore {
         MongoStore::open(&fresh_settings(URI_VARIABLE)).await.expect("open the test store")

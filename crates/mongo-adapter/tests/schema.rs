@@ -3,7 +3,6 @@
 
 use chrono::Utc;
 use domain::{CollectionName, CollectionNaming, NewOrganization, OrganizationChanges, OrganizationName, Rename};
-use futures::TryStreamExt;
 use mongo_adapter::test_support::{fresh_standalone_store, fresh_store};
 use mongo_adapter::{MongoStore, tenant_collection_options};
 use mongodb::bson::{Bson, Document, doc};
@@ -14,17 +13,7 @@ fn new_org(name: &str) -> NewOrganization {
 }
 
 async fn validator(store: &MongoStore, collection: &str) -> Option<Document> {
-    let spec = store
-        .tenant_database()
-        .list_collections()
-        .filter(doc! {"name": collection})
-        .await
-        .expect("list")
-        .try_next()
-        .await
-        .expect("spec")
-        .expect("the collection exists");
-    spec.options.validator
+    mongo_adapter::test_support::validator(store.tenant_database(), collection).await
 }
 
 /// Inserts one document with each kind of `_id` (distinct per `round`) and returns which
