@@ -7,7 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::OrgId;
+use crate::{OrgId, Organization};
 
 /// How an organization's documents are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -157,6 +157,15 @@ impl Placement {
     pub fn database_of(id: OrgId) -> String {
         format!("orgsvc_t_{}", id.as_uuid().simple())
     }
+
+    /// The database organization `id` so placed keeps its data in, on a cluster whose
+    /// shared tenant database is `tenant_database`.
+    pub fn database_for(&self, id: OrgId, tenant_database: &str) -> String {
+        match self.kind {
+            PlacementKind::Database => Self::database_of(id),
+            PlacementKind::Collection | PlacementKind::Shared => tenant_database.to_owned(),
+        }
+    }
 }
 
 /// Where an organization's documents are, as its own applications reach them.
@@ -172,6 +181,21 @@ pub struct TenantLocation {
     pub collection: String,
     /// For `shared`: the field each of the tenant's documents carries, and its value.
     pub tenant_filter: Option<(String, String)>,
+}
+
+impl TenantLocation {
+    /// Where `org` lives on its cluster, reached at `uri` (without credentials), whose
+    /// shared tenant database is `tenant_database`: the one rule for every store.
+    pub fn of(org: &Organization, uri: String, tenant_database: &str) -> Self {
+        let shared = org.placement.kind == PlacementKind::Shared;
+        Self {
+            placement: org.placement.clone(),
+            uri,
+            database: org.placement.database_for(org.id, tenant_database),
+            collection: if shared { Placement::SHARED_COLLECTION.to_owned() } else { org.collection.to_string() },
+            tenant_filter: shared.then(|| (Placement::TENANT_FIELD.to_owned(), org.id.to_string())),
+        }
+    }
 }
 
 impl fmt::Display for Placement {
@@ -204,5 +228,32 @@ mod tests {
         }
         assert!(ClusterName::main().is_main() && !ClusterName::parse("eu").expect("name").is_main());
         assert_eq!(Placement::default().to_string(), "collection on main");
+    }
+
+    #[test]
+    fn each_placement_has_one_location_rule() {
+        let name = crate::OrganizationName::parse("Acme").expect("name");
+        let id = OrgId::new();
+        let mut org = crate::Organization {
+            id,
+            collection: crate::CollectionName::for_organization(crate::CollectionNaming::Key, id, name.key()),
+            name,
+            placement: Placement::default(),
+            admin_id: crate::AdminId::new(),
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+        };
+        for (kind, database, collection, filter) in [
+            (PlacementKind::Collection, "t".to_owned(), "org_acme", None),
+            (PlacementKind::Database, Placement::database_of(id), "org_acme", None),
+            (PlacementKind::Shared, "t".to_owned(), "shared_tenants", Some(("tenant_id".to_owned(), id.to_string()))),
+        ] {
+            org.placement.kind = kind;
+            let location = TenantLocation::of(&org, "mongodb://db/".to_owned(), "t");
+            assert_eq!(
+                (location.database, location.collection.as_str(), location.tenant_filter),
+                (database, collection, filter)
+            );
+        }
     }
 }

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     Admin, AdminId, AuditEvent, CollectionName, CreateOrgError, DeleteOrgError, Email, EventId, LoginThrottle,
-    NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, Placement, PlacementKind,
-    RefreshState, Session, SessionId, Skeleton, StoreError, TenantLocation, UpdateOrgError,
+    NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, RefreshState, Session, SessionId,
+    Skeleton, StoreError, TenantLocation, UpdateOrgError,
 };
 use ports::{
     AccountLockout, AdminRepository, AuditLog, AuditQuery, NewSession, OrganizationRepository, REMEMBERED_ROTATIONS,
@@ -219,17 +219,7 @@ impl OrganizationRepository for InMemoryStore {
     /// Placements are metadata here: the location is what MongoDB would hold, on a
     /// `memory://` cluster.
     fn location(&self, org: &Organization) -> TenantLocation {
-        let shared = org.placement.kind == PlacementKind::Shared;
-        TenantLocation {
-            placement: org.placement.clone(),
-            uri: format!("memory://{}", org.placement.cluster),
-            database: match org.placement.kind {
-                PlacementKind::Database => Placement::database_of(org.id),
-                PlacementKind::Collection | PlacementKind::Shared => MEMORY_TENANT_DATABASE.to_owned(),
-            },
-            collection: if shared { Placement::SHARED_COLLECTION.to_owned() } else { org.collection.to_string() },
-            tenant_filter: shared.then(|| (Placement::TENANT_FIELD.to_owned(), org.id.to_string())),
-        }
+        TenantLocation::of(org, format!("memory://{}", org.placement.cluster), MEMORY_TENANT_DATABASE)
     }
 }
 

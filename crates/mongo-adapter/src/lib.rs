@@ -168,15 +168,6 @@ impl MongoStore {
         self.client.database(database).run_command(command).await
     }
 
-    /// The database an organization's collection lives in: the shared tenant database, or
-    /// for the `database` placement one of its own, named by its id.
-    pub(crate) fn database_for(&self, id: domain::OrgId, placement: &domain::Placement) -> String {
-        match placement.kind {
-            domain::PlacementKind::Database => domain::Placement::database_of(id),
-            domain::PlacementKind::Collection | domain::PlacementKind::Shared => self.tenants.name().to_owned(),
-        }
-    }
-
     /// Whether a database is one organization's own (the `database` placement), which goes
     /// when its collection goes.
     pub(crate) fn is_own_database(&self, database: &str) -> bool {

@@ -199,7 +199,7 @@ impl OrganizationRepository for MongoStore {
             keys: name_reservations(&key),
             key,
             collection: new.collection().as_str().to_owned(),
-            database: self.database_for(new.id(), new.placement()),
+            database: new.placement().database_for(new.id(), self.tenants.name()),
             placement,
             cluster,
             admin_id: new.admin().id.to_string(),
@@ -402,13 +402,7 @@ impl OrganizationRepository for MongoStore {
 
     fn location(&self, org: &Organization) -> domain::TenantLocation {
         // Only the main cluster exists on MongoDB so far (settings refuse the others).
-        domain::TenantLocation {
-            placement: org.placement.clone(),
-            uri: self.public_uri.clone(),
-            database: self.database_for(org.id, &org.placement),
-            collection: org.collection.to_string(),
-            tenant_filter: None,
-        }
+        domain::TenantLocation::of(org, self.public_uri.clone(), self.tenants.name())
     }
 }
 
