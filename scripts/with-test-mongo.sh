@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Runs a command with two SecantusDB test servers (MongoDB wire protocol on WiredTiger):
-# one that reports a replica set (transactions work) and one started with --standalone.
+# Runs a command with SecantusDB test servers (MongoDB wire protocol on WiredTiger): one
+# that reports a replica set (transactions work), one started with --standalone, and a
+# second replica set standing in for a second cluster.
 # Installs SecantusDB into .venv on first use, starts both on free ports with throwaway
 # storage, exports their URIs and stops them afterwards, whatever the command's outcome.
 #
 #   ORGSVC_TEST_MONGODB_URI             the replica-set server
 #   ORGSVC_TEST_MONGODB_STANDALONE_URI  the standalone server
+#   ORGSVC_TEST_MONGODB_SECOND_URI      the second cluster's server
 #   ORGSVC_TEST_MONGODB_PID             the replica-set server's process id
 set -euo pipefail
 
@@ -66,13 +68,16 @@ start() {
 
 replica_port=$(start replica)
 standalone_port=$(start standalone --standalone)
+second_port=$(start second)
 export ORGSVC_TEST_MONGODB_URI="mongodb://127.0.0.1:$replica_port/?directConnection=true"
 export ORGSVC_TEST_MONGODB_STANDALONE_URI="mongodb://127.0.0.1:$standalone_port/?directConnection=true"
+export ORGSVC_TEST_MONGODB_SECOND_URI="mongodb://127.0.0.1:$second_port/?directConnection=true"
 export ORGSVC_TEST_SECANTUSD="$venv/bin/secantusd-py"
 # The benchmark reads the replica-set server's CPU time from /proc to show what the database
 # took from the cores it shares with the service.
 ORGSVC_TEST_MONGODB_PID=$(cat "$work/replica.pid")
 export ORGSVC_TEST_MONGODB_PID
-echo "SecantusDB test servers: replica set on $replica_port, standalone on $standalone_port" >&2
+echo "SecantusDB test servers: replica set on $replica_port, standalone on $standalone_port," \
+    "second cluster on $second_port" >&2
 
 "$@"

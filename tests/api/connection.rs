@@ -31,21 +31,22 @@ pub async fn the_admin_gets_its_own_connection_details(backend: Backend) {
     assert!(anonymous.get("placement").is_none(), "{anonymous}");
 }
 
-/// New organizations go where the policy says, and their connection details say where that
-/// is: every placement on another cluster on the memory store (placements are metadata
-/// there), the placements MongoDB has so far (collection and database, on main) on MongoDB.
+/// New organizations go where the policy says, on another cluster, and their connection
+/// details say where that is; rename and delete work in every placement. On the memory
+/// store placements are metadata; on MongoDB the other cluster is the second test server.
 pub async fn new_organizations_go_where_the_policy_says(backend: Backend) {
     use domain::PlacementKind::{Collection, Database, Shared};
-    let (cluster, kinds) = match backend {
-        Backend::Memory => (domain::ClusterName::parse("eu").expect("name"), vec![Collection, Database, Shared]),
-        Backend::MongoDb => (domain::ClusterName::main(), vec![Collection, Database]),
+    let (cluster, uri) = match backend {
+        Backend::Memory => (domain::ClusterName::parse("eu").expect("name"), "mongodb://eu.example/".to_owned()),
+        Backend::MongoDb => (
+            mongo_adapter::test_support::second_cluster(),
+            std::env::var(mongo_adapter::test_support::SECOND_URI_VARIABLE).expect("the second test server"),
+        ),
     };
-    for kind in kinds {
+    for kind in [Collection, Database, Shared] {
         let app = backend
             .spawn_with(|s| {
-                if !cluster.is_main() {
-                    s.clusters = vec![(cluster.clone(), "mongodb://eu.example/".to_owned().into())];
-                }
+                s.mongodb.clusters = vec![(cluster.clone(), uri.clone().into())];
                 s.placement = domain::Placement { kind, cluster: cluster.clone() };
             })
             .await;
@@ -67,5 +68,47 @@ pub async fn new_organizations_go_where_the_policy_says(backend: Backend) {
         assert_eq!(created["collection_name"], "org_acme");
         let own: Value = app.get("Acme", Some(&token)).await.json().await.expect("json");
         assert_eq!(own["placement"]["kind"], kind.as_str());
+
+        // Rename and delete go through in every placement, on the other cluster.
+        let response = app.update(&token, serde_json::json!({"organization_name": "Acme Two"})).await;
+        assert_eq!(response.status(), 200, "{kind}");
+        let body: Value = connection(&app, &token).await.json().await.expect("json");
+        let expected = if kind == Shared { "shared_tenants" } else { "org_acme_two" };
+        assert_eq!(body["collection"], expected, "{body}");
+        let response = app.delete(&token, "Acme Two").await;
+        assert_eq!(response.status(), 204, "{kind}");
+        assert!(app.tenants.tenant_collections().await.expect("collections").is_empty(), "{kind}");
     }
+}
+
+/// A cluster that cannot be reached makes creates placed there answer 503, and nothing
+/// else: the service starts, and organizations elsewhere are served as usual.
+pub async fn an_unreachable_cluster_answers_503_for_its_tenants_only(backend: Backend) {
+    let down = domain::ClusterName::parse("down").expect("name");
+    let app = backend
+        .spawn_with(|s| {
+            // Nothing listens on port 9 of this machine.
+            s.mongodb.clusters = vec![(down.clone(), "mongodb://127.0.0.1:9/?directConnection=true".to_owned().into())];
+            s.mongodb.server_selection_timeout = std::time::Duration::from_millis(300);
+        })
+        .await;
+    app.create_ok("Acme", "a@acme.test", "correct horse").await;
+    let elsewhere = backend
+        .spawn_with(|s| {
+            s.mongodb.clusters = vec![(down.clone(), "mongodb://127.0.0.1:9/?directConnection=true".to_owned().into())];
+            s.mongodb.server_selection_timeout = std::time::Duration::from_millis(300);
+            s.placement = domain::Placement { kind: domain::PlacementKind::Collection, cluster: down.clone() };
+        })
+        .await;
+    let response = elsewhere.create("Globex", "g@globex.test", "correct horse").await;
+    match backend {
+        // Placements are metadata on the memory store: nothing is unreachable.
+        Backend::Memory => assert_eq!(response.status(), 201),
+        Backend::MongoDb => {
+            let body = problem(response, 503).await;
+            assert!(!body.to_string().contains("127.0.0.1:9"), "no connection details in errors: {body}");
+            problem(elsewhere.get("Globex", None).await, 404).await;
+        }
+    }
+    app.get("Acme", None).await.error_for_status().expect("served as usual");
 }

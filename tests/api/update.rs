@@ -1,19 +1,19 @@
 //! `PUT /org/update`.
 
 use api_tests::{TestApp, error_fields, problem};
-use domain::CollectionName;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-fn collection(name: &str) -> CollectionName {
-    CollectionName::parse(name).expect("collection name")
-}
-
-async fn seed(app: &TestApp, collection_name: &str, count: usize, tag: &str) -> Vec<Value> {
+async fn seed(app: &TestApp, name: &str, count: usize, tag: &str) -> Vec<Value> {
     let docs: Vec<Value> =
         (0..count).map(|i| json!({"seq": i, "tag": tag, "body": format!("{tag} document {i}")})).collect();
-    app.tenants.insert_documents(&collection(collection_name), docs.clone()).await.expect("insert");
+    app.tenants.insert_documents(&app.organization(name).await, docs.clone()).await.expect("insert");
     docs
+}
+
+/// The tenant documents of the organization named `name`.
+async fn documents(app: &TestApp, name: &str) -> Vec<Value> {
+    app.tenants.documents(&app.organization(name).await).await.expect("documents")
 }
 
 pub async fn requires_a_valid_bearer_token(app: TestApp) {
@@ -54,7 +54,7 @@ pub async fn empty_update_is_422(app: TestApp) {
 
 pub async fn rename_moves_the_collection_with_every_document(app: TestApp) {
     let created = app.create_ok("Acme", "a@acme.test", "correct horse").await;
-    let docs = seed(&app, "org_acme", 300, "acme").await;
+    let docs = seed(&app, "Acme", 300, "acme").await;
     let token = app.token("a@acme.test", "correct horse").await;
     let response = app.update(&token, json!({"organization_name": "Acme Industries"})).await;
     assert_eq!(response.status(), 200);
@@ -65,8 +65,11 @@ pub async fn rename_moves_the_collection_with_every_document(app: TestApp) {
     assert_eq!(body["admin_email"], "a@acme.test");
     assert_eq!(body["created_at"], created["created_at"]);
     assert_ne!(body["updated_at"], Value::Null);
-    assert_eq!(app.tenants.documents(&collection("org_acme_industries")).await.expect("documents"), docs);
-    assert_eq!(app.tenants.tenant_collections().await.expect("collections"), vec![collection("org_acme_industries")]);
+    assert_eq!(documents(&app, "Acme Industries").await, docs);
+    assert_eq!(
+        app.tenants.tenant_collections().await.expect("collections"),
+        app.own_collections(&["Acme Industries"]).await
+    );
     problem(app.get("Acme", None).await, 404).await;
     app.get("acme industries", None).await.error_for_status().expect("found under its new name");
 }
@@ -74,13 +77,13 @@ pub async fn rename_moves_the_collection_with_every_document(app: TestApp) {
 pub async fn rename_onto_a_taken_name_is_409_and_touches_nothing(app: TestApp) {
     app.create_ok("Acme", "a@acme.test", "correct horse").await;
     app.create_ok("Globex", "g@globex.test", "correct horse").await;
-    let acme_docs = seed(&app, "org_acme", 40, "acme").await;
-    let globex_docs = seed(&app, "org_globex", 60, "globex").await;
+    let acme_docs = seed(&app, "Acme", 40, "acme").await;
+    let globex_docs = seed(&app, "Globex", 60, "globex").await;
     let token = app.token("a@acme.test", "correct horse").await;
     let body = problem(app.update(&token, json!({"organization_name": "GLOBEX"})).await, 409).await;
     assert!(body["detail"].as_str().expect("detail").contains("name"));
-    assert_eq!(app.tenants.documents(&collection("org_acme")).await.expect("documents"), acme_docs);
-    assert_eq!(app.tenants.documents(&collection("org_globex")).await.expect("documents"), globex_docs);
+    assert_eq!(documents(&app, "Acme").await, acme_docs);
+    assert_eq!(documents(&app, "Globex").await, globex_docs);
     let globex: Value = app.get("Globex", None).await.json().await.expect("json");
     assert_eq!(globex["collection_name"], "org_globex");
     app.get("Acme", None).await.error_for_status().expect("acme unchanged");
@@ -131,6 +134,6 @@ pub async fn taken_email_is_409_and_nothing_applies(app: TestApp) {
     app.token("a@acme.test", "correct horse").await;
     assert_eq!(
         app.tenants.tenant_collections().await.expect("collections"),
-        vec![collection("org_acme"), collection("org_globex")]
+        app.own_collections(&["Acme", "Globex"]).await
     );
 }

@@ -17,6 +17,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// Direct access to the tenant collections behind the API.
     pub tenants: Arc<dyn TenantStore>,
+    /// The application's organizations, to find one whose tenant data a test reads.
+    pub organizations: Arc<dyn ports::OrganizationRepository>,
     /// `http://127.0.0.1:<port>` of the metrics listener, when it has its own.
     pub metrics_address: Option<String>,
 }
@@ -98,9 +100,30 @@ impl TestApp {
         let app = Application::build_with_clock(settings, clock).await.expect("build application");
         let address = format!("http://127.0.0.1:{}", app.port());
         let metrics_address = app.metrics_port().map(|port| format!("http://127.0.0.1:{port}"));
-        let tenants = app.tenants();
+        let (tenants, organizations) = (app.tenants(), app.organizations());
         tokio::spawn(app.run_until_stopped());
-        Self { address, client: reqwest::Client::new(), tenants, metrics_address }
+        Self { address, client: reqwest::Client::new(), tenants, organizations, metrics_address }
+    }
+
+    /// The organization named `name` (any spelling of its key), which must exist.
+    pub async fn organization(&self, name: &str) -> domain::Organization {
+        let key = domain::OrganizationName::parse(name).expect("a valid name");
+        self.organizations.find_by_key(key.key()).await.expect("find").unwrap_or_else(|| panic!("{name} exists"))
+    }
+
+    /// The tenant collections the organizations named `names` should have, sorted: one
+    /// each, except under the `shared` placement, whose documents are in the shared
+    /// collection instead.
+    pub async fn own_collections(&self, names: &[&str]) -> Vec<domain::CollectionName> {
+        let mut collections = Vec::new();
+        for name in names {
+            let org = self.organization(name).await;
+            if org.placement.kind != domain::PlacementKind::Shared {
+                collections.push(org.collection);
+            }
+        }
+        collections.sort();
+        collections
     }
 
     /// A request to a path of the application.
@@ -253,4 +276,51 @@ pub fn assert_api_time(value: &Value) {
             _ => c.is_ascii_digit(),
         });
     assert!(shape_ok, "not RFC 3339 UTC with milliseconds: {text}");
+}
+
+/// Applications whose every new organization gets a placement other than the default, for
+/// running the organization suites on each placement.
+pub mod spawn_placed {
+    use super::{Backend, TestApp};
+    use domain::{ClusterName, Placement, PlacementKind};
+
+    async fn spawn(backend: Backend, kind: PlacementKind, second_cluster: bool) -> TestApp {
+        backend
+            .spawn_with(|s| {
+                let mut cluster = ClusterName::main();
+                if second_cluster {
+                    cluster = mongo_adapter::test_support::second_cluster();
+                    let uri = std::env::var(mongo_adapter::test_support::SECOND_URI_VARIABLE)
+                        .expect("the second test server: run the tests with `make test`");
+                    s.mongodb.clusters = vec![(cluster.clone(), uri.into())];
+                }
+                s.placement = Placement { kind, cluster };
+            })
+            .await
+    }
+
+    /// Memory store, `database` placement.
+    pub async fn memory_database() -> TestApp {
+        spawn(Backend::Memory, PlacementKind::Database, false).await
+    }
+
+    /// Memory store, `shared` placement.
+    pub async fn memory_shared() -> TestApp {
+        spawn(Backend::Memory, PlacementKind::Shared, false).await
+    }
+
+    /// MongoDB, `database` placement on main.
+    pub async fn mongodb_database() -> TestApp {
+        spawn(Backend::MongoDb, PlacementKind::Database, false).await
+    }
+
+    /// MongoDB, `shared` placement on main.
+    pub async fn mongodb_shared() -> TestApp {
+        spawn(Backend::MongoDb, PlacementKind::Shared, false).await
+    }
+
+    /// MongoDB, `collection` placement on the second cluster.
+    pub async fn mongodb_second_cluster() -> TestApp {
+        spawn(Backend::MongoDb, PlacementKind::Collection, true).await
+    }
 }

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     Admin, AdminId, AuditEvent, CollectionName, CreateOrgError, DeleteOrgError, Email, EventId, LoginThrottle,
-    NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, RefreshState, Session, SessionId,
-    Skeleton, StoreError, TenantLocation, UpdateOrgError,
+    NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, Placement, PlacementKind,
+    RefreshState, Session, SessionId, Skeleton, StoreError, TenantLocation, UpdateOrgError,
 };
 use ports::{
     AccountLockout, AdminRepository, AuditLog, AuditQuery, NewSession, OrganizationRepository, REMEMBERED_ROTATIONS,
@@ -30,6 +30,9 @@ const MEMORY_TENANT_DATABASE: &str = "tenants";
 #[derive(Debug, Default)]
 pub struct InMemoryStore {
     state: Mutex<State>,
+    /// A placement every new organization gets whatever it asked for, so that suites
+    /// written for the default placement run on every placement.
+    forced_placement: Option<Placement>,
 }
 
 #[derive(Debug, Default)]
@@ -41,6 +44,9 @@ struct State {
     admins: HashMap<AdminId, Admin>,
     emails: HashMap<Email, AdminId>,
     collections: BTreeMap<CollectionName, Vec<serde_json::Value>>,
+    /// The documents of organizations placed `shared`, by organization: no collection of
+    /// their own, as in the shared collection on MongoDB.
+    shared: HashMap<OrgId, Vec<serde_json::Value>>,
     throttles: HashMap<ThrottleKey, StoredThrottleEntry>,
     sessions: HashMap<SessionId, SessionEntry>,
     refresh_hashes: HashMap<RefreshHash, SessionId>,
@@ -94,6 +100,12 @@ impl InMemoryStore {
         Self::default()
     }
 
+    /// This store with every new organization placed as `placement`, for running the suites
+    /// written for the default placement on another one.
+    pub fn placing_every_organization(self, placement: Placement) -> Self {
+        Self { forced_placement: Some(placement), ..self }
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the state half-changed, because every
         // operation checks before it writes; so a poisoned lock is still safe to use.
@@ -104,6 +116,10 @@ impl InMemoryStore {
 #[async_trait]
 impl OrganizationRepository for InMemoryStore {
     async fn create(&self, new: NewOrganization) -> Result<Organization, CreateOrgError> {
+        let new = match &self.forced_placement {
+            Some(placement) => new.placed(placement.clone()),
+            None => new,
+        };
         let mut state = self.state();
         if state.name_taken(new.name().key(), None) {
             return Err(CreateOrgError::NameTaken);
@@ -119,7 +135,9 @@ impl OrganizationRepository for InMemoryStore {
         let (organization, admin) = new.into_stored();
         state.hold_name(organization.name.key(), organization.id);
         state.emails.insert(admin.email.clone(), admin.id);
-        state.collections.insert(organization.collection.clone(), Vec::new());
+        if organization.placement.kind != PlacementKind::Shared {
+            state.collections.insert(organization.collection.clone(), Vec::new());
+        }
         state.admins.insert(admin.id, admin);
         state.organizations.insert(organization.id, organization.clone());
         Ok(organization)
@@ -144,7 +162,10 @@ impl OrganizationRepository for InMemoryStore {
             if state.name_taken(rename.name().key(), Some(id)) {
                 return Err(UpdateOrgError::NameTaken);
             }
-            if *rename.collection() != current.collection && state.collections.contains_key(rename.collection()) {
+            if current.placement.kind != PlacementKind::Shared
+                && *rename.collection() != current.collection
+                && state.collections.contains_key(rename.collection())
+            {
                 return Err(StoreError::Unknown(anyhow!(
                     "collection {} exists without an organization",
                     rename.collection()
@@ -163,7 +184,7 @@ impl OrganizationRepository for InMemoryStore {
             let (name, collection) = rename.into_parts();
             state.release_name(current.name.key());
             state.hold_name(name.key(), id);
-            if collection != current.collection {
+            if collection != current.collection && current.placement.kind != PlacementKind::Shared {
                 let documents = state.collections.remove(&current.collection).unwrap_or_default();
                 state.collections.insert(collection.clone(), documents);
             }
@@ -193,6 +214,7 @@ impl OrganizationRepository for InMemoryStore {
         let organization = state.organizations.remove(&id).ok_or(DeleteOrgError::NotFound)?;
         state.release_name(organization.name.key());
         state.collections.remove(&organization.collection);
+        state.shared.remove(&organization.id);
         let admins: Vec<AdminId> = state.admins.values().filter(|a| a.organization_id == id).map(|a| a.id).collect();
         for admin_id in admins {
             if let Some(admin) = state.admins.remove(&admin_id) {
@@ -241,18 +263,25 @@ impl TenantStore for InMemoryStore {
         Ok(self.state().collections.keys().cloned().collect())
     }
 
-    async fn insert_documents(
-        &self,
-        collection: &CollectionName,
-        documents: Vec<serde_json::Value>,
-    ) -> Result<(), StoreError> {
-        // Like MongoDB, inserting into a missing collection creates it.
-        self.state().collections.entry(collection.clone()).or_default().extend(documents);
+    async fn insert_documents(&self, org: &Organization, documents: Vec<serde_json::Value>) -> Result<(), StoreError> {
+        let mut state = self.state();
+        if org.placement.kind == PlacementKind::Shared {
+            state.shared.entry(org.id).or_default().extend(documents);
+        } else {
+            // Like MongoDB, inserting into a missing collection creates it.
+            state.collections.entry(org.collection.clone()).or_default().extend(documents);
+        }
         Ok(())
     }
 
-    async fn documents(&self, collection: &CollectionName) -> Result<Vec<serde_json::Value>, StoreError> {
-        Ok(self.state().collections.get(collection).cloned().unwrap_or_default())
+    async fn documents(&self, org: &Organization) -> Result<Vec<serde_json::Value>, StoreError> {
+        let state = self.state();
+        let documents = if org.placement.kind == PlacementKind::Shared {
+            state.shared.get(&org.id)
+        } else {
+            state.collections.get(&org.collection)
+        };
+        Ok(documents.cloned().unwrap_or_default())
     }
 }
 

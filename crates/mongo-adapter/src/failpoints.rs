@@ -20,6 +20,9 @@ pub const UPDATE_STEPS: &[&str] = &[
 ];
 /// The steps of delete.
 pub const DELETE_STEPS: &[&str] = &["delete:after_mark", "delete:after_drop_collection", "delete:after_delete_admins"];
+/// The step after each batch of a `shared` organization's documents is deleted: a delete
+/// (or the rollback of a create) stopped there resumes with the next batch.
+pub const SHARED_DELETE_STEP: &str = "delete:after_shared_batch";
 /// The step of a reconciliation pass after it listed the organizations and before it drops
 /// the orphans it found: the moment another instance's create can race it.
 pub const RECONCILE_AFTER_LISTING: &str = "reconcile:after_listing_organizations";
@@ -86,6 +89,13 @@ impl FailPoints {
     /// Makes the `n`th operation (from 1) that reaches `step` stop there.
     pub fn arm_at_pass(&self, step: &'static str, n: usize) {
         self.armed().crash_at_pass = Some((step, n));
+    }
+
+    /// Passes a named step: waits there while paused, and stops with an error where a
+    /// crash is armed.
+    pub(crate) async fn step(&self, step: &'static str) -> Result<(), domain::StoreError> {
+        self.pass(step).await;
+        self.check(step).map_err(crate::errors::unknown)
     }
 
     pub(crate) fn check(&self, step: &'static str) -> Result<(), Crash> {

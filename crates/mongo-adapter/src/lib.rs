@@ -10,6 +10,7 @@
 //! its last step; the [`reconcile`](MongoStore::reconcile) pass finishes or rolls back
 //! every operation abandoned for longer than the lease. See `docs/mongodb.md`.
 
+mod clusters;
 mod documents;
 mod errors;
 mod failpoints;
@@ -24,20 +25,21 @@ mod tenants;
 use std::time::Duration;
 
 use anyhow::Context;
-use mongodb::bson::{Document, doc};
-use mongodb::options::{ClientOptions, WriteConcern};
+use mongodb::bson::doc;
 use mongodb::{Client, Collection, Database};
-use secrecy::ExposeSecret;
 
-pub use failpoints::{CREATE_STEPS, DELETE_STEPS, FailPoints, Pause, RECONCILE_AFTER_LISTING, UPDATE_STEPS};
+pub use failpoints::{
+    CREATE_STEPS, DELETE_STEPS, FailPoints, Pause, RECONCILE_AFTER_LISTING, SHARED_DELETE_STEP, UPDATE_STEPS,
+};
 pub use migrations::{
     Migration, MigrationProgress, MigrationReport, RekeyReport, Silent, TENANT_MIGRATION_STEP, TenantMigrationReport,
     master_migrations, tenant_migrations,
 };
 pub use reconcile::{Direction, ReconcileReport};
-pub use schema::tenant_collection_options;
+pub use schema::{shared_collection_options, tenant_collection_options};
 pub use settings::MongoSettings;
 
+use clusters::{Cluster, Clusters};
 use documents::{AdminDoc, OrgDoc};
 
 /// The MongoDB store: organizations, admins and tenant collections.
@@ -49,11 +51,11 @@ pub struct MongoStore {
     organizations: Collection<OrgDoc>,
     admins: Collection<AdminDoc>,
     lease: Duration,
-    command_timeout: Duration,
     transactions: bool,
     failpoints: FailPoints,
-    /// The connection string without credentials, as tenants' applications are given it.
-    public_uri: String,
+    /// Every deployment that holds tenant data, `main` included.
+    clusters: Clusters,
+    shared_delete_batch: u32,
     /// A placement every new organization gets whatever it asked for, so that the test
     /// suites written for the default placement run on every placement.
     #[cfg(feature = "test-support")]
@@ -74,34 +76,22 @@ impl MongoStore {
     /// Connects lazily (the driver connects on first use, so the service can start while the
     /// database is down and become ready when it comes back).
     pub async fn connect(settings: &MongoSettings) -> anyhow::Result<Self> {
-        // The error of a bad URI is not shown: it could quote the credentials in it.
-        let mut options = ClientOptions::parse(settings.uri.expose_secret())
-            .await
-            .map_err(|_| anyhow::anyhow!("ORGSVC_MONGODB_URI is not a valid MongoDB connection string"))?;
-        options.app_name = Some(settings.app_name.clone());
-        options.max_pool_size = Some(settings.max_pool_size);
-        options.min_pool_size = Some(settings.min_pool_size);
-        options.connect_timeout = Some(settings.connect_timeout);
-        options.server_selection_timeout = Some(settings.server_selection_timeout);
-        options.retry_writes = Some(settings.retry_writes);
-        options.retry_reads = Some(true);
-        if settings.write_concern_majority {
-            options.write_concern = Some(WriteConcern::majority());
-        }
+        let options = clusters::client_options(settings, &settings.uri, "ORGSVC_MONGODB_URI").await?;
         let client = Client::with_options(options).context("creating the MongoDB client")?;
         let master = client.database(&settings.database);
         let tenants = client.database(&settings.tenant_database);
+        let failpoints = FailPoints::default();
         Ok(Self {
+            clusters: clusters::connect_all(settings, &client, &failpoints).await?,
+            shared_delete_batch: settings.shared_delete_batch,
             organizations: master.collection("organizations"),
             admins: master.collection("admins"),
             client,
             master,
             tenants,
             lease: settings.lease,
-            command_timeout: settings.command_timeout,
             transactions: false,
-            failpoints: FailPoints::default(),
-            public_uri: settings::without_credentials(settings.uri.expose_secret()),
+            failpoints,
             #[cfg(feature = "test-support")]
             forced_placement: None,
         })
@@ -157,26 +147,39 @@ impl MongoStore {
         &self.client
     }
 
-    fn max_time_ms(&self) -> i64 {
-        i64::try_from(self.command_timeout.as_millis()).unwrap_or(i64::MAX)
+    /// The names of the clusters this store reaches, `main` first.
+    pub fn cluster_names(&self) -> Vec<domain::ClusterName> {
+        let mut names: Vec<_> = self.clusters.keys().cloned().collect();
+        names.sort_by_key(|n| !n.is_main());
+        names
     }
 
-    /// Runs a DDL command on a tenant database with a server-side time limit, so that a
-    /// command sent by a process that then died cannot execute after the lease expired.
-    async fn tenant_command(&self, database: &str, mut command: Document) -> mongodb::error::Result<Document> {
-        command.insert("maxTimeMS", self.max_time_ms());
-        self.client.database(database).run_command(command).await
+    /// The client of a cluster, for tests that need raw access to tenant data there.
+    pub fn cluster_client(&self, name: &domain::ClusterName) -> Option<&Client> {
+        self.clusters.get(name).map(|c| &c.client)
     }
 
-    /// Whether a database is one organization's own (the `database` placement), which goes
-    /// when its collection goes.
-    pub(crate) fn is_own_database(&self, database: &str) -> bool {
-        database != self.tenants.name()
+    /// A cluster by name. An organization recorded on a cluster the settings no longer name
+    /// cannot be reached: its operations are unavailable, the rest of the service is not.
+    pub(crate) fn cluster(&self, name: &domain::ClusterName) -> Result<&Cluster, domain::StoreError> {
+        self.clusters.get(name).ok_or_else(|| {
+            domain::StoreError::Unavailable(anyhow::anyhow!("cluster {name} is not configured (ORGSVC_CLUSTERS)"))
+        })
     }
 
-    async fn admin_command(&self, mut command: Document) -> mongodb::error::Result<Document> {
-        command.insert("maxTimeMS", self.max_time_ms());
-        self.client.database("admin").run_command(command).await
+    /// The cluster a stored `cluster` field names (absent: `main`).
+    pub(crate) fn cluster_named(&self, stored: Option<&str>) -> Result<&Cluster, domain::StoreError> {
+        let name = stored
+            .map(domain::ClusterName::parse)
+            .transpose()
+            .map_err(|e| errors::unknown(anyhow::anyhow!("stored cluster name {stored:?}: {e}")))?
+            .unwrap_or_default();
+        self.cluster(&name)
+    }
+
+    /// The cluster holding an organization's tenant data.
+    pub(crate) fn cluster_of(&self, org: &OrgDoc) -> Result<&Cluster, domain::StoreError> {
+        self.cluster_named(org.cluster.as_deref())
     }
 }
 
@@ -190,6 +193,10 @@ pub mod test_support {
     pub const URI_VARIABLE: &str = "ORGSVC_TEST_MONGODB_URI";
     /// The variable naming a second test server running as a standalone (no transactions).
     pub const STANDALONE_URI_VARIABLE: &str = "ORGSVC_TEST_MONGODB_STANDALONE_URI";
+    /// The variable naming the test server that stands in for a second cluster.
+    pub const SECOND_URI_VARIABLE: &str = "ORGSVC_TEST_MONGODB_SECOND_URI";
+    /// The name the tests give the second cluster.
+    pub const SECOND_CLUSTER: &str = "second";
 
     /// Settings for fresh databases on the server in `variable`. Panics when the variable
     /// is unset: the MongoDB suites must run, not be skipped.
@@ -235,6 +242,26 @@ pub mod test_support {
     /// A migrated store on fresh databases of the replica-set test server.
     pub async fn fresh_store() -> MongoStore {
         MongoStore::open(&fresh_settings(URI_VARIABLE)).await.expect("open the test store")
+    }
+
+    /// Settings for fresh databases on the server in `variable`, with the second test server
+    /// as the cluster [`SECOND_CLUSTER`].
+    pub fn fresh_settings_with_second_cluster(variable: &str) -> MongoSettings {
+        let mut settings = fresh_settings(variable);
+        let second = fresh_settings(SECOND_URI_VARIABLE).uri;
+        settings.clusters = vec![(second_cluster(), second)];
+        settings
+    }
+
+    /// The second cluster's name.
+    pub fn second_cluster() -> domain::ClusterName {
+        domain::ClusterName::parse(SECOND_CLUSTER).expect("a valid cluster name")
+    }
+
+    /// A migrated store on fresh databases of the replica-set test server that also reaches
+    /// the second test server as the cluster [`SECOND_CLUSTER`].
+    pub async fn fresh_store_with_second_cluster() -> MongoStore {
+        MongoStore::open(&fresh_settings_with_second_cluster(URI_VARIABLE)).await.expect("open the test store")
     }
 
     /// A migrated store on fresh databases of the standalone test server.

@@ -32,7 +32,7 @@ impl Migration {
         hex::encode(Sha256::digest(self.text.as_bytes()))
     }
 
-    fn commands(&self) -> anyhow::Result<Vec<Document>> {
+    pub(crate) fn commands(&self) -> anyhow::Result<Vec<Document>> {
         let json: serde_json::Value =
             serde_json::from_str(&self.text).with_context(|| format!("migration {} is not valid JSON", self.name))?;
         let serde_json::Value::Array(items) = json else {
@@ -117,7 +117,7 @@ impl std::fmt::Display for TenantMigrationReport {
 }
 
 /// Replaces every `"$collection"` string in a command with the collection's name.
-fn for_collection(value: &mut bson::Bson, collection: &str) {
+pub(crate) fn for_collection(value: &mut bson::Bson, collection: &str) {
     match value {
         bson::Bson::String(s) if s == "$collection" => *s = collection.to_owned(),
         bson::Bson::Document(d) => d.iter_mut().for_each(|(_, v)| for_collection(v, collection)),
@@ -214,10 +214,11 @@ impl MongoStore {
                 progress.begin(&migration.name, total);
             }
             let mut done = 0;
+            let mut shared_done = std::collections::HashSet::new();
             loop {
                 let mut cursor = organizations
                     .find(lacking.clone())
-                    .projection(doc! {"collection": 1, "database": 1})
+                    .projection(doc! {"collection": 1, "database": 1, "placement": 1, "cluster": 1})
                     .sort(doc! {"_id": 1})
                     .await
                     .context("listing organizations")?;
@@ -233,9 +234,28 @@ impl MongoStore {
                     self.step(TENANT_MIGRATION_STEP).await.map_err(|e| anyhow::anyhow!("{e:#}"))?;
                     let (id, collection, database) =
                         (org.get_str("_id")?, org.get_str("collection")?, org.get_str("database")?);
-                    self.apply_tenant_commands(database, collection, &commands)
-                        .await
-                        .with_context(|| format!("applying tenant migration {} to {collection}", migration.name))?;
+                    let cluster = self.cluster_named(org.get_str("cluster").ok())?;
+                    // A `shared` organization's documents are in its cluster's shared
+                    // collection, which the migration needs only once per run.
+                    if org.get_str("placement") == Ok(domain::PlacementKind::Shared.as_str()) {
+                        if shared_done.insert(cluster.name.clone()) {
+                            cluster
+                                .apply_tenant_commands(
+                                    cluster.tenants.name(),
+                                    domain::Placement::SHARED_COLLECTION,
+                                    &commands,
+                                )
+                                .await
+                                .with_context(|| {
+                                    format!("applying tenant migration {} to the shared collection", migration.name)
+                                })?;
+                        }
+                    } else {
+                        cluster
+                            .apply_tenant_commands(database, collection, &commands)
+                            .await
+                            .with_context(|| format!("applying tenant migration {} to {collection}", migration.name))?;
+                    }
                     // Recorded only if the collection is still the one migrated: after a
                     // concurrent rename the organization is picked up again under its new
                     // collection (idempotent), after a deletion it is gone.
@@ -286,38 +306,6 @@ impl MongoStore {
                 }
             }
         }
-    }
-
-    /// Runs a tenant migration's commands on one collection.
-    pub(crate) async fn apply_tenant_commands(
-        &self,
-        database: &str,
-        collection: &str,
-        commands: &[Document],
-    ) -> anyhow::Result<()> {
-        for command in commands {
-            let mut command = bson::Bson::Document(command.clone());
-            for_collection(&mut command, collection);
-            let bson::Bson::Document(command) = command else { unreachable!("a document stays a document") };
-            self.client.database(database).run_command(command).await?;
-        }
-        Ok(())
-    }
-
-    /// Applies every tenant migration of this build to a new organization's collection and
-    /// returns their names, to be recorded with the organization.
-    pub(crate) async fn initialize_tenant_collection(
-        &self,
-        database: &str,
-        collection: &str,
-    ) -> anyhow::Result<Vec<String>> {
-        let migrations = tenant_migrations()?;
-        let mut names = Vec::with_capacity(migrations.len());
-        for migration in migrations {
-            self.apply_tenant_commands(database, collection, &migration.commands()?).await?;
-            names.push(migration.name);
-        }
-        Ok(names)
     }
 }
 

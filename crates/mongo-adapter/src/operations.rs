@@ -46,8 +46,7 @@ enum MetadataConflict {
 impl MongoStore {
     /// A named step of an operation: where the tests inject crashes and pauses.
     pub(crate) async fn step(&self, step: &'static str) -> Result<(), StoreError> {
-        self.failpoints.pass(step).await;
-        self.failpoints.check(step).map_err(unknown)
+        self.failpoints.step(step).await
     }
 
     /// Inserts the organization (state `creating`) and its admin: in one transaction where
@@ -184,12 +183,15 @@ impl OrganizationRepository for MongoStore {
             Some(placement) => new.placed(placement.clone()),
             None => new,
         };
-        if new.placement().kind == PlacementKind::Shared || !new.placement().cluster.is_main() {
-            // Settings refuse these placements on MongoDB until their storage exists; a
-            // library caller asking for one gets this instead of data in the wrong place.
-            return Err(unknown(anyhow!("placement {} is not available on MongoDB yet", new.placement())).into());
-        }
-        let (placement, cluster) = OrgDoc::placement_fields(new.placement());
+        // The organization's cluster must be one this store reaches; under `shared`, its
+        // shared collection must exist. Both are checked before the first write, so an
+        // unreachable cluster refuses the create with nothing to undo.
+        let cluster = self.cluster(&new.placement().cluster)?;
+        let shared_migrations = match new.placement().kind {
+            PlacementKind::Shared => Some(cluster.ensure_shared_collection().await?.to_vec()),
+            PlacementKind::Collection | PlacementKind::Database => None,
+        };
+        let (placement, cluster_field) = OrgDoc::placement_fields(new.placement());
         let token = Uuid::new_v4().to_string();
         let created_at = to_bson_time(new.created_at());
         let key = new.name().key().as_str().to_owned();
@@ -199,9 +201,9 @@ impl OrganizationRepository for MongoStore {
             keys: name_reservations(&key),
             key,
             collection: new.collection().as_str().to_owned(),
-            database: new.placement().database_for(new.id(), self.tenants.name()),
+            database: new.placement().database_for(new.id(), cluster.tenants.name()),
             placement,
-            cluster,
+            cluster: cluster_field,
             admin_id: new.admin().id.to_string(),
             state: State::Creating,
             op: Some(OpDoc::new(OpKind::Create, &token)),
@@ -223,9 +225,14 @@ impl OrganizationRepository for MongoStore {
         }
         self.step("create:after_insert_metadata").await?;
 
-        let initialized = match self.create_tenant_collection(&org).await {
-            Ok(()) => self.initialize_tenant_collection(&org.database, &org.collection).await.map_err(unknown),
-            Err(e) => Err(e),
+        // Under `shared` there is no DDL: the organization's documents go to the shared
+        // collection, which has every tenant migration already.
+        let initialized = match shared_migrations {
+            Some(migrations) => Ok(migrations),
+            None => match self.create_tenant_collection(&org).await {
+                Ok(()) => cluster.initialize_tenant_collection(&org.database, &org.collection).await.map_err(unknown),
+                Err(e) => Err(e),
+            },
         };
         let migrated = match initialized {
             Ok(names) => names,
@@ -246,7 +253,9 @@ impl OrganizationRepository for MongoStore {
         if activated.matched_count == 0 {
             // The reconciler took this create over and is rolling it back; undo our own DDL
             // in case it ran after the reconciler's drop.
-            self.drop_collection(&org.database, &org.collection).await?;
+            if !org.is_shared() {
+                cluster.drop_collection(&org.database, &org.collection).await?;
+            }
             return Err(taken_over().into());
         }
         Ok(OrgDoc { state: State::Active, op: None, ..org }.to_domain().map_err(unknown)?)
@@ -308,11 +317,12 @@ impl OrganizationRepository for MongoStore {
         let outcome: Result<(), UpdateOrgError> = async {
             self.step("update:after_reserve").await?;
 
-            // Step 2: move the tenant collection.
+            // Step 2: move the tenant collection (none under `shared`).
+            let cluster = self.cluster_of(&org)?;
             let from = org.collection.clone();
             let to = op.to_collection.clone().unwrap_or_else(|| from.clone());
-            let moving = from != to;
-            if moving && let Err(e) = self.rename_collection(&org.database, &from, &to).await? {
+            let moving = org.rename_moves_collection(&to);
+            if moving && let Err(e) = cluster.rename_collection(&org.database, &from, &to).await? {
                 self.release_update(&org, &token).await?;
                 return Err(unknown(anyhow::Error::new(e).context(format!("moving {from} to {to}"))).into());
             }
@@ -322,7 +332,7 @@ impl OrganizationRepository for MongoStore {
             if op.has_admin_changes() {
                 if !self.holds(&id, &token).await? {
                     if moving {
-                        let _ = self.rename_collection(&org.database, &to, &from).await?;
+                        let _ = cluster.rename_collection(&org.database, &to, &from).await?;
                     }
                     return Err(taken_over().into());
                 }
@@ -331,7 +341,8 @@ impl OrganizationRepository for MongoStore {
                         if moving {
                             // If moving back fails, the intent record stays and the reconciler
                             // rolls the rename back.
-                            self.rename_collection(&org.database, &to, &from)
+                            cluster
+                                .rename_collection(&org.database, &to, &from)
                                 .await?
                                 .map_err(|e| unknown(anyhow::Error::new(e)))?;
                         }
@@ -401,8 +412,13 @@ impl OrganizationRepository for MongoStore {
     }
 
     fn location(&self, org: &Organization) -> domain::TenantLocation {
-        // Only the main cluster exists on MongoDB so far (settings refuse the others).
-        domain::TenantLocation::of(org, self.public_uri.clone(), self.tenants.name())
+        // An organization on a cluster the settings no longer name keeps its stored
+        // location, shown without a connection string.
+        let (uri, tenants) = match self.cluster(&org.placement.cluster) {
+            Ok(cluster) => (cluster.public_uri.clone(), cluster.tenants.name()),
+            Err(_) => (String::new(), self.tenants.name()),
+        };
+        domain::TenantLocation::of(org, uri, tenants)
     }
 }
 

@@ -12,9 +12,9 @@ use futures::TryStreamExt;
 use mongodb::bson::{self, doc};
 use uuid::Uuid;
 
-use crate::MongoStore;
 use crate::documents::{AdminDoc, OpDoc, OpKind, OrgDoc, State};
 use crate::errors::{EMAIL_INDEX, KEYS_INDEX, is_duplicate_in, is_duplicate_key};
+use crate::{Cluster, MongoStore};
 
 /// What a reconciliation pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -170,7 +170,7 @@ impl MongoStore {
                         "the admin's changes of this update are applied already; it can only be finished (use --forward)"
                     ),
                     Direction::Back => {
-                        if from != to {
+                        if org.rename_moves_collection(to) {
                             self.move_tenant_collection(&org, to, from, &mut report).await?;
                         }
                         self.release_update(&org, &token).await?;
@@ -186,7 +186,7 @@ impl MongoStore {
                                 other => other.context("applying the admin's changes")?,
                             };
                         }
-                        if from != to {
+                        if org.rename_moves_collection(to) {
                             self.move_tenant_collection(&org, from, to, &mut report).await?;
                         }
                         self.commit_update(&org, &op, &token).await?;
@@ -234,7 +234,7 @@ impl MongoStore {
         let applied = op.admin_changes_applied(admin.as_ref());
         let from = org.collection.as_str();
         let to = op.to_collection.as_deref().unwrap_or(from);
-        if from != to {
+        if org.rename_moves_collection(to) {
             let (source, target) = if applied { (from, to) } else { (to, from) };
             self.move_tenant_collection(org, source, target, report).await?;
         }
@@ -262,18 +262,20 @@ impl MongoStore {
         target: &str,
         report: &mut ReconcileReport,
     ) -> anyhow::Result<()> {
-        let source_exists = self.collection_exists(&org.database, source).await?;
-        let target_exists = self.collection_exists(&org.database, target).await?;
+        let cluster = self.cluster_of(org)?;
+        let source_exists = cluster.collection_exists(&org.database, source).await?;
+        let target_exists = cluster.collection_exists(&org.database, target).await?;
         match (source_exists, target_exists) {
             (true, false) => {
-                self.rename_collection(&org.database, source, target)
+                cluster
+                    .rename_collection(&org.database, source, target)
                     .await?
                     .with_context(|| format!("moving {source} to {target}"))?;
             }
             // The move happened, but the crash may have come before its schema was applied.
-            (false, true) => self.ensure_tenant_schema(&org.database, target).await?,
+            (false, true) => cluster.ensure_tenant_schema(&org.database, target).await?,
             (true, true) => {
-                let merge = self.merge_collection(&org.database, source, target).await?;
+                let merge = Self::merge_collection(cluster, &org.database, source, target).await?;
                 report.collections_merged.push(format!(
                     "organization {}: {} document(s) of {source} moved into {target}",
                     org.id, merge.moved
@@ -288,10 +290,10 @@ impl MongoStore {
                         merge.conflicts.join(", ")
                     ));
                 }
-                self.ensure_tenant_schema(&org.database, target).await?;
+                cluster.ensure_tenant_schema(&org.database, target).await?;
             }
             (false, false) => {
-                self.create_collection_with_schema(&org.database, target).await?;
+                cluster.create_collection_with_schema(&org.database, target).await?;
                 report.needs_attention.push(format!(
                     "organization {}: neither {source} nor {target} existed; {target} was created empty",
                     org.id
@@ -308,8 +310,8 @@ impl MongoStore {
     /// quarantine collection outside the `org_` names so that nothing removes it. Each
     /// document is inserted before it is deleted, so a crash at any point loses nothing and
     /// the next pass finishes the job.
-    async fn merge_collection(&self, database: &str, source: &str, target: &str) -> anyhow::Result<Merge> {
-        let db = self.client.database(database);
+    async fn merge_collection(cluster: &Cluster, database: &str, source: &str, target: &str) -> anyhow::Result<Merge> {
+        let db = cluster.client.database(database);
         let from = db.collection::<bson::Document>(source);
         let into = db.collection::<bson::Document>(target);
         let mut merge = Merge::default();
@@ -333,10 +335,11 @@ impl MongoStore {
             from.delete_one(doc! {"_id": id}).await?;
         }
         if merge.conflicts.is_empty() {
-            self.drop_collection(database, source).await?;
+            cluster.drop_collection(database, source).await?;
         } else {
             let quarantine = format!("orgsvc_quarantine_{source}_{}", bson::DateTime::now().timestamp_millis());
-            self.rename_collection(database, source, &quarantine)
+            cluster
+                .rename_collection(database, source, &quarantine)
                 .await?
                 .with_context(|| format!("quarantining {source}"))?;
             merge.quarantine = Some(quarantine);

@@ -32,3 +32,29 @@ pub fn tenant_collection_options() -> Document {
         "validationAction": "error",
     }
 }
+
+/// The options of a cluster's shared collection (the `shared` placement): the tenant schema,
+/// and a tenant field of string type on every document, so that no document belongs to no
+/// organization.
+pub fn shared_collection_options() -> Document {
+    doc! {
+        "validator": {
+            "$jsonSchema": {
+                "bsonType": "object",
+                "required": ["_id", domain::Placement::TENANT_FIELD],
+                "properties": {
+                    "_id": {
+                        "bsonType": ["objectId", "string", "binData", "int", "long"],
+                        "description": "an identifier of a stable, comparable type",
+                    },
+                    domain::Placement::TENANT_FIELD: {
+                        "bsonType": "string",
+                        "description": "the id of the organization the document belongs to",
+                    },
+                },
+            },
+        },
+        "validationLevel": "strict",
+        "validationAction": "error",
+    }
+}

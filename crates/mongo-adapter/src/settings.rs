@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use domain::ClusterName;
 use secrecy::SecretString;
 
 /// How to reach MongoDB and how long operations may take.
@@ -33,6 +34,13 @@ pub struct MongoSettings {
     /// How long an operation may stay unfinished before the reconciler takes it over; must
     /// exceed the longest operation, `command_timeout` included.
     pub lease: Duration,
+    /// The other deployments that may hold tenant data, by name, each reached with its own
+    /// connection pool; the main one (`uri`) is the cluster `main` and holds the master
+    /// database.
+    pub clusters: Vec<(ClusterName, SecretString)>,
+    /// How many documents of a `shared` organization one delete batch removes: bounded so
+    /// that deleting a large tenant never holds one long write.
+    pub shared_delete_batch: u32,
 }
 
 impl MongoSettings {
@@ -53,6 +61,8 @@ impl MongoSettings {
             retry_writes: true,
             command_timeout: Duration::from_secs(10),
             lease: Duration::from_secs(60),
+            clusters: Vec::new(),
+            shared_delete_batch: 1000,
         }
     }
 }

@@ -1,97 +1,51 @@
-//! Tenant collections on MongoDB: their DDL (create with the tenant schema, rename, drop),
-//! which the multi-step operations and the reconciler sequence, and the tenant store port.
+//! Organizations' tenant data on MongoDB: creating and removing it where the placement puts
+//! it (which the multi-step operations and the reconciler sequence), and the tenant store
+//! port.
 
 use anyhow::anyhow;
 use async_trait::async_trait;
-use domain::{CollectionName, StoreError};
-use futures::TryStreamExt;
+use domain::{CollectionName, Organization, Placement, PlacementKind, StoreError, TenantLocation};
 use mongodb::bson::{self, Document, doc};
 use ports::TenantStore;
 
 use crate::MongoStore;
 use crate::documents::OrgDoc;
-use crate::errors::{NAMESPACE_EXISTS, NAMESPACE_NOT_FOUND, code, db, store_error, unknown};
+use crate::errors::{NAMESPACE_EXISTS, code, db, unknown};
 use crate::schema::tenant_collection_options;
 
+impl OrgDoc {
+    /// Whether the organization's documents are in its cluster's shared collection.
+    pub(crate) fn is_shared(&self) -> bool {
+        self.placement.as_deref() == Some(PlacementKind::Shared.as_str())
+    }
+
+    /// Whether the organization has a database of its own (the `database` placement), which
+    /// goes when its collection goes.
+    pub(crate) fn has_own_database(&self) -> bool {
+        self.placement.as_deref() == Some(PlacementKind::Database.as_str())
+    }
+
+    /// Whether a rename to `to` moves a collection: not under `shared`, where the
+    /// collection name is only the name the data would get if the organization moved.
+    pub(crate) fn rename_moves_collection(&self, to: &str) -> bool {
+        !self.is_shared() && self.collection != to
+    }
+}
+
 impl MongoStore {
-    /// Removes an organization's tenant data: its collection, and under the `database`
-    /// placement its database too (idempotent, so a reconciler may repeat it).
+    /// Removes an organization's tenant data wherever its placement keeps it: its
+    /// collection, its database too under `database`, its documents in batches under
+    /// `shared` (idempotent, so a reconciler may repeat it).
     pub(crate) async fn drop_tenant_data(&self, org: &OrgDoc) -> Result<(), StoreError> {
-        self.drop_collection(&org.database, &org.collection).await?;
-        if self.is_own_database(&org.database) {
-            let mut command = doc! {"dropDatabase": 1};
-            command.insert("maxTimeMS", self.max_time_ms());
-            db(self.client.database(&org.database).run_command(command).await)?;
+        let cluster = self.cluster_of(org)?;
+        if org.is_shared() {
+            return cluster.delete_shared_documents(&org.id, self.shared_delete_batch).await;
+        }
+        cluster.drop_collection(&org.database, &org.collection).await?;
+        if org.has_own_database() {
+            cluster.drop_database(&org.database).await?;
         }
         Ok(())
-    }
-
-    /// The database holding a tenant collection: an organization's own when one with the
-    /// `database` placement names it, else the shared tenant database.
-    async fn database_of_collection(&self, collection: &CollectionName) -> Result<String, StoreError> {
-        let filter = doc! {"collection": collection.as_str(), "placement": "database"};
-        let own = db(self.organizations.find_one(filter).await)?;
-        Ok(own.map_or_else(|| self.tenants.name().to_owned(), |org| org.database))
-    }
-
-    pub(crate) async fn drop_collection(&self, database: &str, collection: &str) -> Result<(), StoreError> {
-        let mut command = doc! {"drop": collection};
-        command.insert("maxTimeMS", self.max_time_ms());
-        match self.client.database(database).run_command(command).await {
-            Err(e) if code(&e) == Some(NAMESPACE_NOT_FOUND) => Ok(()),
-            other => db(other).map(drop),
-        }
-    }
-
-    /// Renames a tenant collection and applies the tenant schema to it again. Never with
-    /// `dropTarget`: a rename onto an existing collection must fail rather than destroy it.
-    pub(crate) async fn rename_collection(
-        &self,
-        database: &str,
-        from: &str,
-        to: &str,
-    ) -> Result<Result<(), mongodb::error::Error>, StoreError> {
-        match self
-            .admin_command(doc! {"renameCollection": format!("{database}.{from}"), "to": format!("{database}.{to}")})
-            .await
-        {
-            Ok(_) => {
-                self.step("update:before_collection_schema").await?;
-                self.ensure_tenant_schema(database, to).await?;
-                Ok(Ok(()))
-            }
-            Err(e) if matches!(code(&e), Some(NAMESPACE_EXISTS | NAMESPACE_NOT_FOUND)) => Ok(Err(e)),
-            Err(e) => Err(store_error(e)),
-        }
-    }
-
-    /// Applies the tenant schema to an existing collection (idempotent).
-    pub(crate) async fn ensure_tenant_schema(&self, database: &str, collection: &str) -> Result<(), StoreError> {
-        let mut command = doc! {"collMod": collection};
-        command.extend(tenant_collection_options());
-        command.insert("maxTimeMS", self.max_time_ms());
-        db(self.client.database(database).run_command(command).await).map(drop)
-    }
-
-    /// Creates a tenant collection with the tenant schema, or applies the schema if it
-    /// exists already (idempotent).
-    pub(crate) async fn create_collection_with_schema(
-        &self,
-        database: &str,
-        collection: &str,
-    ) -> Result<(), StoreError> {
-        let mut command = doc! {"create": collection};
-        command.extend(tenant_collection_options());
-        command.insert("maxTimeMS", self.max_time_ms());
-        match self.client.database(database).run_command(command).await {
-            Err(e) if code(&e) == Some(NAMESPACE_EXISTS) => self.ensure_tenant_schema(database, collection).await,
-            other => db(other).map(drop),
-        }
-    }
-
-    pub(crate) async fn collection_exists(&self, database: &str, collection: &str) -> Result<bool, StoreError> {
-        let names = db(self.client.database(database).list_collection_names().filter(doc! {"name": collection}).await)?;
-        Ok(!names.is_empty())
     }
 
     /// Creates a new organization's tenant collection with the tenant schema. A collection
@@ -100,10 +54,11 @@ impl MongoStore {
     /// index, so nobody else can claim the name meanwhile, and it drops the leftover itself
     /// instead of failing the request.
     pub(crate) async fn create_tenant_collection(&self, org: &OrgDoc) -> Result<(), StoreError> {
+        let cluster = self.cluster_of(org)?;
         let create = || {
             let mut command = doc! {"create": &org.collection};
             command.extend(tenant_collection_options());
-            self.tenant_command(&org.database, command)
+            cluster.command(&org.database, command)
         };
         match create().await {
             Err(e) if code(&e) == Some(NAMESPACE_EXISTS) => {
@@ -114,7 +69,7 @@ impl MongoStore {
                     )));
                 }
                 tracing::warn!(collection = %org.collection, "dropping a leftover tenant collection to reuse its name");
-                self.drop_collection(&org.database, &org.collection).await?;
+                cluster.drop_collection(&org.database, &org.collection).await?;
                 db(create().await).map(drop)
             }
             other => db(other).map(drop),
@@ -132,28 +87,38 @@ impl MongoStore {
         let filter = doc! {
             "_id": {"$ne": except},
             "database": database,
+            "placement": {"$ne": PlacementKind::Shared.as_str()},
             "$or": [{"collection": collection}, {"op.to_collection": collection}],
         };
         Ok(db(self.organizations.count_documents(filter).await)? > 0)
+    }
+
+    /// Where an organization's data is, on its cluster.
+    fn locate(&self, org: &Organization) -> Result<(&crate::Cluster, TenantLocation), StoreError> {
+        let cluster = self.cluster(&org.placement.cluster)?;
+        Ok((cluster, TenantLocation::of(org, cluster.public_uri.clone(), cluster.tenants.name())))
     }
 }
 
 #[async_trait]
 impl TenantStore for MongoStore {
-    /// The tenant collections of the shared tenant database and of every organization's own
-    /// database.
+    /// The tenant collections of every cluster's shared tenant database and of every
+    /// organization's own database.
     async fn tenant_collections(&self) -> Result<Vec<CollectionName>, StoreError> {
-        let tenant_collections = doc! {"name": {"$regex": "^org_"}};
-        let mut names = db(self.tenants.list_collection_names().filter(tenant_collections.clone()).await)?;
-        let own: Vec<OrgDoc> =
-            db(db(self.organizations.find(doc! {"placement": "database"}).await)?.try_collect().await)?;
-        for database in own.iter().map(|org| org.database.as_str()).collect::<std::collections::BTreeSet<_>>() {
-            names.extend(db(self
-                .client
-                .database(database)
-                .list_collection_names()
-                .filter(tenant_collections.clone())
-                .await)?);
+        let mut names = Vec::new();
+        for cluster in self.clusters.values() {
+            names.extend(cluster.tenant_collection_names(cluster.tenants.name()).await?);
+        }
+        let own: Vec<OrgDoc> = {
+            use futures::TryStreamExt;
+            db(db(self.organizations.find(doc! {"placement": "database"}).await)?.try_collect().await)?
+        };
+        let mut databases: Vec<(Option<&str>, &str)> =
+            own.iter().map(|org| (org.cluster.as_deref(), org.database.as_str())).collect();
+        databases.sort();
+        databases.dedup();
+        for (cluster, database) in databases {
+            names.extend(self.cluster_named(cluster)?.tenant_collection_names(database).await?);
         }
         let mut collections =
             names.iter().map(|n| CollectionName::parse(n).map_err(unknown)).collect::<Result<Vec<_>, _>>()?;
@@ -161,30 +126,36 @@ impl TenantStore for MongoStore {
         Ok(collections)
     }
 
-    async fn insert_documents(
-        &self,
-        collection: &CollectionName,
-        documents: Vec<serde_json::Value>,
-    ) -> Result<(), StoreError> {
+    async fn insert_documents(&self, org: &Organization, documents: Vec<serde_json::Value>) -> Result<(), StoreError> {
         if documents.is_empty() {
             return Ok(());
         }
-        let documents =
+        let (cluster, location) = self.locate(org)?;
+        let mut documents =
             documents.iter().map(|d| bson::to_document(d).map_err(unknown)).collect::<Result<Vec<_>, _>>()?;
-        let database = self.database_of_collection(collection).await?;
-        let target = self.client.database(&database).collection::<Document>(collection.as_str());
-        db(target.insert_many(documents).await).map(drop)
+        if let Some((field, value)) = &location.tenant_filter {
+            cluster.ensure_shared_collection().await?;
+            for document in &mut documents {
+                document.insert(field.as_str(), value.as_str());
+            }
+        }
+        cluster.insert_documents(&location.database, &location.collection, documents).await
     }
 
-    async fn documents(&self, collection: &CollectionName) -> Result<Vec<serde_json::Value>, StoreError> {
-        let database = self.database_of_collection(collection).await?;
-        let source = self.client.database(&database).collection::<Document>(collection.as_str());
-        let cursor = db(source.find(doc! {}).sort(doc! {"_id": 1}).await)?;
-        let documents: Vec<Document> = db(cursor.try_collect().await)?;
+    async fn documents(&self, org: &Organization) -> Result<Vec<serde_json::Value>, StoreError> {
+        let (cluster, location) = self.locate(org)?;
+        let filter = match &location.tenant_filter {
+            Some((field, value)) => doc! {field.as_str(): value.as_str()},
+            None => Document::new(),
+        };
+        let documents = cluster.find_documents(&location.database, &location.collection, filter).await?;
         Ok(documents
             .into_iter()
             .map(|mut d| {
                 d.remove("_id");
+                if location.tenant_filter.is_some() {
+                    d.remove(Placement::TENANT_FIELD);
+                }
                 bson::Bson::Document(d).into_relaxed_extjson()
             })
             .collect())

@@ -64,7 +64,7 @@ async fn an_interrupted_run_resumes_and_applies_each_migration_once() {
     let mut orgs = Vec::with_capacity(ORGS);
     for i in 0..ORGS {
         let org = store.create(new_org(i)).await.expect("create");
-        store.insert_documents(&org.collection, vec![json!({"n": 1}), json!({"n": 2})]).await.expect("seed");
+        store.insert_documents(&org, vec![json!({"n": 1}), json!({"n": 2})]).await.expect("seed");
         orgs.push(org);
     }
 
@@ -127,4 +127,55 @@ async fn new_collections_get_every_tenant_migration_at_create() {
     }
     let report = store.migrate_tenants(&embedded, false, &mut Silent).await.expect("migrate");
     assert!(report.migrations.iter().all(|(_, now, already)| *now == 0 && *already == 1), "{report}");
+}
+
+/// Organizations placed `shared` have no collection of their own: a tenant migration
+/// applies to their cluster's shared collection, once per run however many of them there
+/// are, and is recorded on each of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shared_organizations_are_migrated_through_the_shared_collection_once() {
+    let shared = domain::Placement { kind: domain::PlacementKind::Shared, cluster: domain::ClusterName::main() };
+    let store = fresh_store().await.placing_every_organization(shared);
+    let mut orgs = Vec::new();
+    for i in 0..5 {
+        let org = store.create(new_org(i)).await.expect("create");
+        store.insert_documents(&org, vec![json!({"n": i})]).await.expect("seed");
+        orgs.push(org);
+    }
+    let report = store.migrate_tenants(&[backfill()], false, &mut Silent).await.expect("migrate");
+    assert_eq!(report.migrations, vec![("0100_backfill_counter".to_owned(), 5, 0)]);
+    assert_eq!(migrated_count(&store, "0100_backfill_counter").await, 5);
+    let docs: Vec<Document> = store
+        .tenant_database()
+        .collection::<Document>(domain::Placement::SHARED_COLLECTION)
+        .find(doc! {})
+        .await
+        .expect("find")
+        .try_collect()
+        .await
+        .expect("docs");
+    assert_eq!(docs.len(), 5);
+    let once = |d: &Document| d.get_i32("migrated").map(i64::from).or_else(|_| d.get_i64("migrated")) == Ok(1);
+    assert!(docs.iter().all(once), "applied once: {docs:?}");
+    assert!(index_names(&store, domain::Placement::SHARED_COLLECTION).await.contains(&"migrated".to_owned()));
+    // No collection of an organization's name was created on the way.
+    let names = store.tenant_database().list_collection_names().await.expect("names");
+    assert_eq!(names, [domain::Placement::SHARED_COLLECTION]);
+    // A new shared organization has the build's migrations recorded, as a new collection would.
+    let built: Vec<String> = tenant_migrations().expect("migrations").into_iter().map(|m| m.name).collect();
+    let new = store.create(new_org(99)).await.expect("create");
+    let stored = store
+        .master()
+        .collection::<Document>("organizations")
+        .find_one(doc! {"_id": new.id.to_string()})
+        .await
+        .expect("find")
+        .expect("stored");
+    let recorded: Vec<String> = stored
+        .get_array("tenant_migrations")
+        .expect("recorded")
+        .iter()
+        .filter_map(|m| m.as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(recorded, built);
 }

@@ -18,7 +18,8 @@ use instrumented::Instrumented;
 use memory_adapter::InMemoryStore;
 use mongo_adapter::MongoStore;
 use ports::{
-    AccountLockout, AuditLog, OrgService, SecurityPolicy, SessionRepository, SystemClock, TenantStore, ThrottleKeyer,
+    AccountLockout, AuditLog, OrgService, OrganizationRepository, SecurityPolicy, SessionRepository, SystemClock,
+    TenantStore, ThrottleKeyer,
 };
 use secrecy::ExposeSecret;
 
@@ -31,6 +32,7 @@ pub struct Application {
     /// The metrics listener's port and server, when it has its own.
     metrics: Option<(u16, actix_web::dev::Server)>,
     tenants: Arc<dyn TenantStore>,
+    organizations: Arc<dyn OrganizationRepository>,
     /// The MongoDB store and its background reconciler, closed after the server stops.
     mongo: Option<(Arc<MongoStore>, Option<tokio::task::JoinHandle<()>>)>,
 }
@@ -78,10 +80,15 @@ impl Application {
             policy: settings.security,
             placement: settings.placement.clone(),
         };
-        let (api, tenants, mongo) = match settings.storage {
+        let (api, tenants, organizations, mongo) = match settings.storage {
             Storage::Memory => {
                 let store = Arc::new(InMemoryStore::new());
-                (parts.service(store.clone(), &registry)?, store as Arc<dyn TenantStore>, None)
+                (
+                    parts.service(store.clone(), &registry)?,
+                    store.clone() as Arc<dyn TenantStore>,
+                    store as Arc<dyn OrganizationRepository>,
+                    None,
+                )
             }
             Storage::MongoDb => {
                 let store = Arc::new(MongoStore::open(&settings.mongodb).await.context("opening the MongoDB store")?);
@@ -89,6 +96,7 @@ impl Application {
                 (
                     parts.service(store.clone(), &registry)?,
                     store.clone() as Arc<dyn TenantStore>,
+                    store.clone() as Arc<dyn OrganizationRepository>,
                     Some((store, reconciler)),
                 )
             }
@@ -116,7 +124,7 @@ impl Application {
             "listening on http://{host}:{port}, Swagger UI at http://{host}:{port}/docs/",
             host = settings.http_addr.ip(),
         );
-        Ok(Self { port, server, metrics, tenants, mongo })
+        Ok(Self { port, server, metrics, tenants, organizations, mongo })
     }
 
     /// The port of the metrics listener, when `ORGSVC_METRICS_ADDR` gives it one.
@@ -132,6 +140,11 @@ impl Application {
     /// Direct access to tenant collections, for operators and tests.
     pub fn tenants(&self) -> Arc<dyn TenantStore> {
         Arc::clone(&self.tenants)
+    }
+
+    /// The organizations, for operators and tests that address tenant data by organization.
+    pub fn organizations(&self) -> Arc<dyn OrganizationRepository> {
+        Arc::clone(&self.organizations)
     }
 
     /// A handle that stops the server gracefully, as SIGTERM does.

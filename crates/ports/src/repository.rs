@@ -64,23 +64,23 @@ pub trait AdminRepository: Send + Sync + 'static {
     async fn find_by_id(&self, id: AdminId) -> Result<Option<Admin>, StoreError>;
 }
 
-/// Direct access to tenant collections, for operators and tests: the service itself never
-/// reads tenant data.
+/// Direct access to tenant data, for operators and tests: the service itself never reads
+/// tenant data. Data is addressed by organization, because where it lives depends on the
+/// organization's placement: its own collection, or its documents in a shared collection.
 #[async_trait]
 pub trait TenantStore: Send + Sync + 'static {
-    /// Every tenant collection (`org_*`) that exists, sorted.
+    /// Every tenant collection (`org_*`) that exists on any cluster, sorted. Organizations
+    /// placed `shared` have none: their documents are in the shared collection.
     async fn tenant_collections(&self) -> Result<Vec<CollectionName>, StoreError>;
 
-    /// Inserts documents into a tenant collection.
-    async fn insert_documents(
-        &self,
-        collection: &CollectionName,
-        documents: Vec<serde_json::Value>,
-    ) -> Result<(), StoreError>;
+    /// Inserts documents into an organization's tenant data where its placement keeps it
+    /// (under `shared`, each document gets the tenant field).
+    async fn insert_documents(&self, org: &Organization, documents: Vec<serde_json::Value>) -> Result<(), StoreError>;
 
-    /// Every document of a tenant collection, in insertion order, without store-generated
-    /// fields other than those inserted.
-    async fn documents(&self, collection: &CollectionName) -> Result<Vec<serde_json::Value>, StoreError>;
+    /// Every document of an organization's tenant data, in insertion order, without the
+    /// fields the store added (generated ids, the tenant field). Empty once the organization
+    /// is deleted, whatever its placement.
+    async fn documents(&self, org: &Organization) -> Result<Vec<serde_json::Value>, StoreError>;
 }
 
 /// The store of login throttles (see [`crate::LoginThrottles`]), and of password hash

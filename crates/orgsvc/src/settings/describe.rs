@@ -73,7 +73,12 @@ impl Settings {
             ("ORGSVC_PLACEMENT_CLUSTER", self.placement.cluster.to_string()),
             (
                 "ORGSVC_CLUSTERS",
-                self.clusters.iter().map(|(name, _)| format!("{name}={REDACTED}")).collect::<Vec<_>>().join(" "),
+                self.mongodb
+                    .clusters
+                    .iter()
+                    .map(|(name, _)| format!("{name}={REDACTED}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
             ),
             ("ORGSVC_JWT_SECRET", redacted(self.jwt_keys.len() == 1)),
             ("ORGSVC_JWT_KID", signing.map(|(kid, _)| kid.clone()).unwrap_or_default()),

@@ -86,10 +86,6 @@ pub struct Settings {
     pub collection_naming: CollectionNaming,
     /// Where new organizations go (`ORGSVC_PLACEMENT`, `ORGSVC_PLACEMENT_CLUSTER`).
     pub placement: domain::Placement,
-    /// MongoDB deployments besides the main one, by name (`ORGSVC_CLUSTERS`:
-    /// whitespace-separated `name=uri` entries; `[clusters.<name>] uri = ...` in the file).
-    /// Their connection strings may hold credentials, so they are secrets.
-    pub clusters: Vec<(domain::ClusterName, SecretString)>,
     /// Development or production (`ORGSVC_ENV`).
     pub environment: Environment,
     /// Log format (`ORGSVC_LOG_FORMAT`: `text` or `json`; JSON by default in production).
@@ -135,7 +131,6 @@ impl Default for Settings {
             storage: Storage::Memory,
             collection_naming: CollectionNaming::Key,
             placement: domain::Placement::default(),
-            clusters: Vec::new(),
             environment: Environment::Development,
             log_format: LogFormat::Text,
             shutdown_grace: Duration::from_secs(30),
@@ -186,15 +181,6 @@ impl Settings {
     /// explicit signing key (a random one logs everybody out at each restart and differs
     /// between instances) and a durable, shared store.
     pub fn validate(&self) -> anyhow::Result<()> {
-        let available_on_mongodb =
-            self.placement.kind != domain::PlacementKind::Shared && self.placement.cluster.is_main();
-        if self.storage == Storage::MongoDb && !available_on_mongodb {
-            bail!(
-                "ORGSVC_PLACEMENT / ORGSVC_PLACEMENT_CLUSTER: {} is not available on MongoDB in this version; \
-                 collection and database on main are (the memory store models every placement)",
-                self.placement
-            );
-        }
         if self.environment == Environment::Production {
             if self.jwt_keys.is_empty() {
                 bail!(

@@ -128,7 +128,7 @@ impl Settings {
                     bail!("ORGSVC_CLUSTERS: each entry must be name=mongodb://... (entries separated by spaces)");
                 };
                 let name = ClusterName::parse(name).map_err(|e| anyhow::anyhow!("ORGSVC_CLUSTERS: {name:?} {e}"))?;
-                if name.is_main() || self.clusters.iter().any(|(n, _)| *n == name) {
+                if name.is_main() || self.mongodb.clusters.iter().any(|(n, _)| *n == name) {
                     bail!("ORGSVC_CLUSTERS: {name} is named twice (`main` is ORGSVC_MONGODB_URI)");
                 }
                 if !uri.starts_with("mongodb://") && !uri.starts_with("mongodb+srv://") {
@@ -136,7 +136,7 @@ impl Settings {
                         "ORGSVC_CLUSTERS: the connection string of {name} must start with mongodb:// or mongodb+srv://"
                     );
                 }
-                self.clusters.push((name, SecretString::from(uri.to_owned())));
+                self.mongodb.clusters.push((name, SecretString::from(uri.to_owned())));
             }
         }
         if let Some(v) = get(&raw.placement) {
@@ -144,7 +144,7 @@ impl Settings {
         }
         if let Some(v) = get(&raw.placement_cluster) {
             let name = ClusterName::parse(v.trim()).map_err(|e| anyhow::anyhow!("ORGSVC_PLACEMENT_CLUSTER: {e}"))?;
-            if !name.is_main() && !self.clusters.iter().any(|(n, _)| *n == name) {
+            if !name.is_main() && !self.mongodb.clusters.iter().any(|(n, _)| *n == name) {
                 bail!("ORGSVC_PLACEMENT_CLUSTER: {name} is not main nor a cluster of ORGSVC_CLUSTERS");
             }
             self.placement.cluster = name;

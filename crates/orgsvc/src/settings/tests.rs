@@ -310,9 +310,9 @@ fn clusters_and_the_placement_policy_are_read_from_variables_and_tables() {
         ("ORGSVC_PLACEMENT_CLUSTER", "eu"),
     ])
     .expect("settings");
-    let names: Vec<&str> = s.clusters.iter().map(|(name, _)| name.as_str()).collect();
+    let names: Vec<&str> = s.mongodb.clusters.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(names, ["eu", "us"]);
-    assert_eq!(s.clusters[0].1.expose_secret(), "mongodb://u:hunter2@a:1,b:2/?replicaSet=rs");
+    assert_eq!(s.mongodb.clusters[0].1.expose_secret(), "mongodb://u:hunter2@a:1,b:2/?replicaSet=rs");
     assert_eq!(s.placement.to_string(), "shared on eu");
     assert!(!format!("{s:?}").contains("hunter2"));
     assert!(!format!("{:?}", s.describe()).contains("hunter2"));
@@ -330,14 +330,6 @@ fn clusters_and_the_placement_policy_are_read_from_variables_and_tables() {
         (vec![("ORGSVC_CLUSTERS", "EU=mongodb://x/")], "ORGSVC_CLUSTERS"),
         (vec![("ORGSVC_CLUSTERS", "eu=http://u:hunter2@x/")], "ORGSVC_CLUSTERS"),
         (vec![("ORGSVC_CLUSTERS", "eu")], "ORGSVC_CLUSTERS"),
-        (
-            vec![
-                ("ORGSVC_STORAGE", "mongodb"),
-                ("ORGSVC_MONGODB_URI", "mongodb://db/"),
-                ("ORGSVC_PLACEMENT", "shared"),
-            ],
-            "ORGSVC_PLACEMENT",
-        ),
     ] {
         let error = format!("{:#}", from(&vars).expect_err("invalid"));
         assert!(error.contains(name) && !error.contains("hunter2"), "{error}");

@@ -16,9 +16,9 @@ use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 use domain::{
-    AdminId, AuditAction, AuditEvent, AuditOutcome, CheckId, CollectionName, CollectionNaming, CreateOrgError,
-    DeleteOrgError, Email, EventId, LockoutPolicy, LoginThrottle, NewAdmin, NewOrganization, OrgId, Organization,
-    OrganizationChanges, OrganizationName, PasswordHash, PendingCheck, Rename, SecurityPolicy, Session, SessionId,
+    AdminId, AuditAction, AuditEvent, AuditOutcome, CheckId, CollectionNaming, CreateOrgError, DeleteOrgError, Email,
+    EventId, LockoutPolicy, LoginThrottle, NewAdmin, NewOrganization, OrgId, Organization, OrganizationChanges,
+    OrganizationName, PasswordHash, PendingCheck, PlacementKind, Rename, SecurityPolicy, Session, SessionId,
     UpdateOrgError,
 };
 use serde_json::json;
@@ -103,17 +103,25 @@ fn changes() -> OrganizationChanges {
     OrganizationChanges { rename: None, email: None, password_hash: None, at: now() }
 }
 
-fn collection(text: &str) -> CollectionName {
-    CollectionName::parse(text).expect("valid collection")
-}
-
 async fn collections<S: Store>(store: &S) -> Vec<String> {
     store.tenant_collections().await.expect("list collections").iter().map(|c| c.as_str().to_owned()).collect()
 }
 
-async fn seed<S: Store>(store: &S, collection: &CollectionName, count: usize, tag: &str) -> Vec<serde_json::Value> {
+/// The tenant collections `orgs` should have: one each, except under the `shared`
+/// placement, whose documents are in the shared collection instead.
+fn own_collections(orgs: &[&Organization]) -> Vec<String> {
+    let mut names: Vec<String> = orgs
+        .iter()
+        .filter(|org| org.placement.kind != PlacementKind::Shared)
+        .map(|org| org.collection.as_str().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+async fn seed<S: Store>(store: &S, org: &Organization, count: usize, tag: &str) -> Vec<serde_json::Value> {
     let docs: Vec<_> = (0..count).map(|i| json!({"seq": i, "tag": tag, "payload": format!("{tag}-{i}")})).collect();
-    store.insert_documents(collection, docs.clone()).await.expect("insert documents");
+    store.insert_documents(org, docs.clone()).await.expect("insert documents");
     docs
 }
 

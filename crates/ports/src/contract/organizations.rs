@@ -29,8 +29,8 @@ pub async fn create_then_find<S: Store>(store: Arc<S>) {
 pub async fn create_creates_the_tenant_collection<S: Store>(store: Arc<S>) {
     assert!(collections(&*store).await.is_empty());
     let org = create(&*store, "Acme", "a@acme.test").await;
-    assert_eq!(collections(&*store).await, vec!["org_acme"]);
-    assert!(store.documents(&org.collection).await.expect("documents").is_empty());
+    assert_eq!(collections(&*store).await, own_collections(&[&org]));
+    assert!(store.documents(&org).await.expect("documents").is_empty());
 }
 
 /// A second organization whose name has a taken key is refused and changes nothing.
@@ -38,9 +38,9 @@ pub async fn taken_key_is_name_taken<S: Store>(store: Arc<S>) {
     let first = create(&*store, "Acme Corp", "a@acme.test").await;
     let result = store.create(new_org("acme-CORP", "b@acme.test")).await;
     assert!(matches!(result, Err(CreateOrgError::NameTaken)), "{result:?}");
-    assert_eq!(store.find_by_key(first.name.key()).await.expect("find"), Some(first));
+    assert_eq!(store.find_by_key(first.name.key()).await.expect("find"), Some(first.clone()));
     assert_eq!(store.find_by_email(&email("b@acme.test")).await.expect("find"), None);
-    assert_eq!(collections(&*store).await, vec!["org_acme_corp"]);
+    assert_eq!(collections(&*store).await, own_collections(&[&first]));
 }
 
 /// A name that only looks like a taken one (Cyrillic letters for Latin ones) is taken too,
@@ -86,7 +86,7 @@ pub async fn taken_email_is_email_taken_and_leaves_nothing<S: Store>(store: Arc<
     let result = store.create(new_org("Globex", "ADMIN@acme.test")).await;
     assert!(matches!(result, Err(CreateOrgError::EmailTaken)), "{result:?}");
     assert_eq!(store.find_by_key(name("Globex").key()).await.expect("find"), None);
-    assert_eq!(collections(&*store).await, vec!["org_acme"]);
+    assert_eq!(collections(&*store).await, own_collections(&[&first]));
     let admin = store.find_by_email(&email("admin@acme.test")).await.expect("find").expect("admin");
     assert_eq!(admin.organization_id, first.id);
     // The name was not left reserved.
@@ -102,22 +102,23 @@ pub async fn concurrent_creates_have_one_winner<S: Store>(store: Arc<S>) {
             tokio::spawn(async move { store.create(new_org(spelling, &format!("admin{i}@race.test"))).await })
         })
         .collect();
-    let (mut won, mut taken) = (0, 0);
+    let (mut won, mut taken) = (Vec::new(), 0);
     for task in tasks {
         match task.await.expect("task") {
-            Ok(_) => won += 1,
+            Ok(org) => won.push(org),
             Err(CreateOrgError::NameTaken) => taken += 1,
             Err(e) => panic!("unexpected error: {e:?}"),
         }
     }
-    assert_eq!((won, taken), (1, 15));
-    assert_eq!(collections(&*store).await, vec!["org_race_corp"]);
+    assert_eq!((won.len(), taken), (1, 15));
+    assert_eq!(won[0].collection.as_str(), "org_race_corp");
+    assert_eq!(collections(&*store).await, own_collections(&[&won[0]]));
 }
 
 /// A rename moves the tenant collection with every document; the old one is gone.
 pub async fn rename_moves_every_document<S: Store>(store: Arc<S>) {
     let org = create(&*store, "Acme", "a@acme.test").await;
-    let docs = seed(&*store, &org.collection, 300, "acme").await;
+    let docs = seed(&*store, &org, 300, "acme").await;
     let mut change = changes();
     change.rename = Some(rename(&org, "Acme Renamed"));
     let renamed = store.update(org.id, change.clone()).await.expect("rename");
@@ -126,8 +127,8 @@ pub async fn rename_moves_every_document<S: Store>(store: Arc<S>) {
     assert_eq!(renamed.collection.as_str(), "org_acme_renamed");
     assert_eq!(renamed.created_at, org.created_at);
     assert_eq!(renamed.updated_at, change.at);
-    assert_eq!(collections(&*store).await, vec!["org_acme_renamed"]);
-    assert_eq!(store.documents(&renamed.collection).await.expect("documents"), docs);
+    assert_eq!(collections(&*store).await, own_collections(&[&renamed]));
+    assert_eq!(store.documents(&renamed).await.expect("documents"), docs);
     assert_eq!(store.find_by_key(org.name.key()).await.expect("find"), None);
     assert_eq!(store.find_by_key(renamed.name.key()).await.expect("find"), Some(renamed));
     // The old name is free again.
@@ -139,15 +140,15 @@ pub async fn rename_moves_every_document<S: Store>(store: Arc<S>) {
 pub async fn rename_onto_taken_key_touches_nothing<S: Store>(store: Arc<S>) {
     let acme = create(&*store, "Acme", "a@acme.test").await;
     let globex = create(&*store, "Globex", "g@globex.test").await;
-    let acme_docs = seed(&*store, &acme.collection, 50, "acme").await;
-    let globex_docs = seed(&*store, &globex.collection, 70, "globex").await;
+    let acme_docs = seed(&*store, &acme, 50, "acme").await;
+    let globex_docs = seed(&*store, &globex, 70, "globex").await;
     let mut change = changes();
     change.rename = Some(rename(&acme, "GLOBEX"));
     change.email = Some(email("new@acme.test"));
     let result = store.update(acme.id, change).await;
     assert!(matches!(result, Err(UpdateOrgError::NameTaken)), "{result:?}");
-    assert_eq!(store.documents(&acme.collection).await.expect("documents"), acme_docs);
-    assert_eq!(store.documents(&globex.collection).await.expect("documents"), globex_docs);
+    assert_eq!(store.documents(&acme).await.expect("documents"), acme_docs);
+    assert_eq!(store.documents(&globex).await.expect("documents"), globex_docs);
     assert_eq!(store.find_by_key(acme.name.key()).await.expect("find"), Some(acme));
     assert_eq!(store.find_by_key(globex.name.key()).await.expect("find"), Some(globex));
     assert!(store.find_by_email(&email("new@acme.test")).await.expect("find").is_none());
@@ -156,13 +157,13 @@ pub async fn rename_onto_taken_key_touches_nothing<S: Store>(store: Arc<S>) {
 /// A new spelling of the same key renames the display name and keeps the collection.
 pub async fn rename_keeping_the_key_changes_only_the_display_name<S: Store>(store: Arc<S>) {
     let org = create(&*store, "acme corp", "a@acme.test").await;
-    let docs = seed(&*store, &org.collection, 5, "acme").await;
+    let docs = seed(&*store, &org, 5, "acme").await;
     let mut change = changes();
     change.rename = Some(rename(&org, "ACME Corp"));
     let renamed = store.update(org.id, change).await.expect("rename");
     assert_eq!(renamed.name.as_str(), "ACME Corp");
     assert_eq!(renamed.collection, org.collection);
-    assert_eq!(store.documents(&org.collection).await.expect("documents"), docs);
+    assert_eq!(store.documents(&org).await.expect("documents"), docs);
 }
 
 /// Email and password changes apply to the organization's admin.
@@ -189,8 +190,8 @@ pub async fn update_email_and_password<S: Store>(store: Arc<S>) {
 /// When one requested change is refused, none is applied.
 pub async fn update_is_all_or_nothing<S: Store>(store: Arc<S>) {
     let acme = create(&*store, "Acme", "a@acme.test").await;
-    create(&*store, "Globex", "g@globex.test").await;
-    let docs = seed(&*store, &acme.collection, 20, "acme").await;
+    let globex = create(&*store, "Globex", "g@globex.test").await;
+    let docs = seed(&*store, &acme, 20, "acme").await;
     let mut change = changes();
     change.rename = Some(rename(&acme, "Acme Renamed"));
     change.email = Some(email("g@globex.test"));
@@ -199,8 +200,8 @@ pub async fn update_is_all_or_nothing<S: Store>(store: Arc<S>) {
     assert!(matches!(result, Err(UpdateOrgError::EmailTaken)), "{result:?}");
     assert_eq!(store.find_by_key(acme.name.key()).await.expect("find"), Some(acme.clone()));
     assert_eq!(store.find_by_key(name("Acme Renamed").key()).await.expect("find"), None);
-    assert_eq!(store.documents(&acme.collection).await.expect("documents"), docs);
-    assert_eq!(collections(&*store).await, vec!["org_acme", "org_globex"]);
+    assert_eq!(store.documents(&acme).await.expect("documents"), docs);
+    assert_eq!(collections(&*store).await, own_collections(&[&acme, &globex]));
     let admin = store.find_by_email(&email("a@acme.test")).await.expect("find").expect("admin");
     assert_eq!(admin.password_hash, phc("aGFzaA"));
     // The reserved name was released.
@@ -221,7 +222,7 @@ pub async fn concurrent_renames_to_one_key_have_one_winner<S: Store>(store: Arc<
     let mut orgs = Vec::new();
     for i in 0..8 {
         let org = create(&*store, &format!("Org {i}"), &format!("a{i}@org.test")).await;
-        seed(&*store, &org.collection, 3, &format!("org{i}")).await;
+        seed(&*store, &org, 3, &format!("org{i}")).await;
         orgs.push(org);
     }
     let tasks: Vec<_> = orgs
@@ -245,14 +246,15 @@ pub async fn concurrent_renames_to_one_key_have_one_winner<S: Store>(store: Arc<
     assert_eq!(winners.len(), 1);
     let winner = &winners[0];
     let original = orgs.iter().position(|o| o.id == winner.id).expect("winner is one of them");
-    let docs = store.documents(&collection("org_target")).await.expect("documents");
+    assert_eq!(winner.collection.as_str(), "org_target");
+    let docs = store.documents(winner).await.expect("documents");
     assert_eq!(docs.len(), 3);
     assert!(docs.iter().all(|d| d["tag"] == format!("org{original}")));
-    let all = collections(&*store).await;
-    assert_eq!(all.len(), 8);
+    let now: Vec<&Organization> = orgs.iter().filter(|o| o.id != winner.id).chain([winner]).collect();
+    assert_eq!(collections(&*store).await, own_collections(&now));
     for (i, org) in orgs.iter().enumerate().filter(|(i, _)| *i != original) {
         assert_eq!(store.find_by_key(org.name.key()).await.expect("find").as_ref(), Some(org), "org {i}");
-        assert_eq!(store.documents(&org.collection).await.expect("documents").len(), 3);
+        assert_eq!(store.documents(org).await.expect("documents").len(), 3);
     }
 }
 
@@ -261,17 +263,18 @@ pub async fn concurrent_renames_to_one_key_have_one_winner<S: Store>(store: Arc<
 pub async fn delete_removes_everything_and_frees_the_names<S: Store>(store: Arc<S>) {
     let acme = create(&*store, "Acme", "a@acme.test").await;
     let globex = create(&*store, "Globex", "g@globex.test").await;
-    seed(&*store, &acme.collection, 10, "acme").await;
-    let globex_docs = seed(&*store, &globex.collection, 10, "globex").await;
+    seed(&*store, &acme, 10, "acme").await;
+    let globex_docs = seed(&*store, &globex, 10, "globex").await;
     store.delete(acme.id).await.expect("delete");
     assert_eq!(store.find_by_key(acme.name.key()).await.expect("find"), None);
     assert_eq!(OrganizationRepository::find_by_id(&*store, acme.id).await.expect("find"), None);
     assert_eq!(AdminRepository::find_by_id(&*store, acme.admin_id).await.expect("find"), None);
     assert_eq!(store.find_by_email(&email("a@acme.test")).await.expect("find"), None);
-    assert_eq!(collections(&*store).await, vec!["org_globex"]);
-    assert_eq!(store.documents(&globex.collection).await.expect("documents"), globex_docs);
+    assert_eq!(collections(&*store).await, own_collections(&[&globex]));
+    assert!(store.documents(&acme).await.expect("documents").is_empty());
+    assert_eq!(store.documents(&globex).await.expect("documents"), globex_docs);
     let again = create(&*store, "ACME", "a@acme.test").await;
-    assert!(store.documents(&again.collection).await.expect("documents").is_empty());
+    assert!(store.documents(&again).await.expect("documents").is_empty());
 }
 
 /// Deleting an organization that does not exist is `NotFound`, also the second time.
@@ -288,13 +291,13 @@ pub async fn delete_of_missing_organization_is_not_found<S: Store>(store: Arc<S>
 pub async fn id_naming_never_moves_the_collection<S: Store>(store: Arc<S>) {
     let org = store.create(new_org_named("Acme", "a@acme.test", CollectionNaming::Id)).await.expect("create");
     assert_eq!(org.collection.as_str(), format!("org_{}", org.id.as_uuid().simple()));
-    let docs = seed(&*store, &org.collection, 10, "acme").await;
+    let docs = seed(&*store, &org, 10, "acme").await;
     let mut change = changes();
     change.rename = Some(Rename::new(org.id, name("Acme Two"), CollectionNaming::Id));
     let renamed = store.update(org.id, change).await.expect("rename");
     assert_eq!(renamed.collection, org.collection);
-    assert_eq!(store.documents(&org.collection).await.expect("documents"), docs);
-    assert_eq!(collections(&*store).await, vec![org.collection.as_str().to_owned()]);
+    assert_eq!(store.documents(&org).await.expect("documents"), docs);
+    assert_eq!(collections(&*store).await, own_collections(&[&org]));
 }
 
 /// Operators' views: every active organization by key, and their number.
