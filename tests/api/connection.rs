@@ -112,3 +112,63 @@ pub async fn an_unreachable_cluster_answers_503_for_its_tenants_only(backend: Ba
     }
     app.get("Acme", None).await.error_for_status().expect("served as usual");
 }
+
+async fn rotate(app: &api_tests::TestApp, token: &str) -> reqwest::Response {
+    app.request(Method::POST, "/org/connection/credentials").bearer_auth(token).send().await.expect("request")
+}
+
+/// Per-tenant database credentials: for an organization in a database of its own where the
+/// deployment enables them, a user and a new password each time (shown once, never again
+/// in any answer or audit event); a 409 problem saying why for the other placements and
+/// where they are off.
+pub async fn database_credentials_are_for_own_databases_only(backend: Backend) {
+    use domain::PlacementKind::{Collection, Database, Shared};
+    let app = backend
+        .spawn_with(|s| {
+            s.tenant_credentials = true;
+            s.placement.kind = Database;
+        })
+        .await;
+    let created = app.create_ok("Acme", "a@acme.test", "correct horse").await;
+    let id = uuid::Uuid::parse_str(created["organization_id"].as_str().expect("id")).expect("uuid");
+    problem(app.request(Method::POST, "/org/connection/credentials").send().await.expect("request"), 401).await;
+    let token = app.token("a@acme.test", "correct horse").await;
+    let first = rotate(&app, &token).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["cache-control"], "no-store");
+    let first: Value = first.json().await.expect("json");
+    assert_eq!(first["username"], format!("orgsvc_u_{}", id.simple()));
+    assert_eq!(first["auth_source"], format!("orgsvc_t_{}", id.simple()));
+    let password = first["password"].as_str().expect("password").to_owned();
+    assert!(password.len() >= domain::MIN_DATABASE_PASSWORD_CHARS, "{password}");
+    let second: Value = rotate(&app, &token).await.json().await.expect("json");
+    assert_eq!(second["username"], first["username"]);
+    assert_ne!(second["password"], first["password"], "a new password each time");
+    // Shown once: nowhere else.
+    let details = connection(&app, &token).await.text().await.expect("body");
+    let audit = app.request(Method::GET, "/org/audit").bearer_auth(&token).send().await.expect("request");
+    let audit = audit.text().await.expect("body");
+    assert!(audit.contains("database_credentials.rotated"), "{audit}");
+    for body in [&details, &audit] {
+        assert!(!body.contains(&password), "{body}");
+    }
+
+    for kind in [Collection, Shared] {
+        let app = backend
+            .spawn_with(|s| {
+                s.tenant_credentials = true;
+                s.placement.kind = kind;
+            })
+            .await;
+        app.create_ok("Acme", "a@acme.test", "correct horse").await;
+        let token = app.token("a@acme.test", "correct horse").await;
+        let body = problem(rotate(&app, &token).await, 409).await;
+        let detail = body["detail"].as_str().expect("detail");
+        assert!(detail.contains(kind.as_str()) && detail.contains("per database"), "{body}");
+    }
+    let off = backend.spawn_with(|s| s.placement.kind = Database).await;
+    off.create_ok("Acme", "a@acme.test", "correct horse").await;
+    let token = off.token("a@acme.test", "correct horse").await;
+    let body = problem(rotate(&off, &token).await, 409).await;
+    assert!(body["detail"].as_str().expect("detail").contains("not enabled"), "{body}");
+}

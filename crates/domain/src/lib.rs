@@ -17,6 +17,7 @@
 //! ```
 
 mod collection;
+mod credentials;
 mod email;
 mod entities;
 mod errors;
@@ -29,6 +30,10 @@ mod security;
 mod sessions;
 
 pub use collection::{CollectionName, CollectionNameError, CollectionNaming};
+pub use credentials::{
+    CredentialsError, DatabaseCredentials, DatabasePassword, DatabasePasswordError, DatabaseUser,
+    MIN_DATABASE_PASSWORD_CHARS,
+};
 pub use email::{Email, EmailError, MAX_EMAIL_BYTES};
 pub use entities::{Admin, NewAdmin, NewOrganization, Organization, OrganizationChanges, Rename};
 pub use errors::{CreateOrgError, DeleteOrgError, GetOrgError, StoreError, UpdateOrgError};

@@ -47,6 +47,9 @@ pub enum AuditAction {
     SessionRefreshReused,
     /// `session.logged_out`
     SessionLoggedOut,
+    /// `database_credentials.rotated`: the organization's database user was created or got
+    /// a new password.
+    DatabaseCredentialsRotated,
 }
 
 /// The text is not one of the audit actions.
@@ -56,7 +59,7 @@ pub struct AuditActionError;
 
 impl AuditAction {
     /// Every action, in a stable order.
-    pub const ALL: [AuditAction; 10] = [
+    pub const ALL: [AuditAction; 11] = [
         Self::OrganizationCreated,
         Self::OrganizationRenamed,
         Self::OrganizationDeleted,
@@ -67,6 +70,7 @@ impl AuditAction {
         Self::LoginLocked,
         Self::SessionRefreshReused,
         Self::SessionLoggedOut,
+        Self::DatabaseCredentialsRotated,
     ];
 
     /// The dotted name used in the API and in storage.
@@ -89,6 +93,7 @@ impl AuditAction {
             Self::LoginLocked => "login.locked",
             Self::SessionRefreshReused => "session.refresh_reused",
             Self::SessionLoggedOut => "session.logged_out",
+            Self::DatabaseCredentialsRotated => "database_credentials.rotated",
         }
     }
 }

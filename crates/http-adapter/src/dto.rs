@@ -261,6 +261,39 @@ pub struct ConnectionResponse {
     pub tenant_id: Option<String>,
 }
 
+/// `POST /org/connection/credentials` response: the organization's database user and its
+/// new password, shown this once.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct DatabaseCredentialsResponse {
+    /// The user name.
+    #[schema(example = "orgsvc_u_0190c5a47c5e7b6a9d2e3f4a5b6c7d8e")]
+    pub username: String,
+    /// The new password. It is not stored by the service and cannot be shown again.
+    pub password: String,
+    /// The database the user authenticates against (`authSource`).
+    #[schema(example = "orgsvc_t_0190c5a47c5e7b6a9d2e3f4a5b6c7d8e")]
+    pub auth_source: String,
+}
+
+impl std::fmt::Debug for DatabaseCredentialsResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseCredentialsResponse")
+            .field("username", &self.username)
+            .field("auth_source", &self.auth_source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<domain::DatabaseCredentials> for DatabaseCredentialsResponse {
+    fn from(credentials: domain::DatabaseCredentials) -> Self {
+        Self {
+            password: credentials.password.expose().to_owned(),
+            username: credentials.user.username,
+            auth_source: credentials.user.auth_source,
+        }
+    }
+}
+
 impl From<domain::TenantLocation> for ConnectionResponse {
     fn from(location: domain::TenantLocation) -> Self {
         let (tenant_field, tenant_id) = location.tenant_filter.unzip();

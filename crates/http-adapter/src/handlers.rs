@@ -3,14 +3,15 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use domain::{CreateOrgError, DeleteOrgError, GetOrgError, UpdateOrgError};
+use domain::{CreateOrgError, CredentialsError, DeleteOrgError, GetOrgError, UpdateOrgError};
 use ports::{AuditError, AuthError, LoginError, LogoutError, RefreshError};
 
 use crate::auth::{Authenticated, MaybeAuthenticated};
 use crate::dto::{
     AuditPageResponse, AuditQueryParams, ConnectionResponse, CreateOrganizationBody, CreatedOrganizationResponse,
-    DeleteOrganizationBody, HealthResponse, LoginBody, OrganizationNameQuery, OrganizationResponse, RefreshBody,
-    TokenResponse, UpdateOrganizationBody, parse_delete_target, parse_organization_name,
+    DatabaseCredentialsResponse, DeleteOrganizationBody, HealthResponse, LoginBody, OrganizationNameQuery,
+    OrganizationResponse, RefreshBody, TokenResponse, UpdateOrganizationBody, parse_delete_target,
+    parse_organization_name,
 };
 use crate::extract::{JsonBody, OptionalJsonBody};
 use crate::problem::ApiError;
@@ -24,6 +25,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/org/delete", "DELETE").delete(delete_organization))
         .service(resource("/org/audit", "GET").get(audit))
         .service(resource("/org/connection", "GET").get(connection))
+        .service(resource("/org/connection/credentials", "POST").post(rotate_credentials))
         .service(resource("/admin/login", "POST").post(login))
         .service(resource("/admin/refresh", "POST").post(refresh))
         .service(resource("/admin/logout", "POST").post(logout))
@@ -84,6 +86,20 @@ impl From<GetOrgError> for ApiError {
             GetOrgError::NotFound => Self::NotFound("no organization has this name".to_owned()),
             GetOrgError::Unavailable(e) => Self::Unavailable(e),
             GetOrgError::Unknown(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<CredentialsError> for ApiError {
+    fn from(error: CredentialsError) -> Self {
+        match error {
+            CredentialsError::Disabled => Self::Conflict { slug: "credentials-disabled", detail: error.to_string() },
+            CredentialsError::NotIsolated { .. } => {
+                Self::Conflict { slug: "placement-shares-a-database", detail: error.to_string() }
+            }
+            CredentialsError::NotFound => Self::NotFound("the organization is gone".to_owned()),
+            CredentialsError::Unavailable(e) => Self::Unavailable(e),
+            CredentialsError::Unknown(e) => Self::Internal(e),
         }
     }
 }
@@ -314,6 +330,32 @@ pub(crate) async fn audit(
 pub(crate) async fn connection(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
     let location = state.api.connection(&caller.0).await?;
     Ok(HttpResponse::Ok().json(ConnectionResponse::from(location)))
+}
+
+/// Create the caller's organization's database user, or give it a new password: a user
+/// whose only role is read-write on the organization's own database. The password is
+/// shown in this answer only; the previous one is refused from now on (connections that
+/// authenticated with it before stay open, as MongoDB keeps them). Only for organizations
+/// placed in a database of their own, where the deployment enables it.
+#[utoipa::path(
+    post, path = "/org/connection/credentials", tag = "organizations",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The database user and its new password, shown this once",
+            body = DatabaseCredentialsResponse),
+        (status = 401, description = "Missing, invalid or expired token"),
+        (status = 409, description = "Credentials are not enabled, or the organization's placement shares its \
+            database with other organizations (MongoDB isolates users per database)"),
+        (status = 503, description = "Store or the organization's cluster unavailable"),
+    )
+)]
+pub(crate) async fn rotate_credentials(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let credentials = state.api.rotate_credentials(&caller.0, &state.context(&request)).await?;
+    Ok(HttpResponse::Ok().json(DatabaseCredentialsResponse::from(credentials)))
 }
 
 /// Rename the caller's organization and/or change its admin's email or password, all or none.

@@ -7,8 +7,8 @@ use utoipa::{Modify, OpenApi};
 use crate::dto::NAME_PATTERN;
 use crate::dto::{
     AdminSummary, AuditEventResponse, AuditPageResponse, ConnectionResponse, CreateOrganizationBody,
-    CreatedOrganizationResponse, DeleteOrganizationBody, HealthResponse, LoginBody, OrganizationResponse,
-    PlacementSummary, RefreshBody, TokenResponse, UpdateOrganizationBody,
+    CreatedOrganizationResponse, DatabaseCredentialsResponse, DeleteOrganizationBody, HealthResponse, LoginBody,
+    OrganizationResponse, PlacementSummary, RefreshBody, TokenResponse, UpdateOrganizationBody,
 };
 use crate::handlers;
 use crate::problem::{Problem, ProblemField};
@@ -28,6 +28,7 @@ use crate::problem::{Problem, ProblemField};
         handlers::delete_organization,
         handlers::audit,
         handlers::connection,
+        handlers::rotate_credentials,
         handlers::login,
         handlers::refresh,
         handlers::logout,
@@ -38,7 +39,7 @@ use crate::problem::{Problem, ProblemField};
     components(schemas(
         CreateOrganizationBody, CreatedOrganizationResponse, AdminSummary, OrganizationResponse, UpdateOrganizationBody,
         DeleteOrganizationBody, LoginBody, TokenResponse, RefreshBody, AuditPageResponse, AuditEventResponse,
-        HealthResponse, Problem, ProblemField, ConnectionResponse, PlacementSummary,
+        HealthResponse, Problem, ProblemField, ConnectionResponse, DatabaseCredentialsResponse, PlacementSummary,
     )),
     modifiers(&BearerScheme, &Constraints, &ProblemBodies),
     tags(

@@ -11,9 +11,9 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
-    Admin, AdminId, AuditEvent, CollectionName, CreateOrgError, DeleteOrgError, Email, EventId, LoginThrottle,
-    NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, Placement, PlacementKind,
-    RefreshState, Session, SessionId, Skeleton, StoreError, TenantLocation, UpdateOrgError,
+    Admin, AdminId, AuditEvent, CollectionName, CreateOrgError, DatabasePassword, DatabaseUser, DeleteOrgError, Email,
+    EventId, LoginThrottle, NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, Placement,
+    PlacementKind, RefreshState, Session, SessionId, Skeleton, StoreError, TenantLocation, UpdateOrgError,
 };
 use ports::{
     AccountLockout, AdminRepository, AuditLog, AuditQuery, NewSession, OrganizationRepository, REMEMBERED_ROTATIONS,
@@ -47,6 +47,9 @@ struct State {
     /// The documents of organizations placed `shared`, by organization: no collection of
     /// their own, as in the shared collection on MongoDB.
     shared: HashMap<OrgId, Vec<serde_json::Value>>,
+    /// The organizations that have a database user: its name only, since the memory store
+    /// has no database to authenticate against and keeps no password.
+    database_users: HashMap<OrgId, DatabaseUser>,
     throttles: HashMap<ThrottleKey, StoredThrottleEntry>,
     sessions: HashMap<SessionId, SessionEntry>,
     refresh_hashes: HashMap<RefreshHash, SessionId>,
@@ -215,6 +218,7 @@ impl OrganizationRepository for InMemoryStore {
         state.release_name(organization.name.key());
         state.collections.remove(&organization.collection);
         state.shared.remove(&organization.id);
+        state.database_users.remove(&organization.id);
         let admins: Vec<AdminId> = state.admins.values().filter(|a| a.organization_id == id).map(|a| a.id).collect();
         for admin_id in admins {
             if let Some(admin) = state.admins.remove(&admin_id) {
@@ -242,6 +246,20 @@ impl OrganizationRepository for InMemoryStore {
     /// `memory://` cluster.
     fn location(&self, org: &Organization) -> TenantLocation {
         TenantLocation::of(org, format!("memory://{}", org.placement.cluster), MEMORY_TENANT_DATABASE)
+    }
+
+    async fn set_database_user(
+        &self,
+        org: &Organization,
+        _password: &DatabasePassword,
+    ) -> Result<DatabaseUser, StoreError> {
+        let mut state = self.state();
+        if !state.organizations.contains_key(&org.id) {
+            return Err(StoreError::Unavailable(anyhow!("the organization is being deleted")));
+        }
+        let user = DatabaseUser::of(org.id);
+        state.database_users.insert(org.id, user.clone());
+        Ok(user)
     }
 }
 

@@ -11,6 +11,7 @@
 //! every operation abandoned for longer than the lease. See `docs/mongodb.md`.
 
 mod clusters;
+mod credentials;
 mod documents;
 mod errors;
 mod failpoints;
@@ -195,6 +196,9 @@ pub mod test_support {
     pub const STANDALONE_URI_VARIABLE: &str = "ORGSVC_TEST_MONGODB_STANDALONE_URI";
     /// The variable naming the test server that stands in for a second cluster.
     pub const SECOND_URI_VARIABLE: &str = "ORGSVC_TEST_MONGODB_SECOND_URI";
+    /// The variable naming the test server that requires authentication, with the
+    /// credentials of its root user.
+    pub const AUTH_URI_VARIABLE: &str = "ORGSVC_TEST_MONGODB_AUTH_URI";
     /// The name the tests give the second cluster.
     pub const SECOND_CLUSTER: &str = "second";
 

@@ -420,6 +420,14 @@ impl OrganizationRepository for MongoStore {
         };
         domain::TenantLocation::of(org, uri, tenants)
     }
+
+    async fn set_database_user(
+        &self,
+        org: &Organization,
+        password: &domain::DatabasePassword,
+    ) -> Result<domain::DatabaseUser, StoreError> {
+        self.set_user(org, password).await
+    }
 }
 
 impl MongoStore {

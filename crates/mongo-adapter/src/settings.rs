@@ -67,15 +67,29 @@ impl MongoSettings {
     }
 }
 
-/// A connection string without the user name and password it may carry
-/// (`mongodb://user:secret@a,b/?replicaSet=rs` becomes `mongodb://a,b/?replicaSet=rs`), for
-/// handing to tenants' applications, which connect with their own credentials.
+/// A connection string without the user name and password it may carry, nor the options
+/// that say how the service authenticates (`authSource`, `authMechanism`,
+/// `authMechanismProperties`): `mongodb://user:secret@a,b/?replicaSet=rs&authSource=admin`
+/// becomes `mongodb://a,b/?replicaSet=rs`. It is handed to tenants' applications, which
+/// connect with credentials of their own.
 pub fn without_credentials(uri: &str) -> String {
     let Some((scheme, rest)) = uri.split_once("://") else { return String::new() };
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
     let hosts = authority.rsplit_once('@').map_or(authority, |(_, hosts)| hosts);
-    format!("{scheme}://{hosts}{tail}")
+    let (path, query) = tail.split_once('?').unwrap_or((tail, ""));
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|option| {
+            let name = option.split('=').next().unwrap_or_default().to_ascii_lowercase();
+            !option.is_empty() && !name.starts_with("authsource") && !name.starts_with("authmechanism")
+        })
+        .collect();
+    if kept.is_empty() {
+        format!("{scheme}://{hosts}{path}")
+    } else {
+        format!("{scheme}://{hosts}{path}?{}", kept.join("&"))
+    }
 }
 
 #[cfg(test)]
@@ -90,6 +104,9 @@ mod credential_tests {
             ("mongodb://localhost:27017", "mongodb://localhost:27017"),
             ("mongodb://a@b@host/", "mongodb://host/"),
             ("nonsense", ""),
+            ("mongodb://u:p@h:1/?directConnection=true&authSource=admin", "mongodb://h:1/?directConnection=true"),
+            ("mongodb://u:p@h/?authSource=admin&authMechanism=SCRAM-SHA-256", "mongodb://h/"),
+            ("mongodb://h/db?authMechanismProperties=X:Y&tls=true", "mongodb://h/db?tls=true"),
         ] {
             assert_eq!(without_credentials(uri), public, "{uri}");
         }

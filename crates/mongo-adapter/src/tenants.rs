@@ -43,6 +43,8 @@ impl MongoStore {
         }
         cluster.drop_collection(&org.database, &org.collection).await?;
         if org.has_own_database() {
+            // Users are not dropped with their database: drop them first.
+            cluster.drop_database_users(&org.database).await?;
             cluster.drop_database(&org.database).await?;
         }
         Ok(())

@@ -75,6 +75,13 @@ impl<S: OrganizationRepository> OrganizationRepository for Instrumented<S> {
     fn location(&self, org: &Organization) -> domain::TenantLocation {
         self.inner.location(org)
     }
+    async fn set_database_user(
+        &self,
+        org: &Organization,
+        password: &domain::DatabasePassword,
+    ) -> Result<domain::DatabaseUser, StoreError> {
+        self.timed("organization.set_database_user", self.inner.set_database_user(org, password)).await
+    }
 }
 
 #[async_trait]

@@ -79,6 +79,7 @@ impl Application {
             naming: settings.collection_naming,
             policy: settings.security,
             placement: settings.placement.clone(),
+            tenant_credentials: settings.tenant_credentials,
         };
         let (api, tenants, organizations, mongo) = match settings.storage {
             Storage::Memory => {
@@ -221,6 +222,7 @@ struct Parts {
     naming: domain::CollectionNaming,
     policy: SecurityPolicy,
     placement: domain::Placement,
+    tenant_credentials: bool,
 }
 
 impl Parts {
@@ -250,6 +252,7 @@ impl Parts {
             throttle_keyer: self.throttle_keyer,
             policy: self.policy,
             placement: self.placement,
+            tenant_credentials: self.tenant_credentials,
         };
         Ok(Arc::new(OrgService::new(ports, settings)))
     }

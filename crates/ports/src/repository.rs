@@ -5,9 +5,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
-    Admin, AdminId, AuditAction, AuditEvent, CollectionName, CreateOrgError, DeleteOrgError, Email, EventId,
-    LoginThrottle, NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, RefreshHash,
-    RefreshState, RotationDecision, SecurityPolicy, Session, SessionId, StoreError, TenantLocation, UpdateOrgError,
+    Admin, AdminId, AuditAction, AuditEvent, CollectionName, CreateOrgError, DatabasePassword, DatabaseUser,
+    DeleteOrgError, Email, EventId, LoginThrottle, NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges,
+    PasswordHash, RefreshHash, RefreshState, RotationDecision, SecurityPolicy, Session, SessionId, StoreError,
+    TenantLocation, UpdateOrgError,
 };
 
 use crate::throttle::{StoredThrottle, ThrottleKey};
@@ -51,6 +52,16 @@ pub trait OrganizationRepository: Send + Sync + 'static {
     /// Where the organization's documents are, as its own applications reach them (the
     /// connection string without the service's credentials).
     fn location(&self, org: &Organization) -> TenantLocation;
+
+    /// Creates the organization's database user, or sets a new password on it if it
+    /// exists, with one role: read-write on the organization's own database. From then on
+    /// the previous password is refused. The organization is placed `database` (the use
+    /// case checks); deleting it drops the user.
+    async fn set_database_user(
+        &self,
+        org: &Organization,
+        password: &DatabasePassword,
+    ) -> Result<DatabaseUser, StoreError>;
 }
 
 /// Admins, looked up for logins and for every authenticated request.

@@ -86,6 +86,10 @@ pub struct Settings {
     pub collection_naming: CollectionNaming,
     /// Where new organizations go (`ORGSVC_PLACEMENT`, `ORGSVC_PLACEMENT_CLUSTER`).
     pub placement: domain::Placement,
+    /// Whether organizations placed in a database of their own may get database users of
+    /// their own (`ORGSVC_TENANT_CREDENTIALS`); the service's MongoDB user then needs user
+    /// administration rights.
+    pub tenant_credentials: bool,
     /// Development or production (`ORGSVC_ENV`).
     pub environment: Environment,
     /// Log format (`ORGSVC_LOG_FORMAT`: `text` or `json`; JSON by default in production).
@@ -131,6 +135,7 @@ impl Default for Settings {
             storage: Storage::Memory,
             collection_naming: CollectionNaming::Key,
             placement: domain::Placement::default(),
+            tenant_credentials: false,
             environment: Environment::Development,
             log_format: LogFormat::Text,
             shutdown_grace: Duration::from_secs(30),

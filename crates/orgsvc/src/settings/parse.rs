@@ -149,6 +149,9 @@ impl Settings {
             }
             self.placement.cluster = name;
         }
+        if let Some(v) = get(&raw.tenant_credentials) {
+            self.tenant_credentials = boolean("ORGSVC_TENANT_CREDENTIALS", &v)?;
+        }
         Ok(())
     }
 

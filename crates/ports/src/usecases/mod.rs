@@ -26,8 +26,9 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
-    AdminId, AuditAction, AuditEvent, AuditOutcome, CollectionNaming, CreateOrgError, DeleteOrgError, Email, EventId,
-    GetOrgError, OrgId, OrganizationName, Placement, SessionId, StoreError, TenantLocation, UpdateOrgError,
+    AdminId, AuditAction, AuditEvent, AuditOutcome, CollectionNaming, CreateOrgError, CredentialsError,
+    DatabaseCredentials, DeleteOrgError, Email, EventId, GetOrgError, OrgId, OrganizationName, Placement, SessionId,
+    StoreError, TenantLocation, UpdateOrgError,
 };
 use secrecy::SecretString;
 
@@ -117,6 +118,14 @@ pub trait OrganizationApi: Send + Sync + 'static {
     /// Where the caller's organization's data lives and how its applications reach it.
     async fn connection(&self, caller: &Principal) -> Result<TenantLocation, GetOrgError>;
 
+    /// Creates or rotates the caller's organization's database user and returns it with its
+    /// new password, shown this once.
+    async fn rotate_credentials(
+        &self,
+        caller: &Principal,
+        context: &RequestContext,
+    ) -> Result<DatabaseCredentials, CredentialsError>;
+
     /// How many organizations are active, for metrics.
     async fn organization_count(&self) -> Result<u64, StoreError>;
 
@@ -156,6 +165,9 @@ pub struct ServiceSettings {
     pub policy: SecurityPolicy,
     /// Where new organizations go.
     pub placement: Placement,
+    /// Whether organizations placed in a database of their own may get database users of
+    /// their own (`ORGSVC_TENANT_CREDENTIALS`).
+    pub tenant_credentials: bool,
 }
 
 /// The use cases, written against the ports.
@@ -170,6 +182,7 @@ pub struct OrgService {
     audit_log: Arc<dyn AuditLog>,
     naming: CollectionNaming,
     placement: Placement,
+    tenant_credentials: bool,
     policy: SecurityPolicy,
     throttles: LoginThrottles,
     session_cache: SessionCache,
@@ -191,6 +204,7 @@ impl OrgService {
             audit_log: ports.audit,
             naming: settings.naming,
             placement: settings.placement,
+            tenant_credentials: settings.tenant_credentials,
             policy: settings.policy,
             throttles,
             session_cache: SessionCache::default(),
@@ -289,6 +303,14 @@ impl OrganizationApi for OrgService {
 
     async fn connection(&self, caller: &Principal) -> Result<TenantLocation, GetOrgError> {
         self.connection_details(caller).await
+    }
+
+    async fn rotate_credentials(
+        &self,
+        caller: &Principal,
+        context: &RequestContext,
+    ) -> Result<DatabaseCredentials, CredentialsError> {
+        self.rotate_database_credentials(caller, context).await
     }
 
     async fn organization_count(&self) -> Result<u64, StoreError> {

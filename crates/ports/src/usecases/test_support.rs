@@ -63,6 +63,11 @@ impl Mocks {
     }
 
     pub(super) fn service(self, naming: CollectionNaming) -> impl OrganizationApi {
+        self.service_with(naming, false)
+    }
+
+    /// The service, with per-tenant database credentials switched on or off.
+    pub(super) fn service_with(self, naming: CollectionNaming, tenant_credentials: bool) -> impl OrganizationApi {
         let ports = Ports {
             organizations: Arc::new(self.orgs),
             admins: Arc::new(self.admins),
@@ -78,6 +83,7 @@ impl Mocks {
             throttle_keyer: ThrottleKeyer::new(b"test"),
             policy: SecurityPolicy::default(),
             placement: domain::Placement::default(),
+            tenant_credentials,
         };
         OrgService::new(ports, settings)
     }

@@ -1,0 +1,102 @@
+//! Per-tenant database users on MongoDB: one user per organization placed `database`,
+//! defined in the organization's own database with the single role `readWrite` on it, so
+//! that it is scoped to that database and goes with it.
+//!
+//! The commands carry a password, so their errors are reported by code only: a server's
+//! message could quote the command.
+
+use anyhow::anyhow;
+use domain::{DatabasePassword, DatabaseUser, Organization, StoreError};
+use mongodb::bson::{Document, doc};
+
+use crate::MongoStore;
+use crate::clusters::Cluster;
+use crate::errors::{code, is_unreachable};
+
+/// The user does not exist.
+const USER_NOT_FOUND: i32 = 11;
+/// The user exists already (a parallel rotation created it first).
+const USER_EXISTS: i32 = 51003;
+/// The service's own user may not run the command.
+const UNAUTHORIZED: i32 = 13;
+
+/// A failed user command, without anything the command carried.
+fn user_command_error(action: &str, error: &mongodb::error::Error) -> StoreError {
+    if is_unreachable(error) {
+        return StoreError::Unavailable(anyhow!("{action}: the cluster cannot be reached"));
+    }
+    match code(error) {
+        Some(UNAUTHORIZED) => StoreError::Unknown(anyhow!(
+            "{action}: the service's MongoDB user lacks user administration rights (see docs/mongodb.md)"
+        )),
+        Some(code) => StoreError::Unknown(anyhow!("{action}: the server refused it with code {code}")),
+        None => StoreError::Unknown(anyhow!("{action}: the command failed")),
+    }
+}
+
+impl Cluster {
+    /// Sets the password of an organization's user, creating the user if it does not exist.
+    async fn upsert_user(
+        &self,
+        user: &DatabaseUser,
+        password: &DatabasePassword,
+        roles: Document,
+    ) -> Result<(), StoreError> {
+        let update = || {
+            let command = doc! {"updateUser": &user.username, "pwd": password.expose(), "roles": [roles.clone()]};
+            self.command(&user.auth_source, command)
+        };
+        match update().await {
+            Ok(_) => return Ok(()),
+            Err(e) if code(&e) == Some(USER_NOT_FOUND) => {}
+            Err(e) => return Err(user_command_error("setting the database user's password", &e)),
+        }
+        let create = doc! {"createUser": &user.username, "pwd": password.expose(), "roles": [roles.clone()]};
+        match self.command(&user.auth_source, create).await {
+            Ok(_) => Ok(()),
+            // Created by a parallel rotation meanwhile: this one's password wins.
+            Err(e) if code(&e) == Some(USER_EXISTS) => {
+                update().await.map(drop).map_err(|e| user_command_error("setting the database user's password", &e))
+            }
+            Err(e) => Err(user_command_error("creating the database user", &e)),
+        }
+    }
+
+    /// Drops every user defined in a database (an organization's own): idempotent. A
+    /// service without user administration rights cannot have created any, so a refusal
+    /// is not an error there.
+    pub(crate) async fn drop_database_users(&self, database: &str) -> Result<(), StoreError> {
+        match self.command(database, doc! {"dropAllUsersFromDatabase": 1}).await {
+            Ok(_) => Ok(()),
+            Err(e) if code(&e) == Some(UNAUTHORIZED) => {
+                tracing::warn!(database, "could not drop the database's users: no user administration rights");
+                Ok(())
+            }
+            Err(e) => Err(user_command_error("dropping the database's users", &e)),
+        }
+    }
+}
+
+impl MongoStore {
+    /// Creates or rotates the organization's database user (see the port).
+    pub(crate) async fn set_user(
+        &self,
+        org: &Organization,
+        password: &DatabasePassword,
+    ) -> Result<DatabaseUser, StoreError> {
+        let cluster = self.cluster(&org.placement.cluster)?;
+        let user = DatabaseUser::of(org.id);
+        let roles = doc! {"role": "readWrite", "db": &user.auth_source};
+        cluster.upsert_user(&user, password, roles).await?;
+        // A delete that began meanwhile may have dropped the organization's users before
+        // this one was set: then drop it again, so that no user outlives its organization.
+        let active = crate::errors::db(
+            self.organizations.count_documents(doc! {"_id": org.id.to_string(), "state": "active"}).await,
+        )?;
+        if active == 0 {
+            cluster.drop_database_users(&user.auth_source).await?;
+            return Err(StoreError::Unavailable(anyhow!("the organization is being deleted")));
+        }
+        Ok(user)
+    }
+}
