@@ -21,6 +21,7 @@ mod reconcile;
 mod schema;
 mod security;
 mod settings;
+mod sweep;
 mod tenants;
 
 use std::time::Duration;
@@ -39,6 +40,7 @@ pub use migrations::{
 pub use reconcile::{Direction, ReconcileReport};
 pub use schema::{shared_collection_options, tenant_collection_options};
 pub use settings::MongoSettings;
+pub use sweep::TOMBSTONE_RETENTION;
 
 use clusters::{Cluster, Clusters};
 use documents::{AdminDoc, OrgDoc};
@@ -51,6 +53,7 @@ pub struct MongoStore {
     tenants: Database,
     organizations: Collection<OrgDoc>,
     admins: Collection<AdminDoc>,
+    tombstones: Collection<sweep::Tombstone>,
     lease: Duration,
     transactions: bool,
     failpoints: FailPoints,
@@ -87,6 +90,7 @@ impl MongoStore {
             shared_delete_batch: settings.shared_delete_batch,
             organizations: master.collection("organizations"),
             admins: master.collection("admins"),
+            tombstones: master.collection("tenant_tombstones"),
             client,
             master,
             tenants,

@@ -1,10 +1,10 @@
 //! The reconciler: finishes or rolls back every operation abandoned for longer than the
-//! lease, then removes what no organization references. Every step is idempotent, so a
+//! lease, then removes what came back under the tombstones of removed organizations (the
+//! full orphan sweep, which reads every organization, runs far less often: see `sweep`). Every step is idempotent, so a
 //! crash during reconciliation is repaired by the next run, and several instances may run
 //! it at once: an operation is taken over by replacing its claim token with a conditional
 //! update, which only one of them can win.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -29,6 +29,12 @@ pub struct ReconcileReport {
     pub deletes_finished: Vec<String>,
     /// Tenant collections that no organization referenced, dropped.
     pub orphan_collections_dropped: Vec<String>,
+    /// Databases of removed `database` organizations that had come back, dropped with
+    /// their users.
+    pub orphan_databases_dropped: Vec<String>,
+    /// Tenant ids of a shared collection that no organization has, whose documents were
+    /// removed.
+    pub orphan_shared_tenants_removed: Vec<String>,
     /// Admins whose organization did not exist, removed.
     pub orphan_admins_removed: Vec<String>,
     /// Interrupted renames whose old collection had been recreated (both collections
@@ -65,6 +71,32 @@ impl ReconcileReport {
     pub fn is_clean(&self) -> bool {
         *self == Self::default()
     }
+
+    /// Adds what another pass did (the full sweep's findings to a reconciliation's).
+    pub fn merge(&mut self, other: ReconcileReport) {
+        let Self {
+            creates_rolled_back,
+            updates_rolled_forward,
+            updates_rolled_back,
+            deletes_finished,
+            orphan_collections_dropped,
+            orphan_databases_dropped,
+            orphan_shared_tenants_removed,
+            orphan_admins_removed,
+            collections_merged,
+            needs_attention,
+        } = other;
+        self.creates_rolled_back.extend(creates_rolled_back);
+        self.updates_rolled_forward.extend(updates_rolled_forward);
+        self.updates_rolled_back.extend(updates_rolled_back);
+        self.deletes_finished.extend(deletes_finished);
+        self.orphan_collections_dropped.extend(orphan_collections_dropped);
+        self.orphan_databases_dropped.extend(orphan_databases_dropped);
+        self.orphan_shared_tenants_removed.extend(orphan_shared_tenants_removed);
+        self.orphan_admins_removed.extend(orphan_admins_removed);
+        self.collections_merged.extend(collections_merged);
+        self.needs_attention.extend(needs_attention);
+    }
 }
 
 impl std::fmt::Display for ReconcileReport {
@@ -75,6 +107,8 @@ impl std::fmt::Display for ReconcileReport {
             ("updates rolled back", &self.updates_rolled_back),
             ("deletes finished", &self.deletes_finished),
             ("orphan collections dropped", &self.orphan_collections_dropped),
+            ("orphan databases dropped", &self.orphan_databases_dropped),
+            ("orphan shared tenants removed", &self.orphan_shared_tenants_removed),
             ("orphan admins removed", &self.orphan_admins_removed),
             ("collections merged", &self.collections_merged),
             ("NEEDS ATTENTION", &self.needs_attention),
@@ -122,7 +156,7 @@ impl MongoStore {
             }
             tracing::warn!(organization_id = %org.id, kind = ?op.kind, "reconciled an interrupted operation");
         }
-        self.remove_orphans(&mut report).await?;
+        self.clear_tombstoned(&mut report).await?;
         if !report.needs_attention.is_empty() {
             tracing::error!(items = ?report.needs_attention, "reconciliation found operations it cannot resolve");
         }
@@ -354,7 +388,12 @@ impl MongoStore {
     /// through the unique index (a concurrent create or rename onto that name gets 409 for
     /// this moment) and records the intent, so a crash here is finished by the next pass.
     /// Returns whether the collection was dropped.
-    async fn drop_orphan_collection(&self, database: &str, collection: &str) -> anyhow::Result<bool> {
+    pub(crate) async fn drop_orphan_collection(
+        &self,
+        cluster: &Cluster,
+        database: &str,
+        collection: &str,
+    ) -> anyhow::Result<bool> {
         let key = collection.strip_prefix("org_").unwrap_or(collection).to_owned();
         let token = Uuid::new_v4().to_string();
         let now = bson::DateTime::now();
@@ -366,7 +405,7 @@ impl MongoStore {
             collection: collection.to_owned(),
             database: database.to_owned(),
             placement: None,
-            cluster: None,
+            cluster: (!cluster.name.is_main()).then(|| cluster.name.to_string()),
             admin_id: Uuid::new_v4().to_string(),
             state: State::Deleting,
             op: Some(OpDoc::new(OpKind::Delete, &token)),
@@ -383,35 +422,5 @@ impl MongoStore {
         }
         self.finish_delete(&placeholder, &token).await?;
         Ok(true)
-    }
-
-    /// Drops tenant collections and removes admins that no organization references. The
-    /// collections and admins are listed before the organizations: an organization document
-    /// is always written before its collection and admin, so anything listed first whose
-    /// organization is then missing really is an orphan.
-    async fn remove_orphans(&self, report: &mut ReconcileReport) -> anyhow::Result<()> {
-        let collections = self.tenants.list_collection_names().filter(doc! {"name": {"$regex": "^org_"}}).await?;
-        let admins: Vec<AdminDoc> = self.admins.find(doc! {}).await?.try_collect().await?;
-        let orgs: Vec<OrgDoc> = self.organizations.find(doc! {}).await?.try_collect().await?;
-        self.failpoints.pass(crate::RECONCILE_AFTER_LISTING).await;
-        let tenant_db = self.tenants.name();
-        let referenced: HashSet<&str> = orgs
-            .iter()
-            .filter(|o| o.database == tenant_db)
-            .flat_map(|o| {
-                std::iter::once(o.collection.as_str()).chain(o.op.as_ref().and_then(|op| op.to_collection.as_deref()))
-            })
-            .collect();
-        let org_ids: HashSet<&str> = orgs.iter().map(|o| o.id.as_str()).collect();
-        for collection in collections.iter().filter(|c| !referenced.contains(c.as_str())) {
-            if self.drop_orphan_collection(tenant_db, collection).await? {
-                report.orphan_collections_dropped.push(collection.clone());
-            }
-        }
-        for admin in admins.iter().filter(|a| !org_ids.contains(a.organization_id.as_str())) {
-            self.admins.delete_one(doc! {"_id": &admin.id, "organization_id": &admin.organization_id}).await?;
-            report.orphan_admins_removed.push(admin.id.clone());
-        }
-        Ok(())
     }
 }

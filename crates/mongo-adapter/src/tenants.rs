@@ -38,6 +38,7 @@ impl MongoStore {
     /// `shared` (idempotent, so a reconciler may repeat it).
     pub(crate) async fn drop_tenant_data(&self, org: &OrgDoc) -> Result<(), StoreError> {
         let cluster = self.cluster_of(org)?;
+        self.record_tombstone(org).await?;
         if org.is_shared() {
             return cluster.delete_shared_documents(&org.id, self.shared_delete_batch).await;
         }

@@ -51,9 +51,13 @@ async fn reconcile(store: &MongoStore) {
     store.failpoints().clear();
     let report = store.reconcile_with_lease(Duration::ZERO).await.expect("reconcile");
     assert!(report.needs_attention.is_empty(), "{report}");
+    let swept = store.sweep_orphans().await.expect("sweep");
+    assert!(swept.needs_attention.is_empty(), "{swept}");
     // A second pass finds nothing left to do.
     let again = store.reconcile_with_lease(Duration::ZERO).await.expect("reconcile again");
     assert!(again.is_clean(), "second pass: {again}");
+    let again = store.sweep_orphans().await.expect("sweep again");
+    assert!(again.is_clean(), "second sweep: {again}");
 }
 
 /// The invariants of the master database and the tenant collections.
@@ -403,11 +407,88 @@ async fn orphans_are_removed() {
             "organization_id": "nobody", "created_at": mongodb::bson::DateTime::now(), "updated_at": mongodb::bson::DateTime::now()})
         .await
         .expect("insert ghost admin");
-    let report = store.reconcile_with_lease(Duration::ZERO).await.expect("reconcile");
+    assert!(store.reconcile_with_lease(Duration::ZERO).await.expect("reconcile").is_clean(), "left to the sweep");
+    let report = store.sweep_orphans().await.expect("sweep");
     assert_eq!(report.orphan_collections_dropped, vec!["org_stray"]);
     assert_eq!(report.orphan_admins_removed, vec!["ghost"]);
     assert_invariants(&store).await;
     assert!(OrganizationRepository::find_by_id(&store, acme.id).await.expect("find").is_some());
+}
+
+/// What comes back under a removed organization (its own database recreated by a late
+/// command, documents written with its tenant id after the delete) is removed by the next
+/// reconciliation pass, through the organization's tombstone, on any cluster; live
+/// organizations' data is untouched.
+#[tokio::test]
+async fn tombstones_remove_what_comes_back_under_removed_organizations() {
+    use domain::{Placement, PlacementKind};
+    let store = mongo_adapter::test_support::fresh_store_with_second_cluster().await;
+    let second = mongo_adapter::test_support::second_cluster();
+    let mut removed = Vec::new();
+    for (kind, cluster) in [
+        (PlacementKind::Database, domain::ClusterName::main()),
+        (PlacementKind::Shared, domain::ClusterName::main()),
+        (PlacementKind::Database, second.clone()),
+        (PlacementKind::Shared, second.clone()),
+    ] {
+        let placement = Placement { kind, cluster: cluster.clone() };
+        let live = store
+            .create(
+                new_org(&format!("Live {kind} {cluster}"), &format!("l@{kind}.{cluster}.test"))
+                    .placed(placement.clone()),
+            )
+            .await
+            .expect("create");
+        store.insert_documents(&live, vec![json!({"live": true})]).await.expect("seed");
+        let gone = store
+            .create(new_org(&format!("Gone {kind} {cluster}"), &format!("g@{kind}.{cluster}.test")).placed(placement))
+            .await
+            .expect("create");
+        store.delete(gone.id).await.expect("delete");
+        // Back it comes: a late create of its collection, or an application's late write.
+        store.insert_documents(&gone, vec![json!({"late": true})]).await.expect("late write");
+        assert_eq!(store.documents(&gone).await.expect("docs").len(), 1);
+        removed.push((gone, live));
+    }
+    let report = store.reconcile_with_lease(Duration::ZERO).await.expect("reconcile");
+    assert_eq!(report.orphan_databases_dropped.len(), 2, "{report}");
+    assert_eq!(report.orphan_shared_tenants_removed.len(), 2, "{report}");
+    for (gone, live) in &removed {
+        assert!(store.documents(gone).await.expect("docs").is_empty(), "{:?}", gone.placement);
+        assert_eq!(store.documents(live).await.expect("docs"), vec![json!({"live": true})]);
+    }
+    assert!(own_database_is_empty(&store, removed[0].0.id).await);
+    assert!(store.reconcile_with_lease(Duration::ZERO).await.expect("again").is_clean());
+}
+
+/// The full sweep removes, on every cluster, tenant collections and shared documents that
+/// no organization references; the documents of live shared organizations stay.
+#[tokio::test]
+async fn the_full_sweep_covers_every_cluster_and_the_shared_collections() {
+    use domain::{Placement, PlacementKind};
+    let store = mongo_adapter::test_support::fresh_store_with_second_cluster().await;
+    let second = mongo_adapter::test_support::second_cluster();
+    let shared = Placement { kind: PlacementKind::Shared, cluster: second.clone() };
+    let live = store.create(new_org("Live", "l@live.test").placed(shared)).await.expect("create");
+    store.insert_documents(&live, vec![json!({"n": 1}), json!({"n": 2})]).await.expect("seed");
+    let client = store.cluster_client(&second).expect("second cluster");
+    let tenants = client.database(store.tenant_database().name());
+    tenants.create_collection("org_stray").await.expect("stray collection");
+    tenants
+        .collection::<Document>(domain::Placement::SHARED_COLLECTION)
+        .insert_many(vec![
+            doc! {"tenant_id": "nobody", "n": 1},
+            doc! {"tenant_id": "nobody", "n": 2},
+            doc! {"tenant_id": "zz-ghost"},
+        ])
+        .await
+        .expect("stray documents");
+    let report = store.sweep_orphans().await.expect("sweep");
+    assert_eq!(report.orphan_collections_dropped, vec!["org_stray"]);
+    assert_eq!(report.orphan_shared_tenants_removed, vec!["nobody", "zz-ghost"]);
+    assert_eq!(store.documents(&live).await.expect("docs"), vec![json!({"n": 1}), json!({"n": 2})]);
+    assert!(store.sweep_orphans().await.expect("again").is_clean());
+    assert_invariants(&store).await;
 }
 
 /// An orphan collection is found by the reconciler; before it drops it, another instance
@@ -420,7 +501,7 @@ async fn orphan_removal_never_drops_a_collection_created_meanwhile() {
     let pause = store.failpoints().pause_at(RECONCILE_AFTER_LISTING);
     let reconciler = {
         let store = store.clone();
-        tokio::spawn(async move { store.reconcile_with_lease(Duration::ZERO).await.expect("reconcile") })
+        tokio::spawn(async move { store.sweep_orphans().await.expect("sweep") })
     };
     pause.reached().await;
     let org = store.create(new_org("Race", "admin@race.test")).await.expect("create");

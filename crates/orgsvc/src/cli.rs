@@ -168,7 +168,9 @@ async fn run(command: Command, settings: Settings, sources: &[(&'static str, Sou
         }
         Command::Reconcile { .. } => {
             let store = mongo_store(&settings).await?;
-            let report = store.reconcile().await?;
+            // An operator's run does everything: the operations, then the full orphan sweep.
+            let mut report = store.reconcile().await?;
+            report.merge(store.sweep_orphans().await?);
             print!("{report}");
             if !report.needs_attention.is_empty() {
                 bail!("some operations need an operator's attention (see above)");

@@ -94,6 +94,7 @@ impl Application {
             Storage::MongoDb => {
                 let store = Arc::new(MongoStore::open(&settings.mongodb).await.context("opening the MongoDB store")?);
                 let reconciler = reconcile_now_and_then(Arc::clone(&store), settings.reconcile_interval).await?;
+                sweep_now_and_then(Arc::clone(&store), settings.orphan_sweep_interval);
                 (
                     parts.service(store.clone(), &registry)?,
                     store.clone() as Arc<dyn TenantStore>,
@@ -256,6 +257,25 @@ impl Parts {
         };
         Ok(Arc::new(OrgService::new(ports, settings)))
     }
+}
+
+/// Runs the full orphan sweep in the background, right after startup and then every
+/// `interval` (never when zero): it reads every organization, so it runs far less often
+/// than the reconciliation pass. Failures are logged and retried at the next interval.
+fn sweep_now_and_then(store: Arc<MongoStore>, interval: std::time::Duration) {
+    if interval.is_zero() {
+        return;
+    }
+    tokio::spawn(async move {
+        loop {
+            match store.sweep_orphans().await {
+                Ok(report) if !report.is_clean() => tracing::warn!(%report, "removed orphaned tenant data"),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(error = format!("{error:#}"), "the orphan sweep failed; will retry"),
+            }
+            tokio::time::sleep(interval).await;
+        }
+    });
 }
 
 /// Repairs operations that a previous process left unfinished, then keeps doing so in the

@@ -104,6 +104,7 @@ impl Settings {
             ("ORGSVC_MONGODB_RETRY_WRITES", m.retry_writes.to_string()),
             ("ORGSVC_RECONCILE_LEASE_SECONDS", seconds(m.lease)),
             ("ORGSVC_RECONCILE_INTERVAL_SECONDS", seconds(self.reconcile_interval)),
+            ("ORGSVC_ORPHAN_SWEEP_INTERVAL_SECONDS", seconds(self.orphan_sweep_interval)),
             ("ORGSVC_REFRESH_TTL_SECONDS", seconds(p.session_ttl)),
             ("ORGSVC_REFRESH_GRACE_SECONDS", seconds(p.refresh_grace)),
             ("ORGSVC_REVOCATION_BOUND_SECONDS", seconds(p.revocation_bound)),

@@ -116,6 +116,9 @@ pub struct Settings {
     /// How often a serving instance reconciles interrupted operations
     /// (`ORGSVC_RECONCILE_INTERVAL_SECONDS`; 0 turns the periodic pass off).
     pub reconcile_interval: Duration,
+    /// How often the full orphan sweep runs in the background
+    /// (`ORGSVC_ORPHAN_SWEEP_INTERVAL_SECONDS`; 0: only by `orgsvc reconcile`).
+    pub orphan_sweep_interval: Duration,
     /// Sessions, lockout and audit retention (`ORGSVC_REFRESH_TTL_SECONDS`,
     /// `ORGSVC_REFRESH_GRACE_SECONDS`, `ORGSVC_REVOCATION_BOUND_SECONDS`,
     /// `ORGSVC_LOCKOUT_THRESHOLD`, `ORGSVC_LOCKOUT_BASE_SECONDS`, `ORGSVC_LOCKOUT_MAX_SECONDS`,
@@ -147,6 +150,7 @@ impl Default for Settings {
             hash_queue: 256,
             mongodb: MongoSettings::new("mongodb://127.0.0.1:27017", "orgsvc_master"),
             reconcile_interval: Duration::from_secs(30),
+            orphan_sweep_interval: Duration::from_secs(3600),
             security: SecurityPolicy::default(),
             http: HttpPolicy::default(),
         }

@@ -114,6 +114,9 @@ impl Settings {
         if let Some(v) = get(&raw.reconcile_interval_seconds) {
             s.reconcile_interval = Duration::from_secs(number("ORGSVC_RECONCILE_INTERVAL_SECONDS", &v)?);
         }
+        if let Some(v) = get(&raw.orphan_sweep_interval_seconds) {
+            s.orphan_sweep_interval = Duration::from_secs(number("ORGSVC_ORPHAN_SWEEP_INTERVAL_SECONDS", &v)?);
+        }
         s.read_security(raw)?;
         s.validate()?;
         Ok(s)
