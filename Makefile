@@ -57,8 +57,11 @@ bench-quick:
 	$(CARGO) build --release -p orgsvc -p bench
 	scripts/with-test-mongo.sh target/release/orgsvc-bench --quick
 
-## Scenario 3 on MongoDB at the issue's sizes (1,000 and 10,000 organizations), which the
-## test server makes too slow for `make bench` (see docs/benchmarks.md).
+## Scenario 3 on MongoDB for every placement at the issues' sizes (1,000 and 10,000
+## organizations; 1,000, 10,000 and 100,000 for `shared`), which the test server makes too
+## slow for `make bench` (see docs/benchmarks.md). PLACEMENTS picks some of them.
+PLACEMENTS ?= collection,database,shared
 bench-growth:
 	$(CARGO) build --release -p orgsvc -p bench
-	scripts/with-test-mongo.sh target/release/orgsvc-bench --only=growth --mongo-sizes=1000,10000
+	scripts/with-test-mongo.sh target/release/orgsvc-bench --only=growth --mongo-sizes=1000,10000 \
+		--shared-sizes=1000,10000,100000 --placements=$(PLACEMENTS)

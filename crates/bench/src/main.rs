@@ -26,6 +26,14 @@ struct Plan {
     concurrency: usize,
     memory_sizes: Vec<usize>,
     mongo_sizes: Vec<usize>,
+    /// The sizes of the `shared` placement's growth on MongoDB, which has no DDL per
+    /// organization and so reaches further.
+    shared_sizes: Vec<usize>,
+    /// The placements whose growth is measured on MongoDB.
+    placements: Vec<&'static str>,
+    /// Whether the memory store's growth is measured too (`--skip-memory` leaves it out,
+    /// to measure one placement per fresh test server).
+    memory_growth: bool,
     big_tenant_docs: usize,
 }
 
@@ -38,6 +46,9 @@ impl Plan {
                 concurrency: 16,
                 memory_sizes: vec![200, 2_000],
                 mongo_sizes: vec![100, 1_000],
+                shared_sizes: vec![100, 1_000],
+                placements: vec!["collection", "database", "shared"],
+                memory_growth: true,
                 big_tenant_docs: 5_000,
             }
         } else {
@@ -51,6 +62,9 @@ impl Plan {
                 // (docs/benchmarks.md), so 10,000 alone takes longer than the 10 minutes the
                 // whole run may take. `make bench-growth` runs those sizes.
                 mongo_sizes: vec![1_000, 3_000],
+                shared_sizes: vec![1_000, 10_000],
+                placements: vec!["collection", "shared"],
+                memory_growth: true,
                 big_tenant_docs: 100_000,
             }
         }
@@ -65,7 +79,8 @@ enum Only {
     Growth,
 }
 
-/// The command line: `[--quick] [--only=growth] [--mongo-sizes=N,N...]`.
+/// The command line: `[--quick] [--only=growth] [--mongo-sizes=N,N...] [--shared-sizes=N,N...]
+/// [--placements=P,P...]`.
 fn parse_args(args: impl Iterator<Item = String>) -> anyhow::Result<(Plan, Only)> {
     let args: Vec<String> = args.collect();
     let mut plan = Plan::new(args.iter().any(|a| a == "--quick"));
@@ -73,19 +88,39 @@ fn parse_args(args: impl Iterator<Item = String>) -> anyhow::Result<(Plan, Only)
     for arg in &args {
         if arg == "--quick" {
             continue;
+        } else if arg == "--skip-memory" {
+            plan.memory_growth = false;
         } else if let Some(sizes) = arg.strip_prefix("--mongo-sizes=") {
-            plan.mongo_sizes = sizes.split(',').map(str::parse).collect::<Result<_, _>>().context("--mongo-sizes")?;
-            anyhow::ensure!(
-                !plan.mongo_sizes.is_empty() && plan.mongo_sizes.windows(2).all(|w| w[0] < w[1]),
-                "--mongo-sizes must be increasing"
-            );
+            plan.mongo_sizes = sizes_of("--mongo-sizes", sizes)?;
+        } else if let Some(sizes) = arg.strip_prefix("--shared-sizes=") {
+            plan.shared_sizes = sizes_of("--shared-sizes", sizes)?;
+        } else if let Some(placements) = arg.strip_prefix("--placements=") {
+            plan.placements = placements
+                .split(',')
+                .map(|p| match p {
+                    "collection" => Ok("collection"),
+                    "database" => Ok("database"),
+                    "shared" => Ok("shared"),
+                    other => Err(anyhow::anyhow!("--placements: {other:?} is not collection, database or shared")),
+                })
+                .collect::<anyhow::Result<_>>()?;
         } else if arg == "--only=growth" {
             only = Only::Growth;
         } else {
-            anyhow::bail!("unknown argument {arg}; usage: orgsvc-bench [--quick] [--only=growth] [--mongo-sizes=N,N]");
+            anyhow::bail!(
+                "unknown argument {arg}; usage: orgsvc-bench [--quick] [--only=growth] [--mongo-sizes=N,N] \
+                 [--shared-sizes=N,N] [--placements=collection,database,shared] [--skip-memory]"
+            );
         }
     }
     Ok((plan, only))
+}
+
+/// Increasing sizes from a comma-separated list.
+fn sizes_of(option: &str, text: &str) -> anyhow::Result<Vec<usize>> {
+    let sizes: Vec<usize> = text.split(',').map(str::parse).collect::<Result<_, _>>().context(option.to_owned())?;
+    anyhow::ensure!(!sizes.is_empty() && sizes.windows(2).all(|w| w[0] < w[1]), "{option} must be increasing");
+    Ok(sizes)
 }
 
 #[tokio::main]
@@ -129,11 +164,22 @@ async fn main() -> anyhow::Result<()> {
                 .push("scenario 4 needs MongoDB: run through `make bench`, which starts the test server".into());
         }
     }
-    // Scenarios 3 and 5: growth, with cheap hashing so that seeding is about the store.
-    for storage in storages(&mongo_uri) {
-        let service = Service::start(&storage, service::Hashing::Cheap).await?;
-        growth(&service, &storage, &plan, &mut report).await?;
+    // Scenarios 3 and 5: growth, with cheap hashing so that seeding is about the store; on
+    // MongoDB once per placement, each on fresh databases.
+    if plan.memory_growth {
+        let service = Service::start(&Storage::Memory, service::Hashing::Cheap).await?;
+        growth(&service, &Storage::Memory, "collection", &plan.memory_sizes, &plan, &mut report).await?;
         service.stop().await;
+    }
+    if let Some(uri) = &mongo_uri {
+        for &placement in &plan.placements {
+            let storage = Storage::mongodb(uri);
+            let service =
+                Service::start_with(&storage, service::Hashing::Cheap, &[("ORGSVC_PLACEMENT", placement)]).await?;
+            let sizes = if placement == "shared" { &plan.shared_sizes } else { &plan.mongo_sizes };
+            growth(&service, &storage, placement, sizes, &plan, &mut report).await?;
+            service.stop().await;
+        }
     }
     report.print();
     println!("\ntotal time {:.0} s", started.elapsed().as_secs_f64());

@@ -7,7 +7,7 @@ use crate::load::Stats;
 /// One line of the results table.
 pub(crate) struct Row {
     pub(crate) scenario: String,
-    pub(crate) storage: &'static str,
+    pub(crate) storage: String,
     pub(crate) concurrency: usize,
     pub(crate) stats: Stats,
 }
@@ -35,11 +35,11 @@ impl Report {
     pub(crate) fn row(
         &mut self,
         scenario: impl Into<String>,
-        storage: &'static str,
+        storage: impl Into<String>,
         concurrency: usize,
         stats: &Stats,
     ) {
-        let scenario = scenario.into();
+        let (scenario, storage) = (scenario.into(), storage.into());
         eprintln!(
             "[{:>4.0} s] {scenario} ({storage}): {:.0} req/s, p50 {:.2} ms",
             self.started.elapsed().as_secs_f64(),
@@ -50,19 +50,21 @@ impl Report {
     }
 
     pub(crate) fn verdict(&mut self, target: impl Into<String>, measured: impl Into<String>, met: bool) {
-        self.verdicts.push(Verdict { target: target.into(), measured: measured.into(), met });
+        let verdict = Verdict { target: target.into(), measured: measured.into(), met };
+        eprintln!("[{:>4.0} s] {}: {}", self.started.elapsed().as_secs_f64(), verdict.target, verdict.measured);
+        self.verdicts.push(verdict);
     }
 
     pub(crate) fn print(&self) {
         println!();
         println!(
-            "{:<44} {:<8} {:>5} {:>10} {:>9} {:>9} {:>9} {:>7}",
+            "{:<44} {:<20} {:>5} {:>10} {:>9} {:>9} {:>9} {:>7}",
             "scenario", "storage", "conc", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors"
         );
-        println!("{}", "-".repeat(108));
+        println!("{}", "-".repeat(120));
         for r in &self.rows {
             println!(
-                "{:<44} {:<8} {:>5} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+                "{:<44} {:<20} {:>5} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7}",
                 r.scenario,
                 r.storage,
                 r.concurrency,

@@ -217,3 +217,43 @@ pub fn parallel_hash_rate(threads: usize, duration: Duration) -> f64 {
     });
     counts.iter().sum::<usize>() as f64 / started.elapsed().as_secs_f64()
 }
+
+/// What the database server holds: the files and bytes under its storage path, and its
+/// resident memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Footprint {
+    /// Files under the storage path.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// The server's resident memory.
+    pub rss_kib: u64,
+}
+
+/// The footprint of the test server whose process id `scripts/with-test-mongo.sh` exports
+/// (its storage path is read from its command line), if there is one.
+pub fn database_server_footprint() -> Option<Footprint> {
+    let pid = std::env::var("ORGSVC_TEST_MONGODB_PID").ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    let path = args.iter().position(|a| a == "--storage-path").and_then(|i| args.get(i + 1))?;
+    let (mut files, mut bytes) = (0, 0);
+    let mut pending = vec![std::path::PathBuf::from(path)];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).ok()?.flatten() {
+            let meta = entry.metadata().ok()?;
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else {
+                files += 1;
+                bytes += meta.len();
+            }
+        }
+    }
+    let rss_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))?;
+    Some(Footprint { files, bytes, rss_kib })
+}

@@ -69,43 +69,61 @@ impl MongoStore {
     }
 
     /// Removes what came back under the tombstones: the tombstoned `database` organizations'
-    /// databases (with their users), the tombstoned `shared` organizations' documents.
+    /// databases (with their users), the tombstoned `shared` organizations' documents. A
+    /// tombstone on a cluster that cannot be reached now is logged and tried again at the
+    /// next pass; the others go on.
     pub(crate) async fn clear_tombstoned(&self, report: &mut ReconcileReport) -> anyhow::Result<()> {
         let mut tombstones = self.tombstones.find(doc! {}).await.context("reading tombstones")?;
         while let Some(tombstone) = tombstones.try_next().await.context("reading tombstones")? {
-            // An organization reappearing under a tombstoned id would be a bug elsewhere;
-            // its data is not touched.
-            if self.organizations.count_documents(doc! {"_id": &tombstone.id}).await? > 0 {
-                continue;
+            if let Err(error) = self.clear_tombstone(&tombstone, report).await {
+                tracing::warn!(
+                    organization_id = %tombstone.id,
+                    error = format!("{error:#}"),
+                    "could not check a removed organization's data; will retry"
+                );
             }
-            let Ok(cluster) = self.cluster_named(tombstone.cluster.as_deref()) else { continue };
-            if tombstone.placement == PlacementKind::Database.as_str() {
-                let own = Placement::database_of(domain::OrgId::parse(&tombstone.id).context("tombstone id")?);
-                if tombstone.database != own {
-                    continue;
-                }
-                if !cluster.client.database(&own).list_collection_names().await?.is_empty() {
-                    cluster.drop_database_users(&own).await?;
-                    cluster.drop_database(&own).await?;
-                    report.orphan_databases_dropped.push(own);
-                }
-            } else if tombstone.placement == PlacementKind::Shared.as_str()
-                && shared_documents_of(cluster, &tombstone.id).await?
-            {
-                cluster.delete_shared_documents(&tombstone.id, self.shared_delete_batch).await?;
-                report.orphan_shared_tenants_removed.push(tombstone.id.clone());
+        }
+        Ok(())
+    }
+
+    async fn clear_tombstone(&self, tombstone: &Tombstone, report: &mut ReconcileReport) -> anyhow::Result<()> {
+        // An organization reappearing under a tombstoned id would be a bug elsewhere; its
+        // data is not touched.
+        if self.organizations.count_documents(doc! {"_id": &tombstone.id}).await? > 0 {
+            return Ok(());
+        }
+        let cluster = self.cluster_named(tombstone.cluster.as_deref())?;
+        if tombstone.placement == PlacementKind::Database.as_str() {
+            let own = Placement::database_of(domain::OrgId::parse(&tombstone.id).context("tombstone id")?);
+            if tombstone.database == own && !cluster.client.database(&own).list_collection_names().await?.is_empty() {
+                cluster.drop_database_users(&own).await?;
+                cluster.drop_database(&own).await?;
+                report.orphan_databases_dropped.push(own);
             }
+        } else if tombstone.placement == PlacementKind::Shared.as_str()
+            && shared_documents_of(cluster, &tombstone.id).await?
+        {
+            cluster.delete_shared_documents(&tombstone.id, self.shared_delete_batch).await?;
+            report.orphan_shared_tenants_removed.push(tombstone.id.clone());
         }
         Ok(())
     }
 
     /// The full orphan sweep: tenant collections, shared documents and admins that no
     /// organization references, on every cluster, a page at a time.
+    /// A cluster that cannot be reached is reported under `needs_attention` and the sweep
+    /// goes on with the others.
     pub async fn sweep_orphans(&self) -> anyhow::Result<ReconcileReport> {
         let mut report = ReconcileReport::default();
         for cluster in self.clusters.values() {
-            self.sweep_collections(cluster, &mut report).await?;
-            self.sweep_shared_documents(cluster, &mut report).await?;
+            let swept = async {
+                self.sweep_collections(cluster, &mut report).await?;
+                self.sweep_shared_documents(cluster, &mut report).await
+            }
+            .await;
+            if let Err(error) = swept {
+                report.needs_attention.push(format!("cluster {} could not be swept: {error:#}", cluster.name));
+            }
         }
         self.sweep_admins(&mut report).await?;
         Ok(report)

@@ -146,4 +146,9 @@ async fn an_unreachable_cluster_fails_only_its_own_organizations() {
     let org = store.create(new_organization("Acme", "a@acme.test")).await.expect("main works");
     assert_eq!(store.find_by_id(org.id).await.expect("find"), Some(org.clone()));
     store.delete(org.id).await.expect("delete");
+    // The reconciler and the sweep go on for the clusters they reach, and say which not.
+    assert!(store.reconcile_with_lease(Duration::ZERO).await.expect("reconcile").is_clean());
+    let swept = store.sweep_orphans().await.expect("sweep");
+    assert_eq!(swept.needs_attention.len(), 1, "{swept}");
+    assert!(swept.needs_attention[0].starts_with("cluster down "), "{swept}");
 }
