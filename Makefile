@@ -49,19 +49,23 @@ clean:
 ## Benchmarks (release build; memory store, and MongoDB on the project's test server).
 ## Prints one table with the targets of docs/benchmarks.md marked met or not.
 bench:
-	$(CARGO) build --release -p orgsvc -p bench
+	$(CARGO) build --release -p orgsvc
+	$(CARGO) build --release -p bench
 	scripts/with-test-mongo.sh target/release/orgsvc-bench
 
 ## The same scenarios, smaller and shorter (under 2 minutes after the build).
 bench-quick:
-	$(CARGO) build --release -p orgsvc -p bench
+	$(CARGO) build --release -p orgsvc
+	$(CARGO) build --release -p bench
 	scripts/with-test-mongo.sh target/release/orgsvc-bench --quick
 
 ## Scenario 3 on MongoDB for every placement at the issues' sizes (1,000 and 10,000
 ## organizations; 1,000, 10,000 and 100,000 for `shared`), which the test server makes too
-## slow for `make bench` (see docs/benchmarks.md). PLACEMENTS picks some of them.
+## slow for `make bench` (see docs/benchmarks.md); `shared` organizations are seeded in bulk.
+## PLACEMENTS picks some of them, e.g. `make bench-growth PLACEMENTS=shared` (about 4 min).
 PLACEMENTS ?= collection,database,shared
 bench-growth:
-	$(CARGO) build --release -p orgsvc -p bench
+	$(CARGO) build --release -p orgsvc
+	$(CARGO) build --release -p bench
 	scripts/with-test-mongo.sh target/release/orgsvc-bench --only=growth --mongo-sizes=1000,10000 \
-		--shared-sizes=1000,10000,100000 --placements=$(PLACEMENTS)
+		--shared-sizes=1000,10000,100000 --bulk-seed --placements=$(PLACEMENTS)

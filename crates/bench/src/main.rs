@@ -31,6 +31,12 @@ struct Plan {
     shared_sizes: Vec<usize>,
     /// The placements whose growth is measured on MongoDB.
     placements: Vec<&'static str>,
+    /// Whether `shared` organizations up to each size are stored straight in the master
+    /// database in bulk rather than created through the service (the other placements are
+    /// always created through it, with their DDL): the test server slows
+    /// down with every single write it serves (docs/benchmarks.md), which seeding 100,000
+    /// organizations one by one would measure instead of the placement.
+    bulk_seed: bool,
     /// Whether the memory store's growth is measured too (`--skip-memory` leaves it out,
     /// to measure one placement per fresh test server).
     memory_growth: bool,
@@ -49,6 +55,7 @@ impl Plan {
                 shared_sizes: vec![100, 1_000],
                 placements: vec!["collection", "database", "shared"],
                 memory_growth: true,
+                bulk_seed: false,
                 big_tenant_docs: 5_000,
             }
         } else {
@@ -65,6 +72,7 @@ impl Plan {
                 shared_sizes: vec![1_000, 10_000],
                 placements: vec!["collection", "shared"],
                 memory_growth: true,
+                bulk_seed: false,
                 big_tenant_docs: 100_000,
             }
         }
@@ -90,6 +98,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> anyhow::Result<(Plan, Only)
             continue;
         } else if arg == "--skip-memory" {
             plan.memory_growth = false;
+        } else if arg == "--bulk-seed" {
+            plan.bulk_seed = true;
         } else if let Some(sizes) = arg.strip_prefix("--mongo-sizes=") {
             plan.mongo_sizes = sizes_of("--mongo-sizes", sizes)?;
         } else if let Some(sizes) = arg.strip_prefix("--shared-sizes=") {
@@ -109,7 +119,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> anyhow::Result<(Plan, Only)
         } else {
             anyhow::bail!(
                 "unknown argument {arg}; usage: orgsvc-bench [--quick] [--only=growth] [--mongo-sizes=N,N] \
-                 [--shared-sizes=N,N] [--placements=collection,database,shared] [--skip-memory]"
+                 [--shared-sizes=N,N] [--placements=collection,database,shared] [--skip-memory] [--bulk-seed]"
             );
         }
     }

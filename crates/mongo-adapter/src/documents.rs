@@ -146,6 +146,39 @@ pub(crate) fn name_reservations(key: &str) -> Vec<String> {
     std::iter::once(key.to_owned()).chain(skeletons.iter().map(|s| s.as_str().to_owned())).collect()
 }
 
+/// The documents of a new organization and its admin as they are once it is active, with
+/// its tenant data in the cluster whose shared tenant database is `tenant_database`. Create
+/// stores them marked `creating`, with its intent record, until its last step.
+pub(crate) fn stored(new: &domain::NewOrganization, tenant_database: &str) -> (OrgDoc, AdminDoc) {
+    let (placement, cluster) = OrgDoc::placement_fields(new.placement());
+    let created_at = to_bson_time(new.created_at());
+    let key = new.name().key().as_str().to_owned();
+    let org = OrgDoc {
+        id: new.id().to_string(),
+        name: new.name().as_str().to_owned(),
+        keys: name_reservations(&key),
+        key,
+        collection: new.collection().as_str().to_owned(),
+        database: new.placement().database_for(new.id(), tenant_database),
+        placement,
+        cluster,
+        admin_id: new.admin().id.to_string(),
+        state: State::Active,
+        op: None,
+        created_at,
+        updated_at: created_at,
+    };
+    let admin = AdminDoc {
+        id: new.admin().id.to_string(),
+        email: new.admin().email.as_str().to_owned(),
+        password_hash: new.admin().password_hash.as_phc().to_owned(),
+        organization_id: org.id.clone(),
+        created_at,
+        updated_at: created_at,
+    };
+    (org, admin)
+}
+
 pub(crate) fn to_bson_time(t: DateTime<Utc>) -> bson::DateTime {
     bson::DateTime::from_millis(t.timestamp_millis())
 }

@@ -232,6 +232,30 @@ pub mod test_support {
         domain::NewOrganization::new(domain::OrgId::new(), name, domain::CollectionNaming::Key, admin, created_at)
     }
 
+    /// Stores `organizations` (placed `shared`: they need no tenant DDL) as active, with
+    /// their admins, in bulk writes straight to the master database, as the adapter stores
+    /// them: for benchmarks that need many organizations without the cost of creating each
+    /// one through the service.
+    pub async fn seed_shared_organizations(
+        store: &MongoStore,
+        organizations: &[domain::NewOrganization],
+    ) -> anyhow::Result<()> {
+        let mut orgs = Vec::with_capacity(organizations.len());
+        let mut admins = Vec::with_capacity(organizations.len());
+        let migrations: Vec<String> = crate::migrations::tenant_migrations()?.into_iter().map(|m| m.name).collect();
+        for new in organizations {
+            anyhow::ensure!(new.placement().kind == domain::PlacementKind::Shared, "only shared organizations");
+            let (org, admin) = crate::documents::stored(new, store.tenants.name());
+            let mut org = mongodb::bson::to_document(&org)?;
+            org.insert("tenant_migrations", migrations.clone());
+            orgs.push(org);
+            admins.push(admin);
+        }
+        store.master.collection::<mongodb::bson::Document>("organizations").insert_many(orgs).await?;
+        store.admins.insert_many(admins).await?;
+        Ok(())
+    }
+
     /// The schema validator of a collection, which must exist.
     pub async fn validator(database: &mongodb::Database, collection: &str) -> Option<mongodb::bson::Document> {
         use futures::TryStreamExt;

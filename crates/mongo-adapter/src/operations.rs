@@ -191,33 +191,10 @@ impl OrganizationRepository for MongoStore {
             PlacementKind::Shared => Some(cluster.ensure_shared_collection().await?.to_vec()),
             PlacementKind::Collection | PlacementKind::Database => None,
         };
-        let (placement, cluster_field) = OrgDoc::placement_fields(new.placement());
         let token = Uuid::new_v4().to_string();
-        let created_at = to_bson_time(new.created_at());
-        let key = new.name().key().as_str().to_owned();
-        let org = OrgDoc {
-            id: new.id().to_string(),
-            name: new.name().as_str().to_owned(),
-            keys: name_reservations(&key),
-            key,
-            collection: new.collection().as_str().to_owned(),
-            database: new.placement().database_for(new.id(), cluster.tenants.name()),
-            placement,
-            cluster: cluster_field,
-            admin_id: new.admin().id.to_string(),
-            state: State::Creating,
-            op: Some(OpDoc::new(OpKind::Create, &token)),
-            created_at,
-            updated_at: created_at,
-        };
-        let admin = AdminDoc {
-            id: new.admin().id.to_string(),
-            email: new.admin().email.as_str().to_owned(),
-            password_hash: new.admin().password_hash.as_phc().to_owned(),
-            organization_id: org.id.clone(),
-            created_at,
-            updated_at: created_at,
-        };
+        let (mut org, admin) = crate::documents::stored(&new, cluster.tenants.name());
+        org.state = State::Creating;
+        org.op = Some(OpDoc::new(OpKind::Create, &token));
         match self.insert_metadata(&org, &admin).await? {
             Err(MetadataConflict::Name) => return Err(CreateOrgError::NameTaken),
             Err(MetadataConflict::Email) => return Err(CreateOrgError::EmailTaken),
