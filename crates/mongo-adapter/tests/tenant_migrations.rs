@@ -53,6 +53,17 @@ async fn migrated_count(store: &MongoStore, name: &str) -> u64 {
         .expect("count")
 }
 
+/// Every document of a collection of the tenant database.
+async fn all_documents(store: &MongoStore, collection: &str) -> Vec<Document> {
+    let cursor = store.tenant_database().collection::<Document>(collection).find(doc! {}).await.expect("find");
+    cursor.try_collect().await.expect("documents")
+}
+
+/// The backfill's counter on a document, whichever integer type the server stored.
+fn migrated(document: &Document) -> Option<i64> {
+    document.get_i32("migrated").map(i64::from).or_else(|_| document.get_i64("migrated")).ok()
+}
+
 async fn index_names(store: &MongoStore, collection: &str) -> Vec<String> {
     store.tenant_database().collection::<Document>(collection).list_index_names().await.expect("indexes")
 }
@@ -85,22 +96,10 @@ async fn an_interrupted_run_resumes_and_applies_each_migration_once() {
     let report = store.migrate_tenants(&[backfill()], false, &mut Silent).await.expect("resume");
     assert_eq!(report.migrations, vec![("0100_backfill_counter".to_owned(), (ORGS / 2) as u64, (ORGS / 2) as u64)]);
     for org in &orgs {
-        let docs: Vec<Document> = store
-            .tenant_database()
-            .collection::<Document>(org.collection.as_str())
-            .find(doc! {})
-            .await
-            .expect("find")
-            .try_collect()
-            .await
-            .expect("docs");
+        let docs = all_documents(&store, org.collection.as_str()).await;
         assert_eq!(docs.len(), 2);
         for d in &docs {
-            assert_eq!(
-                d.get_i32("migrated").or_else(|_| d.get_i64("migrated").map(|v| v as i32)),
-                Ok(1),
-                "{org:?}: {d}"
-            );
+            assert_eq!(migrated(d), Some(1), "{org:?}: {d}");
         }
         assert!(index_names(&store, org.collection.as_str()).await.contains(&"migrated".to_owned()));
     }
@@ -145,18 +144,9 @@ async fn shared_organizations_are_migrated_through_the_shared_collection_once() 
     let report = store.migrate_tenants(&[backfill()], false, &mut Silent).await.expect("migrate");
     assert_eq!(report.migrations, vec![("0100_backfill_counter".to_owned(), 5, 0)]);
     assert_eq!(migrated_count(&store, "0100_backfill_counter").await, 5);
-    let docs: Vec<Document> = store
-        .tenant_database()
-        .collection::<Document>(domain::Placement::SHARED_COLLECTION)
-        .find(doc! {})
-        .await
-        .expect("find")
-        .try_collect()
-        .await
-        .expect("docs");
+    let docs = all_documents(&store, domain::Placement::SHARED_COLLECTION).await;
     assert_eq!(docs.len(), 5);
-    let once = |d: &Document| d.get_i32("migrated").map(i64::from).or_else(|_| d.get_i64("migrated")) == Ok(1);
-    assert!(docs.iter().all(once), "applied once: {docs:?}");
+    assert!(docs.iter().all(|d| migrated(d) == Some(1)), "applied once: {docs:?}");
     assert!(index_names(&store, domain::Placement::SHARED_COLLECTION).await.contains(&"migrated".to_owned()));
     // No collection of an organization's name was created on the way.
     let names = store.tenant_database().list_collection_names().await.expect("names");
