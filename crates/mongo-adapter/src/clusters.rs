@@ -242,10 +242,7 @@ impl Cluster {
     /// through the tenant index, so that no single write grows with the tenant. Each batch
     /// is a step: a delete stopped between batches resumes with the next one.
     pub(crate) async fn delete_shared_documents(&self, tenant_id: &str, batch: u32) -> Result<(), StoreError> {
-        if !self.collection_exists(self.tenants.name(), Placement::SHARED_COLLECTION).await? {
-            return Ok(());
-        }
-        let shared = self.tenants.collection::<Document>(Placement::SHARED_COLLECTION);
+        let Some(shared) = self.shared_collection().await? else { return Ok(()) };
         loop {
             let ids: Vec<Bson> = db(db(shared
                 .find(doc! {Placement::TENANT_FIELD: tenant_id})
@@ -264,6 +261,13 @@ impl Cluster {
             db(shared.delete_many(doc! {Placement::TENANT_FIELD: tenant_id, "_id": {"$in": ids}}).await)?;
             self.failpoints.step(SHARED_DELETE_STEP).await?;
         }
+    }
+
+    /// This cluster's shared collection, if it exists: reading one that does not would
+    /// not create it, but the callers need not query it at all then.
+    pub(crate) async fn shared_collection(&self) -> Result<Option<mongodb::Collection<Document>>, StoreError> {
+        let exists = self.collection_exists(self.tenants.name(), Placement::SHARED_COLLECTION).await?;
+        Ok(exists.then(|| self.tenants.collection::<Document>(Placement::SHARED_COLLECTION)))
     }
 
     /// The documents of a collection in `_id` order, matching `filter`.

@@ -25,7 +25,7 @@ use std::time::Duration;
 use anyhow::Context;
 use domain::{Placement, PlacementKind, StoreError};
 use futures::TryStreamExt;
-use mongodb::bson::{self, Bson, Document, doc};
+use mongodb::bson::{self, Bson, doc};
 use serde::{Deserialize, Serialize};
 
 use crate::clusters::Cluster;
@@ -164,10 +164,7 @@ impl MongoStore {
     /// organization has. Tenant ids are visited in order through the tenant index, one
     /// indexed query each, and checked a page at a time.
     async fn sweep_shared_documents(&self, cluster: &Cluster, report: &mut ReconcileReport) -> anyhow::Result<()> {
-        if !cluster.collection_exists(cluster.tenants.name(), Placement::SHARED_COLLECTION).await? {
-            return Ok(());
-        }
-        let shared = cluster.tenants.collection::<Document>(Placement::SHARED_COLLECTION);
+        let Some(shared) = cluster.shared_collection().await? else { return Ok(()) };
         let mut after = String::new();
         loop {
             let mut page = Vec::new();
@@ -222,9 +219,6 @@ impl MongoStore {
 
 /// Whether a cluster's shared collection holds any document of a tenant.
 async fn shared_documents_of(cluster: &Cluster, tenant: &str) -> anyhow::Result<bool> {
-    if !cluster.collection_exists(cluster.tenants.name(), Placement::SHARED_COLLECTION).await? {
-        return Ok(false);
-    }
-    let shared = cluster.tenants.collection::<Document>(Placement::SHARED_COLLECTION);
+    let Some(shared) = cluster.shared_collection().await? else { return Ok(false) };
     Ok(shared.find_one(doc! {Placement::TENANT_FIELD: tenant}).projection(doc! {"_id": 1}).await?.is_some())
 }
