@@ -105,6 +105,9 @@ operation_error!(
         NameTaken => "an organization with this name already exists",
         /// Another admin already uses the new email.
         EmailTaken => "an admin with this email already exists",
+        /// The organization's data is being moved to another placement: a rename, which
+        /// moves its collection too, waits until the move has ended.
+        Moving => "the organization's data is being moved; rename it once the move has ended",
     }
 );
 

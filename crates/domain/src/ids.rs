@@ -135,3 +135,14 @@ impl EventId {
         Self(Uuid::new_v7(timestamp))
     }
 }
+
+id_type!(
+    /// The id of a background job (a tenant move, say).
+    ///
+    /// ```
+    /// use domain::JobId;
+    /// let id = JobId::new();
+    /// assert_eq!(JobId::parse(&id.to_string()), Ok(id));
+    /// ```
+    JobId
+);

@@ -22,6 +22,7 @@ mod email;
 mod entities;
 mod errors;
 mod ids;
+mod jobs;
 mod lockout;
 mod name;
 mod password;
@@ -37,7 +38,11 @@ pub use credentials::{
 pub use email::{Email, EmailError, MAX_EMAIL_BYTES};
 pub use entities::{Admin, NewAdmin, NewOrganization, Organization, OrganizationChanges, Rename};
 pub use errors::{CreateOrgError, DeleteOrgError, GetOrgError, StoreError, UpdateOrgError};
-pub use ids::{AdminId, CheckId, EventId, IdError, OrgId, SessionId};
+pub use ids::{AdminId, CheckId, EventId, IdError, JobId, OrgId, SessionId};
+pub use jobs::{
+    JobFieldError, JobKind, JobLease, JobProgress, JobState, MoveError, MoveMode, MovePhase, MovePlan, Recovery,
+    TieringPolicy, TieringPolicyError,
+};
 pub use lockout::{
     CHECK_LEASE, CheckFailed, CheckStart, LockoutPolicy, LockoutPolicyError, LoginThrottle, PendingCheck,
     THROTTLE_MEMORY,

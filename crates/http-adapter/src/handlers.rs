@@ -74,6 +74,11 @@ impl From<UpdateOrgError> for ApiError {
             UpdateOrgError::EmailTaken => {
                 Self::Conflict { slug: "email-taken", detail: "another admin already uses this email".to_owned() }
             }
+            UpdateOrgError::Moving => Self::Conflict {
+                slug: "organization-moving",
+                detail: "the organization's data is being moved to another placement; rename it once the move has ended"
+                    .to_owned(),
+            },
             UpdateOrgError::Unavailable(e) => Self::Unavailable(e),
             UpdateOrgError::Unknown(e) => Self::Internal(e),
         }

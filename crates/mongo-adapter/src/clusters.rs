@@ -97,6 +97,11 @@ pub(crate) async fn connect_all(
 }
 
 impl Cluster {
+    /// The server-side time limit of this cluster's DDL commands.
+    pub(crate) fn command_timeout(&self) -> Duration {
+        self.command_timeout
+    }
+
     fn max_time_ms(&self) -> i64 {
         i64::try_from(self.command_timeout.as_millis()).unwrap_or(i64::MAX)
     }
@@ -226,7 +231,16 @@ impl Cluster {
             .get_or_try_init(|| async {
                 let database = self.tenants.name();
                 let shared = Placement::SHARED_COLLECTION;
-                self.create_with_options(database, shared, shared_collection_options()).await?;
+                let mut create = doc! {"create": shared};
+                create.extend(shared_collection_options());
+                match self.command(database, create).await {
+                    // An existing one gets the schema again through the fence lock, so that
+                    // the fences of moves in progress stay up.
+                    Err(e) if code(&e) == Some(NAMESPACE_EXISTS) => {
+                        self.apply_shared_validator().await.map_err(unknown)?;
+                    }
+                    other => db(other).map(drop)?,
+                }
                 let index = IndexModel::builder()
                     .keys(doc! {Placement::TENANT_FIELD: 1, "_id": 1})
                     .options(IndexOptions::builder().name(SHARED_TENANT_INDEX.to_owned()).build())

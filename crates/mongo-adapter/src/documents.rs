@@ -122,6 +122,9 @@ pub(crate) struct OrgDoc {
     pub state: State,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub op: Option<OpDoc>,
+    /// The move of its data in progress, if any (see `moves`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moving: Option<crate::moves::MovingDoc>,
     pub created_at: bson::DateTime,
     pub updated_at: bson::DateTime,
 }
@@ -165,6 +168,7 @@ pub(crate) fn stored(new: &domain::NewOrganization, tenant_database: &str) -> (O
         admin_id: new.admin().id.to_string(),
         state: State::Active,
         op: None,
+        moving: None,
         created_at,
         updated_at: created_at,
     };

@@ -15,7 +15,9 @@ mod credentials;
 mod documents;
 mod errors;
 mod failpoints;
+mod jobs;
 mod migrations;
+mod moves;
 mod operations;
 mod reconcile;
 mod schema;
@@ -33,10 +35,12 @@ use mongodb::{Client, Collection, Database};
 pub use failpoints::{
     CREATE_STEPS, DELETE_STEPS, FailPoints, Pause, RECONCILE_AFTER_LISTING, SHARED_DELETE_STEP, UPDATE_STEPS,
 };
+pub use jobs::{CancelJobError, JobCounts, JobView};
 pub use migrations::{
     Migration, MigrationProgress, MigrationReport, RekeyReport, Silent, TENANT_MIGRATION_STEP, TenantMigrationReport,
     master_migrations, tenant_migrations,
 };
+pub use moves::{MOVE_STEPS, RunUntil};
 pub use reconcile::{Direction, ReconcileReport};
 pub use schema::{shared_collection_options, tenant_collection_options};
 pub use settings::MongoSettings;
@@ -60,6 +64,12 @@ pub struct MongoStore {
     /// Every deployment that holds tenant data, `main` included.
     clusters: Clusters,
     shared_delete_batch: u32,
+    /// The lease of a job's runner.
+    job_lease: domain::JobLease,
+    /// How many documents a move copies and compares at a time.
+    move_batch: u32,
+    /// How long a moved organization's source is kept, fenced, after the switch.
+    move_grace: Duration,
     /// A placement every new organization gets whatever it asked for, so that the test
     /// suites written for the default placement run on every placement.
     #[cfg(feature = "test-support")]
@@ -88,6 +98,9 @@ impl MongoStore {
         Ok(Self {
             clusters: clusters::connect_all(settings, &client, &failpoints).await?,
             shared_delete_batch: settings.shared_delete_batch,
+            job_lease: settings.job_lease,
+            move_batch: settings.move_batch,
+            move_grace: settings.move_grace,
             organizations: master.collection("organizations"),
             admins: master.collection("admins"),
             tombstones: master.collection("tenant_tombstones"),

@@ -255,6 +255,9 @@ impl OrganizationRepository for MongoStore {
         if org.op.is_some() {
             return Err(busy().into());
         }
+        if org.moving.is_some() && changes.rename.is_some() {
+            return Err(UpdateOrgError::Moving);
+        }
         let admin = db(self.admins.find_one(doc! {"_id": &org.admin_id}).await)?.ok_or(UpdateOrgError::NotFound)?;
 
         let token = Uuid::new_v4().to_string();
@@ -273,16 +276,20 @@ impl OrganizationRepository for MongoStore {
         if let Some(key) = &op.to_key {
             update.insert("$addToSet", doc! {"keys": {"$each": name_reservations(key)}});
         }
-        let claimed = match self
-            .organizations
-            .update_one(doc! {"_id": &id, "state": state(State::Active), "op": {"$exists": false}}, update)
-            .await
-        {
+        let mut claim = doc! {"_id": &id, "state": state(State::Active), "op": {"$exists": false}};
+        if op.to_key.is_some() {
+            // A rename moves the collection, which a move of the organization is copying.
+            claim.insert("moving", doc! {"$exists": false});
+        }
+        let claimed = match self.organizations.update_one(claim, update).await {
             Err(e) if is_duplicate_in(&e, KEYS_INDEX) => return Err(UpdateOrgError::NameTaken),
             other => db(other)?,
         };
         if claimed.matched_count == 0 {
             return match db(self.organizations.find_one(doc! {"_id": &id}).await)? {
+                Some(current) if current.state == State::Active && current.moving.is_some() && op.to_key.is_some() => {
+                    Err(UpdateOrgError::Moving)
+                }
                 Some(current) if current.state == State::Active => Err(busy().into()),
                 _ => Err(UpdateOrgError::NotFound),
             };

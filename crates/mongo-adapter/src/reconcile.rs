@@ -409,6 +409,7 @@ impl MongoStore {
             admin_id: Uuid::new_v4().to_string(),
             state: State::Deleting,
             op: Some(OpDoc::new(OpKind::Delete, &token)),
+            moving: None,
             created_at: now,
             updated_at: now,
         };

@@ -41,6 +41,13 @@ pub struct MongoSettings {
     /// How many documents of a `shared` organization one delete batch removes: bounded so
     /// that deleting a large tenant never holds one long write.
     pub shared_delete_batch: u32,
+    /// The lease of a job's runner (renewed every third of it while it works).
+    pub job_lease: domain::JobLease,
+    /// How many documents a move copies, and compares, at a time.
+    pub move_batch: u32,
+    /// How long a moved organization's fenced source is kept after the switch (its deletes
+    /// still reach the target meanwhile) before it is removed.
+    pub move_grace: Duration,
 }
 
 impl MongoSettings {
@@ -63,6 +70,9 @@ impl MongoSettings {
             lease: Duration::from_secs(60),
             clusters: Vec::new(),
             shared_delete_batch: 1000,
+            job_lease: domain::JobLease::default(),
+            move_batch: 1000,
+            move_grace: Duration::from_secs(600),
         }
     }
 }

@@ -138,17 +138,25 @@ impl MongoStore {
         let names = cluster.tenant_collection_names(database).await?;
         self.failpoints.pass(crate::RECONCILE_AFTER_LISTING).await;
         for page in names.chunks(SWEEP_PAGE) {
-            let filter = doc! {
-                "database": database,
-                "$or": [{"collection": {"$in": page}}, {"op.to_collection": {"$in": page}}],
-            };
+            // Besides its own collection and a rename's target, a moving organization
+            // references both sides of its move until the move has ended.
+            let filter = doc! {"$or": [
+                {"database": database, "collection": {"$in": page}},
+                {"database": database, "op.to_collection": {"$in": page}},
+                {"moving.to.database": database, "moving.to.collection": {"$in": page}},
+                {"moving.from.database": database, "moving.from.collection": {"$in": page}},
+            ]};
             let referencing: Vec<OrgDoc> = self.organizations.find(filter).await?.try_collect().await?;
             let referenced: HashSet<&str> = referencing
                 .iter()
-                .filter(|o| !o.is_shared())
                 .flat_map(|o| {
-                    std::iter::once(o.collection.as_str())
-                        .chain(o.op.as_ref().and_then(|op| op.to_collection.as_deref()))
+                    let own = (!o.is_shared() && o.database == database).then_some(o.collection.as_str());
+                    let renamed = o.op.as_ref().and_then(|op| op.to_collection.as_deref());
+                    let moved = o.moving.iter().flat_map(|m| [&m.to, &m.from]).filter_map(|side| {
+                        (side.database == database && side.cluster == cluster.name.as_str())
+                            .then_some(side.collection.as_str())
+                    });
+                    own.into_iter().chain(renamed).chain(moved)
                 })
                 .collect();
             for collection in page.iter().filter(|c| !referenced.contains(c.as_str())) {

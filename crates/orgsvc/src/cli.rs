@@ -67,8 +67,34 @@ enum Command {
         #[command(subcommand)]
         command: OrgCommand,
     },
+    /// Background jobs (tenant moves): list, show, cancel, run.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
     /// Print the effective settings (secrets redacted); fail on an invalid one.
     CheckConfig,
+}
+
+#[derive(Debug, Subcommand)]
+enum JobsCommand {
+    /// List every job, newest first.
+    List,
+    /// Show one job; while it runs, follow it with a progress bar until it switches or ends.
+    Show {
+        /// The job's id.
+        id: String,
+        /// Print it once, without following.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Cancel a job: a move that has not switched yet rolls back cleanly, whoever runs it.
+    Cancel {
+        /// The job's id.
+        id: String,
+    },
+    /// Run every job that is due (new, or whose runner died) in this process, to its end.
+    Run,
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +105,21 @@ enum OrgCommand {
     Show {
         /// The organization's name.
         name: String,
+    },
+    /// Move an organization's data to another placement or cluster while its applications
+    /// keep using it; follows the move until the switch (exit 0) or its rollback (exit 1).
+    Move {
+        /// The organization's name.
+        name: String,
+        /// The placement to move to: `collection`, `database` or `shared`.
+        #[arg(long, value_name = "PLACEMENT")]
+        to: String,
+        /// The cluster to move to (default: the one it is on).
+        #[arg(long, value_name = "CLUSTER")]
+        cluster: Option<String>,
+        /// Only start the move; the instances' job runners (or `orgsvc jobs run`) do it.
+        #[arg(long)]
+        detach: bool,
     },
 }
 
@@ -177,6 +218,7 @@ async fn run(command: Command, settings: Settings, sources: &[(&'static str, Sou
             }
             Ok(())
         }
+        Command::Jobs { command } => jobs(&mongo_store(&settings).await?, command).await,
         Command::Org { command } => {
             let store = mongo_store(&settings).await?;
             match command {
@@ -199,6 +241,9 @@ async fn run(command: Command, settings: Settings, sources: &[(&'static str, Sou
                     }
                     println!("{} organization(s)", all.len());
                 }
+                OrgCommand::Move { name, to, cluster, detach } => {
+                    return move_organization(&store, &name, &to, cluster.as_deref(), detach).await;
+                }
                 OrgCommand::Show { name } => {
                     let name = domain::OrganizationName::parse(&name).context("not a valid organization name")?;
                     let org = store
@@ -211,6 +256,8 @@ async fn run(command: Command, settings: Settings, sources: &[(&'static str, Sou
                     println!("key:         {}", org.name.key());
                     println!("collection:  {}", org.collection.as_str());
                     println!("placement:   {}", org.placement);
+                    let location = store.location(&org);
+                    println!("location:    {}.{}", location.database, location.collection);
                     println!(
                         "admin:       {} <{}>",
                         org.admin_id,
@@ -222,6 +269,120 @@ async fn run(command: Command, settings: Settings, sources: &[(&'static str, Sou
             }
             Ok(())
         }
+    }
+}
+
+async fn jobs(store: &MongoStore, command: JobsCommand) -> anyhow::Result<()> {
+    match command {
+        JobsCommand::List => {
+            let all = store.list_jobs().await?;
+            println!(
+                "{:<36}  {:<5}  {:<11}  {:<12}  {:<24}  {:>17}  created",
+                "id", "kind", "state", "phase", "organization", "progress"
+            );
+            for job in &all {
+                let progress = format!("{}/{}", job.progress.done, job.progress.total);
+                println!(
+                    "{:<36}  {:<5}  {:<11}  {:<12}  {:<24}  {:>17}  {}",
+                    job.id,
+                    job.kind.as_str(),
+                    job.state.as_str(),
+                    job.phase.as_str(),
+                    job.organization_name,
+                    progress,
+                    job.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+            }
+            println!("{} job(s)", all.len());
+            Ok(())
+        }
+        JobsCommand::Show { id, once } => {
+            let id = job_id(&id)?;
+            let job = store.job(id).await?.with_context(|| format!("no job {id}"))?;
+            let job =
+                if once || job.state.is_finished() { job } else { crate::progress::follow_job(store, id).await? };
+            print!("{job}");
+            Ok(())
+        }
+        JobsCommand::Cancel { id } => {
+            let job = store.cancel_job(job_id(&id)?).await?;
+            println!("cancellation requested: the move rolls back at its next step");
+            print!("{job}");
+            Ok(())
+        }
+        JobsCommand::Run => {
+            let ran = store.run_due_jobs(&runner_name()).await?;
+            for job in &ran {
+                print!("{job}");
+            }
+            println!("{} job(s) run", ran.len());
+            Ok(())
+        }
+    }
+}
+
+fn job_id(text: &str) -> anyhow::Result<domain::JobId> {
+    domain::JobId::parse(text).map_err(|_| anyhow::anyhow!("{text:?} is not a job id (see `orgsvc jobs list`)"))
+}
+
+/// How this process names itself as a job runner: host and process id, so that an
+/// operator can tell which instance holds a lease.
+pub fn runner_name() -> String {
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
+/// Starts a move and, unless detached, runs it in this process until the switch, with a
+/// progress bar; fails (exit 1) when it rolled back.
+async fn move_organization(
+    store: &MongoStore,
+    name: &str,
+    to: &str,
+    cluster: Option<&str>,
+    detach: bool,
+) -> anyhow::Result<()> {
+    let name = domain::OrganizationName::parse(name).context("not a valid organization name")?;
+    let org =
+        store.find_by_key(name.key()).await?.with_context(|| format!("no organization has the key {}", name.key()))?;
+    let kind: domain::PlacementKind =
+        to.parse().map_err(|_| anyhow::anyhow!("--to {to:?}: expected collection, database or shared"))?;
+    let cluster = match cluster {
+        Some(c) => domain::ClusterName::parse(c).map_err(|e| anyhow::anyhow!("--cluster {c:?}: {e}"))?,
+        None => org.placement.cluster.clone(),
+    };
+    let id = store.start_move(name.key(), domain::Placement { kind, cluster }).await?;
+    println!("move started: job {id}");
+    if detach {
+        println!(
+            "the instances' job runners (or `orgsvc jobs run`) carry it out; follow it with `orgsvc jobs show {id}`"
+        );
+        return Ok(());
+    }
+    let runner = {
+        let store = store.clone();
+        tokio::spawn(async move { store.run_job(id, &runner_name(), mongo_adapter::RunUntil::Switched).await })
+    };
+    let followed = crate::progress::follow_job(store, id).await;
+    runner.await.context("the move's runner stopped")??;
+    let job = match followed {
+        Ok(job) => job,
+        Err(_) => store.job(id).await?.with_context(|| format!("job {id} vanished"))?,
+    };
+    print!("{job}");
+    match job.state {
+        domain::JobState::RolledBack | domain::JobState::Failed => {
+            bail!("the move did not complete: {}", job.last_error.unwrap_or_else(|| job.state.to_string()))
+        }
+        _ if job.phase >= domain::MovePhase::Switched => {
+            if let Some(at) = job.cleanup_at.filter(|_| !job.state.is_finished()) {
+                println!(
+                    "switched; the fenced source is removed after {} by a job runner",
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+            }
+            Ok(())
+        }
+        _ => bail!("the move is still running elsewhere ({}); follow it with `orgsvc jobs show {id}`", job.phase),
     }
 }
 

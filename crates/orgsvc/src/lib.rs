@@ -95,6 +95,7 @@ impl Application {
                 let store = Arc::new(MongoStore::open(&settings.mongodb).await.context("opening the MongoDB store")?);
                 let reconciler = reconcile_now_and_then(Arc::clone(&store), settings.reconcile_interval).await?;
                 sweep_now_and_then(Arc::clone(&store), settings.orphan_sweep_interval);
+                run_jobs_now_and_then(Arc::clone(&store), settings.jobs_interval, &registry)?;
                 (
                     parts.service(store.clone(), &registry)?,
                     store.clone() as Arc<dyn TenantStore>,
@@ -276,6 +277,61 @@ fn sweep_now_and_then(store: Arc<MongoStore>, interval: std::time::Duration) {
             tokio::time::sleep(interval).await;
         }
     });
+}
+
+/// Runs background jobs (tenant moves) in the background: every `interval`, each job that is
+/// new or whose runner died is claimed and run to its end (never when zero). Job counts are
+/// published on `/metrics` at the same pace.
+fn run_jobs_now_and_then(
+    store: Arc<MongoStore>,
+    interval: std::time::Duration,
+    registry: &prometheus::Registry,
+) -> anyhow::Result<()> {
+    let jobs = prometheus::IntGaugeVec::new(
+        prometheus::Opts::new("orgsvc_jobs", "Background jobs by state (running counts pending ones too)."),
+        &["state"],
+    )?;
+    let items = prometheus::IntGauge::new(
+        "orgsvc_job_items_done",
+        "Documents copied so far by the background jobs that have not ended.",
+    )?;
+    registry.register(Box::new(jobs.clone()))?;
+    registry.register(Box::new(items.clone()))?;
+    if interval.is_zero() {
+        return Ok(());
+    }
+    let counter = Arc::clone(&store);
+    tokio::spawn(async move {
+        loop {
+            match counter.job_counts().await {
+                Ok(counts) => {
+                    let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                    jobs.with_label_values(&["running"]).set(gauge(counts.running));
+                    jobs.with_label_values(&["completed"]).set(gauge(counts.completed));
+                    jobs.with_label_values(&["rolled_back"]).set(gauge(counts.rolled_back));
+                    jobs.with_label_values(&["failed"]).set(gauge(counts.failed));
+                    items.set(gauge(counts.items_done));
+                }
+                Err(error) => tracing::warn!(error = format!("{error:#}"), "could not count jobs"),
+            }
+            tokio::time::sleep(interval).await;
+        }
+    });
+    let owner = cli::runner_name();
+    tokio::spawn(async move {
+        loop {
+            match store.run_due_jobs(&owner).await {
+                Ok(ran) => {
+                    for job in ran {
+                        tracing::info!(job = %job.id, state = %job.state, phase = %job.phase, "job run");
+                    }
+                }
+                Err(error) => tracing::warn!(error = format!("{error:#}"), "the job runner failed; will retry"),
+            }
+            tokio::time::sleep(interval).await;
+        }
+    });
+    Ok(())
 }
 
 /// Repairs operations that a previous process left unfinished, then keeps doing so in the

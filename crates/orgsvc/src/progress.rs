@@ -102,6 +102,47 @@ impl MigrationProgress for Progress {
     }
 }
 
+/// Follows a job with a bar of documents copied (plain lines when standard error is not a
+/// terminal) until it has switched or ended; returns it as it then is.
+pub async fn follow_job(
+    store: &mongo_adapter::MongoStore,
+    id: domain::JobId,
+) -> anyhow::Result<mongo_adapter::JobView> {
+    let terminal = std::io::stderr().is_terminal();
+    let bar = terminal.then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} documents, {per_sec}, ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let mut last_line = Instant::now() - Duration::from_secs(60);
+    loop {
+        let job = store.job(id).await?.ok_or_else(|| anyhow::anyhow!("job {id} vanished"))?;
+        let ended = job.state.is_finished() || job.phase >= domain::MovePhase::Switched;
+        match &bar {
+            Some(bar) => {
+                bar.set_length(job.progress.total.max(job.progress.done));
+                bar.set_position(job.progress.done);
+                bar.set_message(format!("move {}", job.phase));
+            }
+            None if ended || last_line.elapsed() >= Duration::from_secs(2) => {
+                last_line = Instant::now();
+                eprintln!("move {}: {}, {}/{} documents", job.id, job.phase, job.progress.done, job.progress.total);
+            }
+            None => {}
+        }
+        if ended {
+            if let Some(bar) = bar {
+                bar.finish();
+            }
+            return Ok(job);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -197,6 +197,11 @@ fn every_command_has_help() {
         vec!["org", "--help"],
         vec!["org", "list", "--help"],
         vec!["org", "show", "--help"],
+        vec!["org", "move", "--help"],
+        vec!["jobs", "list", "--help"],
+        vec!["jobs", "show", "--help"],
+        vec!["jobs", "cancel", "--help"],
+        vec!["jobs", "run", "--help"],
         vec!["check-config", "--help"],
     ] {
         let output = orgsvc(&args).output().expect("run");
@@ -257,6 +262,63 @@ async fn operators_list_show_and_migrate_on_mongodb() {
     assert!(output.status.success(), "{stdout} {stderr}");
     assert!(stdout.contains("would migrate 0 collection(s), 2 already have it"), "{stdout}");
     assert!(!stdout.contains("migrated now") && !stderr.contains("(done)"), "{stdout} {stderr}");
+}
+
+#[tokio::test]
+async fn operators_move_an_organization_and_watch_the_job() {
+    let uri = std::env::var("ORGSVC_TEST_MONGODB_URI").expect("run with make test: ORGSVC_TEST_MONGODB_URI");
+    let database = format!("t{}", uuid::Uuid::new_v4().simple());
+    let port = free_port();
+    let config = ConfigFile::new(&format!(
+        "http_addr = \"127.0.0.1:{port}\"\nstorage = \"mongodb\"\nmove_grace_seconds = 0\njobs_interval_seconds = 0\n\
+         [mongodb]\nuri = \"{uri}\"\ndatabase = \"{database}\"\n"
+    ));
+    let child = serve(&config.0, port).await;
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/org/create"))
+        .json(&serde_json::json!({"organization_name": "Acme", "email": "a@acme.test", "password": "correct horse"}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(response.status(), 201);
+    signal(&child, "TERM");
+    assert!(child.wait_with_output().expect("wait").status.success());
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", config.path()];
+        all.extend_from_slice(args);
+        let output = orgsvc(&all).output().expect("run");
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), text)
+    };
+
+    // Followed in the foreground until the switch: exit 0, the new placement shown.
+    let (ok, text) = run(&["org", "move", "Acme", "--to", "database"]);
+    assert!(ok && text.contains("completed, phase done"), "no grace period: finished at once: {text}");
+    let (ok, text) = run(&["org", "show", "Acme"]);
+    assert!(ok && text.contains("placement:   database on main"), "{text}");
+    // The same placement again is refused, saying why.
+    let (ok, text) = run(&["org", "move", "Acme", "--to", "database"]);
+    assert!(!ok && text.contains("already placed there"), "{text}");
+    let (ok, text) = run(&["org", "move", "Acme", "--to", "nowhere"]);
+    assert!(!ok && text.contains("expected collection, database or shared"), "{text}");
+
+    // Detached: recorded, then run by `jobs run`; then listed and shown.
+    let (ok, text) = run(&["org", "move", "Acme", "--to", "shared", "--detach"]);
+    assert!(ok && text.contains("move started: job "), "{text}");
+    let id = text.split("move started: job ").nth(1).and_then(|rest| rest.split_whitespace().next()).expect("id");
+    let (ok, text) = run(&["jobs", "run"]);
+    assert!(ok && text.contains("1 job(s) run"), "{text}");
+    let (ok, text) = run(&["jobs", "list"]);
+    assert!(ok && text.contains("2 job(s)") && text.contains("completed"), "{text}");
+    let (ok, text) = run(&["jobs", "show", id]);
+    assert!(ok && text.contains("completed, phase done") && text.contains("write fence:"), "{text}");
+    // A finished job cannot be cancelled; an unknown one is named.
+    let (ok, text) = run(&["jobs", "cancel", id]);
+    assert!(!ok && text.contains("has already ended"), "{text}");
+    let (ok, text) = run(&["jobs", "show", "nope"]);
+    assert!(!ok && text.contains("is not a job id"), "{text}");
+    let (ok, text) = run(&["org", "show", "Acme"]);
+    assert!(ok && text.contains("placement:   shared on main"), "{text}");
 }
 
 #[test]

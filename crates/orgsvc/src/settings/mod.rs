@@ -119,6 +119,9 @@ pub struct Settings {
     /// How often the full orphan sweep runs in the background
     /// (`ORGSVC_ORPHAN_SWEEP_INTERVAL_SECONDS`; 0: only by `orgsvc reconcile`).
     pub orphan_sweep_interval: Duration,
+    /// How often an instance looks for background jobs (moves) to run or resume
+    /// (`ORGSVC_JOBS_INTERVAL_SECONDS`; 0: this instance runs none, `orgsvc jobs run` does).
+    pub jobs_interval: Duration,
     /// Sessions, lockout and audit retention (`ORGSVC_REFRESH_TTL_SECONDS`,
     /// `ORGSVC_REFRESH_GRACE_SECONDS`, `ORGSVC_REVOCATION_BOUND_SECONDS`,
     /// `ORGSVC_LOCKOUT_THRESHOLD`, `ORGSVC_LOCKOUT_BASE_SECONDS`, `ORGSVC_LOCKOUT_MAX_SECONDS`,
@@ -151,6 +154,7 @@ impl Default for Settings {
             mongodb: MongoSettings::new("mongodb://127.0.0.1:27017", "orgsvc_master"),
             reconcile_interval: Duration::from_secs(30),
             orphan_sweep_interval: Duration::from_secs(3600),
+            jobs_interval: Duration::from_secs(5),
             security: SecurityPolicy::default(),
             http: HttpPolicy::default(),
         }

@@ -117,6 +117,9 @@ impl Settings {
         if let Some(v) = get(&raw.orphan_sweep_interval_seconds) {
             s.orphan_sweep_interval = Duration::from_secs(number("ORGSVC_ORPHAN_SWEEP_INTERVAL_SECONDS", &v)?);
         }
+        if let Some(v) = get(&raw.jobs_interval_seconds) {
+            s.jobs_interval = Duration::from_secs(number("ORGSVC_JOBS_INTERVAL_SECONDS", &v)?);
+        }
         s.read_security(raw)?;
         s.validate()?;
         Ok(s)
@@ -307,6 +310,28 @@ impl Settings {
         }
         if let Some(v) = get(&raw.reconcile_lease_seconds) {
             m.lease = Duration::from_secs(number("ORGSVC_RECONCILE_LEASE_SECONDS", &v)?);
+        }
+        if let Some(v) = get(&raw.job_lease_seconds) {
+            let lease = Duration::from_secs(number("ORGSVC_JOB_LEASE_SECONDS", &v)?);
+            if lease < domain::JobLease::MIN {
+                bail!("ORGSVC_JOB_LEASE_SECONDS: must be at least {} seconds", domain::JobLease::MIN.as_secs());
+            }
+            m.job_lease = domain::JobLease::new(lease);
+        }
+        // A step of a job is at most a few commands between two renewals.
+        if m.job_lease.length() <= m.command_timeout * 2 {
+            bail!(
+                "ORGSVC_JOB_LEASE_SECONDS: the job lease must be longer than twice ORGSVC_MONGODB_COMMAND_TIMEOUT_MS"
+            );
+        }
+        if let Some(v) = get(&raw.move_batch) {
+            m.move_batch = number("ORGSVC_MOVE_BATCH", &v)?;
+            if !(1..=100_000).contains(&m.move_batch) {
+                bail!("ORGSVC_MOVE_BATCH: must be between 1 and 100000 documents");
+            }
+        }
+        if let Some(v) = get(&raw.move_grace_seconds) {
+            m.move_grace = Duration::from_secs(number("ORGSVC_MOVE_GRACE_SECONDS", &v)?);
         }
         if m.lease <= m.command_timeout {
             bail!("ORGSVC_RECONCILE_LEASE_SECONDS: the lease must be longer than ORGSVC_MONGODB_COMMAND_TIMEOUT_MS");
