@@ -362,12 +362,10 @@ async fn move_organization(
         let store = store.clone();
         tokio::spawn(async move { store.run_job(id, &runner_name(), mongo_adapter::RunUntil::Switched).await })
     };
-    let followed = crate::progress::follow_job(store, id).await;
+    // The bar stops at the switch; the runner may go on with the clean-up (no grace period).
+    crate::progress::follow_job(store, id).await?;
     runner.await.context("the move's runner stopped")??;
-    let job = match followed {
-        Ok(job) => job,
-        Err(_) => store.job(id).await?.with_context(|| format!("job {id} vanished"))?,
-    };
+    let job = store.job(id).await?.with_context(|| format!("job {id} vanished"))?;
     print!("{job}");
     match job.state {
         domain::JobState::RolledBack | domain::JobState::Failed => {
