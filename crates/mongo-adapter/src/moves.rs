@@ -1099,24 +1099,22 @@ impl Mover<'_> {
         Ok(())
     }
 
-    /// Makes the source refuse the tenant's inserts and updates (idempotent), and records
-    /// when the fence went up.
+    /// Makes the source refuse the tenant's inserts and updates (idempotent). When the fence
+    /// goes up is recorded first, so that no refused write precedes the recorded start.
     async fn fence(&mut self) -> anyhow::Result<()> {
-        {
-            let source = self.source()?;
-            if source.side.is_shared() {
-                source.cluster.set_shared_fence(source.tenant, true).await?;
-            } else {
-                let mut validator = crate::schema::tenant_collection_options();
-                let schema = validator.remove("validator").unwrap_or(Bson::Null);
-                validator.insert("validator", doc! {"$and": [schema, {"_id": {"$exists": false}}]});
-                let mut command = doc! {"collMod": &source.side.collection};
-                command.extend(validator);
-                source.cluster.command(&source.side.database, command).await.context("fencing the source")?;
-            }
-        }
         if self.job().fence_started_at.is_none() {
             self.store.save_job(&mut self.held, doc! {"fence_started_at": to_bson_time(Utc::now())}).await?;
+        }
+        let source = self.source()?;
+        if source.side.is_shared() {
+            source.cluster.set_shared_fence(source.tenant, true).await?;
+        } else {
+            let mut validator = crate::schema::tenant_collection_options();
+            let schema = validator.remove("validator").unwrap_or(Bson::Null);
+            validator.insert("validator", doc! {"$and": [schema, {"_id": {"$exists": false}}]});
+            let mut command = doc! {"collMod": &source.side.collection};
+            command.extend(validator);
+            source.cluster.command(&source.side.database, command).await.context("fencing the source")?;
         }
         Ok(())
     }
