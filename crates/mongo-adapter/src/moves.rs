@@ -612,7 +612,9 @@ impl Mover<'_> {
             }
             self.store.save_job(&mut self.held, set).await?;
         }
-        if self.job().mode()? == Some(MoveMode::FencedCopy) {
+        // The domain's rule says when the source refuses writes; while copying, only without
+        // a change stream.
+        if self.job().mode()?.is_some_and(|mode| MovePhase::Copying.source_fenced(mode)) {
             self.fence().await?;
         }
         self.create_target().await?;
