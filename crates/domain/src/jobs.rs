@@ -17,13 +17,36 @@ use crate::placement::{Placement, PlacementKind};
 pub enum JobKind {
     /// Moves an organization's data to another placement while its applications use it.
     Move,
+    /// Applies pending tenant migrations to every organization that lacks them.
+    TenantMigration,
+    /// Reverts one tenant migration (its `down` part) on every organization that has it.
+    TenantRollback,
 }
 
 impl JobKind {
+    /// Every kind.
+    pub const ALL: [JobKind; 3] = [Self::Move, Self::TenantMigration, Self::TenantRollback];
+
     /// The stored and displayed form.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Move => "move",
+            Self::TenantMigration => "tenant_migration",
+            Self::TenantRollback => "tenant_rollback",
+        }
+    }
+
+    /// Whether at most one job of this kind (and of the other kinds it excludes) may run at
+    /// a time: tenant migrations and their rollbacks hold one lock between them.
+    pub fn is_exclusive(self) -> bool {
+        matches!(self, Self::TenantMigration | Self::TenantRollback)
+    }
+
+    /// What its progress counts.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Self::Move => "documents",
+            Self::TenantMigration | Self::TenantRollback => "organizations",
         }
     }
 }
@@ -84,7 +107,7 @@ impl FromStr for JobState {
 impl FromStr for JobKind {
     type Err = JobFieldError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        (s == Self::Move.as_str()).then_some(Self::Move).ok_or(JobFieldError)
+        Self::ALL.into_iter().find(|kind| kind.as_str() == s).ok_or(JobFieldError)
     }
 }
 
@@ -108,6 +131,9 @@ pub enum MovePhase {
     /// The organization's location is the target. The fenced source is kept (its deletes
     /// still reach the target) until the grace period ends, then removed.
     Switched,
+    /// The grace period is over and the source is being removed. Its deletes from here on
+    /// are the removal's own, so they are no longer passed on to the target.
+    RemovingSource,
     /// The source is gone.
     Done,
     /// Undoing everything: the target removed, the source unfenced.
@@ -116,8 +142,15 @@ pub enum MovePhase {
 
 impl MovePhase {
     /// Every phase.
-    pub const ALL: [MovePhase; 6] =
-        [Self::Copying, Self::CatchingUp, Self::Fenced, Self::Switched, Self::Done, Self::RollingBack];
+    pub const ALL: [MovePhase; 7] = [
+        Self::Copying,
+        Self::CatchingUp,
+        Self::Fenced,
+        Self::Switched,
+        Self::RemovingSource,
+        Self::Done,
+        Self::RollingBack,
+    ];
 
     /// The stored and displayed form.
     pub fn as_str(self) -> &'static str {
@@ -126,6 +159,7 @@ impl MovePhase {
             Self::CatchingUp => "catching_up",
             Self::Fenced => "fenced",
             Self::Switched => "switched",
+            Self::RemovingSource => "removing_source",
             Self::Done => "done",
             Self::RollingBack => "rolling_back",
         }
@@ -143,15 +177,26 @@ impl MovePhase {
     pub fn recovery(self) -> Recovery {
         match self {
             Self::Copying | Self::CatchingUp | Self::Fenced | Self::RollingBack => Recovery::RollBack,
-            Self::Switched | Self::Done => Recovery::Finish,
+            Self::Switched | Self::RemovingSource | Self::Done => Recovery::Finish,
         }
+    }
+
+    /// Whether the organization's location is already the target: the switch is behind.
+    ///
+    /// ```
+    /// use domain::MovePhase;
+    /// assert!(MovePhase::RemovingSource.has_switched());
+    /// assert!(!MovePhase::RollingBack.has_switched());
+    /// ```
+    pub fn has_switched(self) -> bool {
+        matches!(self, Self::Switched | Self::RemovingSource | Self::Done)
     }
 
     /// Whether the source refuses writes in this phase (in a move that fences only for the
     /// cut-over). A move without a change stream fences from its first copy on.
     pub fn source_fenced(self, mode: MoveMode) -> bool {
         match self {
-            Self::Fenced | Self::Switched => true,
+            Self::Fenced | Self::Switched | Self::RemovingSource => true,
             Self::Copying | Self::CatchingUp => mode == MoveMode::FencedCopy,
             Self::Done | Self::RollingBack => false,
         }
@@ -362,6 +407,16 @@ impl TieringPolicy {
         Ok(Self { shared_below, database_above })
     }
 
+    /// Below this many documents, an organization belongs in `shared`.
+    pub fn shared_below(&self) -> u64 {
+        self.shared_below
+    }
+
+    /// Above this many documents, an organization belongs in a database of its own.
+    pub fn database_above(&self) -> u64 {
+        self.database_above
+    }
+
     /// The placement kind an organization holding `documents` documents belongs in.
     ///
     /// ```
@@ -380,6 +435,44 @@ impl TieringPolicy {
         } else {
             PlacementKind::Collection
         }
+    }
+}
+
+impl TieringPolicy {
+    /// How far below a threshold an organization must fall before it moves down a tier:
+    /// without this margin, a tenant hovering at a threshold would move back and forth.
+    pub const DOWN_MARGIN_PERCENT: u64 = 80;
+
+    /// The placement kind an organization placed `current` and holding `documents`
+    /// documents should move to, if any. It moves up a tier as soon as it crosses a
+    /// threshold, and down only once it is below [`Self::DOWN_MARGIN_PERCENT`] of it.
+    ///
+    /// ```
+    /// use domain::{PlacementKind, TieringPolicy};
+    /// let policy = TieringPolicy::default();
+    /// assert_eq!(policy.move_for(PlacementKind::Shared, 150), Some(PlacementKind::Collection));
+    /// assert_eq!(policy.move_for(PlacementKind::Collection, 90), None);
+    /// assert_eq!(policy.move_for(PlacementKind::Collection, 79), Some(PlacementKind::Shared));
+    /// assert_eq!(policy.move_for(PlacementKind::Database, 9_000), None);
+    /// assert_eq!(policy.move_for(PlacementKind::Database, 7_000), Some(PlacementKind::Collection));
+    /// ```
+    pub fn move_for(&self, current: PlacementKind, documents: u64) -> Option<PlacementKind> {
+        let target = self.kind_for(documents);
+        let rank = |kind: PlacementKind| match kind {
+            PlacementKind::Shared => 0,
+            PlacementKind::Collection => 1,
+            PlacementKind::Database => 2,
+        };
+        if target == current {
+            return None;
+        }
+        if rank(target) > rank(current) {
+            return Some(target);
+        }
+        // Down: judged by the documents with the margin added back.
+        let padded = documents.saturating_mul(100) / Self::DOWN_MARGIN_PERCENT;
+        let down = self.kind_for(padded);
+        (rank(down) < rank(current)).then_some(down)
     }
 }
 
@@ -407,12 +500,22 @@ mod tests {
             assert_eq!(mode.as_str().parse(), Ok(mode));
         }
         assert_eq!("move".parse(), Ok(JobKind::Move));
+        for kind in JobKind::ALL {
+            assert_eq!(kind.as_str().parse(), Ok(kind));
+        }
         assert_eq!("nope".parse::<JobState>(), Err(JobFieldError));
     }
 
     #[test]
     fn a_move_rolls_back_until_the_switch_and_goes_forward_after_it() {
-        let order = [MovePhase::Copying, MovePhase::CatchingUp, MovePhase::Fenced, MovePhase::Switched];
+        let order = [
+            MovePhase::Copying,
+            MovePhase::CatchingUp,
+            MovePhase::Fenced,
+            MovePhase::Switched,
+            MovePhase::RemovingSource,
+            MovePhase::Done,
+        ];
         assert!(order.windows(2).all(|w| w[0] < w[1]));
         for phase in MovePhase::ALL {
             let forward = phase >= MovePhase::Switched && phase != MovePhase::RollingBack;
@@ -423,7 +526,7 @@ mod tests {
     #[test]
     fn the_source_is_fenced_for_the_cut_over_or_for_the_whole_copy() {
         for phase in MovePhase::ALL {
-            let cut_over = matches!(phase, MovePhase::Fenced | MovePhase::Switched);
+            let cut_over = matches!(phase, MovePhase::Fenced | MovePhase::Switched | MovePhase::RemovingSource);
             assert_eq!(phase.source_fenced(MoveMode::ChangeStream), cut_over, "{phase}");
         }
         assert!(MovePhase::Copying.source_fenced(MoveMode::FencedCopy));

@@ -18,7 +18,7 @@ use tokio::sync::OnceCell;
 
 use crate::errors::{NAMESPACE_EXISTS, NAMESPACE_NOT_FOUND, code, db, store_error, unknown};
 use crate::failpoints::{FailPoints, SHARED_DELETE_STEP};
-use crate::migrations::tenant_migrations;
+use crate::migrations::Migration;
 use crate::schema::{shared_collection_options, tenant_collection_options};
 use crate::settings::{MongoSettings, without_credentials};
 
@@ -206,29 +206,34 @@ impl Cluster {
         Ok(())
     }
 
-    /// Applies every tenant migration of this build to a collection and returns their
-    /// names, to be recorded with the organizations it holds.
+    /// Applies `migrations` (the tenant migrations in force) to a collection and returns
+    /// their names, to be recorded with the organizations it holds.
     pub(crate) async fn initialize_tenant_collection(
         &self,
         database: &str,
         collection: &str,
+        migrations: &[Migration],
     ) -> anyhow::Result<Vec<String>> {
-        let migrations = tenant_migrations()?;
         let mut names = Vec::with_capacity(migrations.len());
         for migration in migrations {
             self.apply_tenant_commands(database, collection, &migration.commands()?).await?;
-            names.push(migration.name);
+            names.push(migration.name.clone());
         }
         Ok(names)
     }
 
     /// Makes sure this cluster's shared collection exists with its schema, its tenant index
-    /// and every tenant migration, once per process; returns the migrations it has. All of
-    /// it is idempotent, so instances starting together may all do it.
-    pub(crate) async fn ensure_shared_collection(&self) -> Result<&[String], StoreError> {
+    /// and the tenant migrations in force (`in_force`, awaited only the first time), once
+    /// per process; returns the migrations it got. All of it is idempotent, so instances
+    /// starting together may all do it.
+    pub(crate) async fn ensure_shared_collection(
+        &self,
+        in_force: impl Future<Output = anyhow::Result<Vec<Migration>>>,
+    ) -> Result<&[String], StoreError> {
         let migrations = self
             .shared_ready
             .get_or_try_init(|| async {
+                let in_force = in_force.await.map_err(unknown)?;
                 let database = self.tenants.name();
                 let shared = Placement::SHARED_COLLECTION;
                 let mut create = doc! {"create": shared};
@@ -246,7 +251,7 @@ impl Cluster {
                     .options(IndexOptions::builder().name(SHARED_TENANT_INDEX.to_owned()).build())
                     .build();
                 db(self.tenants.collection::<Document>(shared).create_index(index).await)?;
-                self.initialize_tenant_collection(database, shared).await.map_err(unknown)
+                self.initialize_tenant_collection(database, shared, &in_force).await.map_err(unknown)
             })
             .await?;
         Ok(migrations)

@@ -22,7 +22,7 @@ use crate::MongoStore;
 use crate::documents::{from_bson_time, to_bson_time};
 
 /// One side of a move: where tenant data is or goes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Side {
     /// The placement kind.
     pub kind: String,
@@ -35,6 +35,11 @@ pub(crate) struct Side {
 }
 
 impl Side {
+    /// Whether this is no side at all (a job that is not a move).
+    pub(crate) fn is_unset(&self) -> bool {
+        self.kind.is_empty()
+    }
+
     /// Whether the data is in a shared collection, marked with the tenant field.
     pub(crate) fn is_shared(&self) -> bool {
         self.kind == domain::PlacementKind::Shared.as_str()
@@ -92,11 +97,23 @@ pub(crate) struct JobDoc {
     pub id: String,
     pub kind: String,
     pub state: String,
+    // The fields of a move; other jobs have none of them.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub organization: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub organization_name: String,
+    #[serde(default, skip_serializing_if = "Side::is_unset")]
     pub from: Side,
+    #[serde(default, skip_serializing_if = "Side::is_unset")]
     pub to: Side,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub phase: String,
+    /// The tenant migrations a migration job applies, or the one a rollback reverts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub migrations: Vec<String>,
+    /// What a migration job did, once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
     #[serde(default)]
@@ -130,19 +147,27 @@ impl JobDoc {
         self.mode.as_deref().map(str::parse).transpose().with_context(|| format!("job {}: mode", self.id))
     }
 
+    pub(crate) fn kind(&self) -> anyhow::Result<JobKind> {
+        self.kind.parse().with_context(|| format!("job {}: kind {:?}", self.id, self.kind))
+    }
+
     pub(crate) fn to_view(&self) -> anyhow::Result<JobView> {
         let time = |t: Option<bson::DateTime>| t.map(from_bson_time).transpose();
         let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        let moving = self.kind()? == JobKind::Move;
+        let text = |value: &str| moving.then(|| value.to_owned());
         Ok(JobView {
             id: JobId::parse(&self.id).with_context(|| format!("job id {:?}", self.id))?,
-            kind: self.kind.parse().with_context(|| format!("job {}: kind", self.id))?,
+            kind: self.kind()?,
             state: self.state.parse().with_context(|| format!("job {}: state", self.id))?,
-            phase: self.phase()?,
+            phase: if moving { Some(self.phase()?) } else { None },
             mode: self.mode()?,
-            organization_id: self.organization.clone(),
-            organization_name: self.organization_name.clone(),
-            from: self.from.to_string(),
-            to: self.to.to_string(),
+            organization_id: text(&self.organization),
+            organization_name: text(&self.organization_name),
+            from: text(&self.from.to_string()),
+            to: text(&self.to.to_string()),
+            migrations: self.migrations.clone(),
+            summary: self.summary.clone(),
             progress: JobProgress {
                 done: count(self.progress.done),
                 total: count(self.progress.total),
@@ -170,19 +195,24 @@ pub struct JobView {
     pub kind: JobKind,
     /// Where it is in its life.
     pub state: JobState,
-    /// The step it is at (or ended at).
-    pub phase: MovePhase,
-    /// How it keeps up with writes, once it has decided.
+    /// The step a move is at (or ended at).
+    pub phase: Option<MovePhase>,
+    /// How a move keeps up with writes, once it has decided.
     pub mode: Option<MoveMode>,
-    /// The organization it works on.
-    pub organization_id: String,
-    /// That organization's name when the job started.
-    pub organization_name: String,
-    /// Where the data was.
-    pub from: String,
+    /// The organization a move works on.
+    pub organization_id: Option<String>,
+    /// That organization's name when the move started.
+    pub organization_name: Option<String>,
+    /// Where a move's data was.
+    pub from: Option<String>,
     /// Where it goes.
-    pub to: String,
-    /// Documents copied of those counted at the start, and their bytes.
+    pub to: Option<String>,
+    /// The tenant migrations a migration job applies, or the one a rollback reverts.
+    pub migrations: Vec<String>,
+    /// What a migration job did, once it ended.
+    pub summary: Option<String>,
+    /// Work done of the work counted at the start ([`JobKind::unit`]), and for a move the
+    /// bytes copied.
     pub progress: JobProgress,
     /// The runner holding the lease (a host and process), if any.
     pub owner: Option<String>,
@@ -206,10 +236,20 @@ pub struct JobView {
 
 impl fmt::Display for JobView {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "job {} ({}): {}, phase {}", self.id, self.kind.as_str(), self.state, self.phase)?;
-        writeln!(f, "  organization: {} ({})", self.organization_name, self.organization_id)?;
-        writeln!(f, "  from: {}", self.from)?;
-        writeln!(f, "  to:   {}", self.to)?;
+        match self.phase {
+            Some(phase) => writeln!(f, "job {} ({}): {}, phase {phase}", self.id, self.kind.as_str(), self.state)?,
+            None => writeln!(f, "job {} ({}): {}", self.id, self.kind.as_str(), self.state)?,
+        }
+        if let (Some(name), Some(id)) = (&self.organization_name, &self.organization_id) {
+            writeln!(f, "  organization: {name} ({id})")?;
+        }
+        if let (Some(from), Some(to)) = (&self.from, &self.to) {
+            writeln!(f, "  from: {from}")?;
+            writeln!(f, "  to:   {to}")?;
+        }
+        if !self.migrations.is_empty() {
+            writeln!(f, "  tenant migrations: {}", self.migrations.join(", "))?;
+        }
         if let Some(mode) = self.mode {
             let note = match mode {
                 MoveMode::ChangeStream => "writes refused only during the cut-over",
@@ -218,7 +258,16 @@ impl fmt::Display for JobView {
             writeln!(f, "  mode: {} ({note})", mode.as_str())?;
         }
         let p = self.progress;
-        writeln!(f, "  progress: {}/{} documents, {} bytes", p.done, p.total, p.bytes)?;
+        if self.kind == JobKind::Move {
+            writeln!(f, "  progress: {}/{} documents, {} bytes", p.done, p.total, p.bytes)?;
+        } else {
+            writeln!(f, "  progress: {}/{} {}", p.done, p.total, self.kind.unit())?;
+        }
+        if let Some(summary) = &self.summary {
+            for line in summary.lines() {
+                writeln!(f, "  {line}")?;
+            }
+        }
         if let Some(ms) = self.fence_ms {
             writeln!(f, "  write fence: {ms} ms")?;
         }
@@ -252,6 +301,10 @@ pub enum CancelJobError {
     /// The job has ended.
     #[error("job {0} has already ended ({1})")]
     Finished(JobId, JobState),
+    /// Tenant migration jobs are not cancelled: what they did stays done (it is
+    /// idempotent), and `orgsvc migrate --down` reverts a migration.
+    #[error("job {0} is a {1} job, which cannot be cancelled; roll a migration back with orgsvc migrate --down")]
+    NotCancellable(JobId, &'static str),
     /// The move has switched the organization to its target: only its clean-up is left,
     /// and undoing it would be another move.
     #[error("job {0} has already switched the organization to its new placement; move it back instead")]
@@ -370,17 +423,16 @@ impl MongoStore {
         Ok(())
     }
 
-    /// Ends a held job in `state`, releasing its lease.
-    pub(crate) async fn end_job(&self, held: &mut Held, state: JobState, phase: MovePhase) -> anyhow::Result<()> {
+    /// Ends a held job in `state`, with the fields in `set` (a move's last phase, say),
+    /// releasing its lease.
+    pub(crate) async fn end_job(&self, held: &mut Held, state: JobState, mut set: Document) -> anyhow::Result<()> {
         let now = to_bson_time(Utc::now());
+        set.extend(doc! {"state": state.as_str(), "finished_at": now, "updated_at": now});
         let ended = self
             .jobs()
             .update_one(
                 doc! {"_id": &held.doc.id, "lease.token": &held.token},
-                doc! {
-                    "$set": {"state": state.as_str(), "phase": phase.as_str(), "finished_at": now, "updated_at": now},
-                    "$unset": {"lease": ""},
-                },
+                doc! {"$set": set.clone(), "$unset": {"lease": ""}},
             )
             .await
             .context("ending a job")?;
@@ -388,8 +440,10 @@ impl MongoStore {
             bail!(LostLease(held.doc.id.clone()));
         }
         held.doc.state = state.as_str().to_owned();
-        held.doc.phase = phase.as_str().to_owned();
-        tracing::info!(job = %held.doc.id, state = state.as_str(), organization_id = %held.doc.organization, "job ended");
+        if let Ok(phase) = set.get_str("phase") {
+            held.doc.phase = phase.to_owned();
+        }
+        tracing::info!(job = %held.doc.id, kind = %held.doc.kind, state = state.as_str(), "job ended");
         Ok(())
     }
 
@@ -416,6 +470,10 @@ impl MongoStore {
     /// step, whoever runs it.
     pub async fn cancel_job(&self, id: JobId) -> Result<JobView, CancelJobError> {
         let key = id.to_string();
+        let kind = self.job(id).await?.ok_or(CancelJobError::NotFound(id))?.kind;
+        if kind != JobKind::Move {
+            return Err(CancelJobError::NotCancellable(id, kind.as_str()));
+        }
         let before_switch: Vec<Bson> =
             [MovePhase::Copying, MovePhase::CatchingUp, MovePhase::Fenced, MovePhase::RollingBack]
                 .iter()

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::MongoStore;
 use crate::documents::name_reservations;
+use crate::jobs::Held;
 
 /// A migration: a name (`NNNN_description`) and a JSON array of commands.
 #[derive(Debug, Clone)]
@@ -32,19 +33,50 @@ impl Migration {
         hex::encode(Sha256::digest(self.text.as_bytes()))
     }
 
+    /// The commands that apply it: the whole array, or the `up` part of an object.
     pub(crate) fn commands(&self) -> anyhow::Result<Vec<Document>> {
+        Ok(self.parts()?.0)
+    }
+
+    /// The commands that revert it (a tenant migration's `down` part), if it ships them.
+    pub(crate) fn down_commands(&self) -> anyhow::Result<Option<Vec<Document>>> {
+        Ok(self.parts()?.1)
+    }
+
+    /// Whether it can be rolled back.
+    pub fn has_down(&self) -> bool {
+        self.down_commands().is_ok_and(|down| down.is_some())
+    }
+
+    /// A migration is a JSON array of commands, or an object `{"up": [...], "down": [...]}`
+    /// whose `down` reverts what `up` did.
+    fn parts(&self) -> anyhow::Result<(Vec<Document>, Option<Vec<Document>>)> {
         let json: serde_json::Value =
             serde_json::from_str(&self.text).with_context(|| format!("migration {} is not valid JSON", self.name))?;
-        let serde_json::Value::Array(items) = json else {
-            bail!("migration {} must be a JSON array of commands", self.name)
+        let list = |value: serde_json::Value, part: &str| -> anyhow::Result<Vec<Document>> {
+            let serde_json::Value::Array(items) = value else {
+                bail!("migration {}: {part} must be a JSON array of commands", self.name)
+            };
+            items
+                .into_iter()
+                .map(|item| {
+                    bson::to_document(&item)
+                        .with_context(|| format!("migration {} holds a command that is not an object", self.name))
+                })
+                .collect()
         };
-        items
-            .into_iter()
-            .map(|item| {
-                bson::to_document(&item)
-                    .with_context(|| format!("migration {} holds a command that is not an object", self.name))
-            })
-            .collect()
+        match json {
+            serde_json::Value::Array(_) => Ok((list(json, "it")?, None)),
+            serde_json::Value::Object(mut parts) => {
+                if let Some(other) = parts.keys().find(|k| *k != "up" && *k != "down") {
+                    bail!("migration {}: unknown part {other:?} (expected up and down)", self.name);
+                }
+                let up = parts.remove("up").with_context(|| format!("migration {} has no up part", self.name))?;
+                let down = parts.remove("down").map(|down| list(down, "down")).transpose()?;
+                Ok((list(up, "up")?, down))
+            }
+            _ => bail!("migration {} must be a JSON array of commands or an object with up and down", self.name),
+        }
     }
 }
 
@@ -64,7 +96,7 @@ fn embedded(files: &[(&str, &str)]) -> anyhow::Result<Vec<Migration>> {
     let migrations: Vec<Migration> =
         files.iter().map(|(name, text)| Migration { name: (*name).to_owned(), text: (*text).to_owned() }).collect();
     for m in &migrations {
-        m.commands()?;
+        m.parts()?;
     }
     Ok(migrations)
 }
@@ -96,14 +128,24 @@ pub struct TenantMigrationReport {
     /// `(migration, collections migrated by this run (or to migrate, in a dry run),
     /// collections that already had it)`.
     pub migrations: Vec<(String, u64, u64)>,
+    /// Migrations skipped because they were rolled back.
+    pub rolled_back: Vec<String>,
+    /// `(migration, collections reverted)` of a rollback.
+    pub reverted: Vec<(String, u64)>,
     /// Whether this was a dry run, which applied nothing.
     pub dry_run: bool,
 }
 
 impl std::fmt::Display for TenantMigrationReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.migrations.is_empty() {
+        if self.migrations.is_empty() && self.rolled_back.is_empty() && self.reverted.is_empty() {
             return writeln!(f, "tenant migrations: none");
+        }
+        for (name, done) in &self.reverted {
+            writeln!(f, "tenant migration {name}: rolled back on {done} collection(s)")?;
+        }
+        for name in &self.rolled_back {
+            writeln!(f, "tenant migration {name}: rolled back earlier, not applied (ship it again under a new name)")?;
         }
         for (name, done, already) in &self.migrations {
             if self.dry_run {
@@ -113,6 +155,34 @@ impl std::fmt::Display for TenantMigrationReport {
             }
         }
         Ok(())
+    }
+}
+
+/// Counts a tenant migration job's work and saves it to the job's record now and then,
+/// which also renews the job's lease.
+#[derive(Debug, Default)]
+struct JobCounter {
+    done: u64,
+    total: u64,
+    saved: Option<std::time::Instant>,
+}
+
+impl JobCounter {
+    /// One organization more is done.
+    async fn advance(&mut self, store: &MongoStore, held: Option<&mut Held>) -> anyhow::Result<()> {
+        self.done += 1;
+        let Some(held) = held else { return Ok(()) };
+        if self.saved.is_some_and(|at| at.elapsed() < std::time::Duration::from_millis(500)) {
+            return Ok(());
+        }
+        self.saved = Some(std::time::Instant::now());
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        store
+            .save_job(
+                held,
+                doc! {"progress.done": count(self.done), "progress.total": count(self.total.max(self.done))},
+            )
+            .await
     }
 }
 
@@ -188,17 +258,36 @@ impl MongoStore {
     /// meanwhile are not missed. Tenant migrations must be idempotent (index creation,
     /// updates that skip documents already changed): a crash between applying one to a
     /// collection and recording it re-applies it to that one collection on the next run.
+    /// Migrations rolled back (`orgsvc migrate --down`) are skipped and reported.
     pub async fn migrate_tenants(
         &self,
         migrations: &[Migration],
         dry_run: bool,
         progress: &mut dyn MigrationProgress,
     ) -> anyhow::Result<TenantMigrationReport> {
+        self.migrate_tenants_in(migrations, dry_run, progress, None).await
+    }
+
+    /// [`MongoStore::migrate_tenants`], as the job `held` if given: its progress saved and
+    /// its lease renewed as it goes.
+    pub(crate) async fn migrate_tenants_in(
+        &self,
+        migrations: &[Migration],
+        dry_run: bool,
+        progress: &mut dyn MigrationProgress,
+        mut held: Option<&mut Held>,
+    ) -> anyhow::Result<TenantMigrationReport> {
         let mut migrations = migrations.to_vec();
         migrations.sort_by(|a, b| a.name.cmp(&b.name));
         let organizations: Collection<Document> = self.master.collection("organizations");
         let mut report = TenantMigrationReport { dry_run, ..TenantMigrationReport::default() };
+        let rolled_back = self.rolled_back_tenant_migrations().await?;
+        let mut job = JobCounter::default();
         for migration in &migrations {
+            if rolled_back.contains(&migration.name) {
+                report.rolled_back.push(migration.name.clone());
+                continue;
+            }
             self.check_tenant_checksum(migration, dry_run).await?;
             let commands = migration.commands()?;
             let lacking = doc! {"state": "active", "tenant_migrations": {"$ne": &migration.name}};
@@ -213,6 +302,7 @@ impl MongoStore {
             if shown {
                 progress.begin(&migration.name, total);
             }
+            job.total += total;
             let mut done = 0;
             let mut shared_done = std::collections::HashSet::new();
             loop {
@@ -231,7 +321,8 @@ impl MongoStore {
                     break;
                 }
                 for org in batch {
-                    self.step(TENANT_MIGRATION_STEP).await.map_err(|e| anyhow::anyhow!("{e:#}"))?;
+                    self.failpoints.pass(TENANT_MIGRATION_STEP).await;
+                    self.failpoints.check(TENANT_MIGRATION_STEP)?;
                     let (id, collection, database) =
                         (org.get_str("_id")?, org.get_str("collection")?, org.get_str("database")?);
                     let cluster = self.cluster_named(org.get_str("cluster").ok())?;
@@ -272,6 +363,7 @@ impl MongoStore {
                             progress.advance();
                         }
                     }
+                    job.advance(self, held.as_deref_mut()).await?;
                 }
             }
             if shown {
@@ -283,6 +375,115 @@ impl MongoStore {
             report.migrations.push((migration.name.clone(), done, already));
         }
         Ok(report)
+    }
+
+    /// Reverts `migration` (its `down` part) on every active organization that has it,
+    /// removing it from the organization's record as it goes, as the job `held` if given.
+    /// The migration is marked rolled back first, so that organizations created meanwhile
+    /// do not get it and later runs do not apply it again; the run goes on until no active
+    /// organization has it, so one created just before the mark is covered too.
+    pub(crate) async fn roll_back_tenants_in(
+        &self,
+        migration: &Migration,
+        progress: &mut dyn MigrationProgress,
+        mut held: Option<&mut Held>,
+    ) -> anyhow::Result<TenantMigrationReport> {
+        let down = migration
+            .down_commands()?
+            .with_context(|| format!("tenant migration {} has no down part", migration.name))?;
+        self.check_tenant_checksum(migration, false).await?;
+        let records: Collection<Document> = self.master.collection("_migrations");
+        records
+            .update_one(
+                doc! {"_id": format!("tenant/{}", migration.name)},
+                doc! {"$set": {"rolled_back": true, "rolled_back_at": bson::DateTime::now()}},
+            )
+            .await
+            .context("marking a tenant migration rolled back")?;
+        let organizations: Collection<Document> = self.master.collection("organizations");
+        let having = doc! {"state": "active", "tenant_migrations": &migration.name};
+        let total = organizations.count_documents(having.clone()).await.context("counting organizations")?;
+        if total > 0 {
+            progress.begin(&migration.name, total);
+        }
+        let mut job = JobCounter { total, ..JobCounter::default() };
+        let mut shared_done = std::collections::HashSet::new();
+        loop {
+            let batch: Vec<Document> = organizations
+                .find(having.clone())
+                .projection(doc! {"collection": 1, "database": 1, "placement": 1, "cluster": 1})
+                .sort(doc! {"_id": 1})
+                .await
+                .context("listing organizations")?
+                .try_collect()
+                .await
+                .context("listing organizations")?;
+            if batch.is_empty() {
+                break;
+            }
+            for org in batch {
+                self.failpoints.pass(TENANT_MIGRATION_STEP).await;
+                self.failpoints.check(TENANT_MIGRATION_STEP)?;
+                let (id, collection, database) =
+                    (org.get_str("_id")?, org.get_str("collection")?, org.get_str("database")?);
+                let cluster = self.cluster_named(org.get_str("cluster").ok())?;
+                let shared = org.get_str("placement") == Ok(domain::PlacementKind::Shared.as_str());
+                if !shared {
+                    cluster
+                        .apply_tenant_commands(database, collection, &down)
+                        .await
+                        .with_context(|| format!("rolling back tenant migration {} on {collection}", migration.name))?;
+                } else if shared_done.insert(cluster.name.clone()) {
+                    cluster
+                        .apply_tenant_commands(cluster.tenants.name(), domain::Placement::SHARED_COLLECTION, &down)
+                        .await
+                        .with_context(|| {
+                            format!("rolling back tenant migration {} on the shared collection", migration.name)
+                        })?;
+                }
+                let removed = organizations
+                    .update_one(
+                        doc! {"_id": id, "collection": collection},
+                        doc! {"$pull": {"tenant_migrations": &migration.name}},
+                    )
+                    .await
+                    .context("recording a rolled-back tenant migration")?;
+                if removed.matched_count == 1 {
+                    progress.advance();
+                    job.advance(self, held.as_deref_mut()).await?;
+                }
+            }
+        }
+        if total > 0 {
+            progress.end();
+        }
+        tracing::info!(migration = %migration.name, collections = job.done, "tenant migration rolled back");
+        Ok(TenantMigrationReport { reverted: vec![(migration.name.clone(), job.done)], ..Default::default() })
+    }
+
+    /// The names of the tenant migrations that were rolled back.
+    pub(crate) async fn rolled_back_tenant_migrations(&self) -> anyhow::Result<std::collections::HashSet<String>> {
+        let records: Vec<Document> = self
+            .master
+            .collection::<Document>("_migrations")
+            .find(doc! {"rolled_back": true})
+            .projection(doc! {"_id": 1})
+            .await
+            .context("reading rolled-back migrations")?
+            .try_collect()
+            .await
+            .context("reading rolled-back migrations")?;
+        Ok(records
+            .iter()
+            .filter_map(|r| r.get_str("_id").ok().and_then(|id| id.strip_prefix("tenant/")).map(str::to_owned))
+            .collect())
+    }
+
+    /// This build's tenant migrations but those rolled back: what a new tenant collection
+    /// gets.
+    pub(crate) async fn tenant_migrations_in_force(&self) -> anyhow::Result<Vec<Migration>> {
+        let rolled_back = self.rolled_back_tenant_migrations().await?;
+        Ok(tenant_migrations()?.into_iter().filter(|m| !rolled_back.contains(&m.name)).collect())
     }
 
     /// Records a tenant migration's checksum the first time it runs, and refuses one whose

@@ -45,6 +45,7 @@ use crate::MongoStore;
 use crate::clusters::Cluster;
 use crate::documents::{OrgDoc, State, to_bson_time};
 use crate::errors::{NAMESPACE_NOT_FOUND, code, is_duplicate_key};
+use crate::failpoints::Crash;
 use crate::jobs::{CheckpointDoc, Held, JobDoc, JobView, LostLease, ProgressDoc, Side};
 
 /// The collection beside tenant data where moves write their markers and a cluster keeps the
@@ -86,6 +87,9 @@ const SWITCH_ATTEMPTS: usize = 40;
 
 /// How many single-document lookups or deletes a move has in flight at once.
 const LOOKUPS_IN_FLIGHT: usize = 16;
+
+/// The longest a batch of change events is read before it is applied and checkpointed.
+const BATCH_SLICE: Duration = Duration::from_millis(250);
 
 /// How long a drain waits for its marker before giving up (and rolling back).
 const MARKER_WAIT: Duration = Duration::from_secs(30);
@@ -339,6 +343,8 @@ impl MongoStore {
             from: from_side,
             to: to_side.clone(),
             phase: MovePhase::Copying.as_str().to_owned(),
+            migrations: Vec::new(),
+            summary: None,
             mode: None,
             progress: ProgressDoc::default(),
             checkpoint: CheckpointDoc::default(),
@@ -374,7 +380,13 @@ impl MongoStore {
     /// Runs a job if its lease is free or expired, until `until`; returns it as it then is,
     /// or `None` if another runner holds it. A runner that loses the lease stops quietly.
     pub async fn run_job(&self, id: JobId, owner: &str, until: RunUntil) -> anyhow::Result<Option<JobView>> {
-        let Some(held) = self.claim_job(&id.to_string(), owner).await? else { return Ok(None) };
+        let Some(mut held) = self.claim_job(&id.to_string(), owner).await? else { return Ok(None) };
+        if held.doc.kind()? != JobKind::Move {
+            let migrations = crate::migrations::tenant_migrations()?;
+            // A failure is recorded on the job, which is tried again later.
+            let _ = self.drive_tenant_job(&mut held, &migrations, &mut crate::migrations::Silent).await;
+            return self.job(id).await;
+        }
         let tenant = held.doc.organization.clone();
         let mut mover = Mover { store: self, held, plan_tenant: tenant };
         match mover.drive(until).await {
@@ -383,6 +395,7 @@ impl MongoStore {
                 tracing::warn!(job = %id, "lost the lease of a job to another runner");
                 return self.job(id).await;
             }
+            Err(e) if e.is::<Crash>() => return self.job(id).await,
             Err(e) => {
                 // An error the job could not turn into a rollback (an unreachable cluster in
                 // the clean-up, say): it stays unfinished and is tried again later.
@@ -406,6 +419,13 @@ impl MongoStore {
             }
         }
         Ok(ran)
+    }
+
+    /// How many documents an organization holds where it is now.
+    pub(crate) async fn documents_of(&self, org: &OrgDoc) -> anyhow::Result<u64> {
+        let cluster = self.cluster_of(org)?;
+        let side = side_of(org, &org.placement()?, cluster);
+        End { side: &side, cluster, tenant: &org.id }.count().await
     }
 
     /// The organization document a job works on, if it still exists.
@@ -449,7 +469,11 @@ impl Mover<'_> {
     }
 
     async fn step(&self, step: &'static str) -> anyhow::Result<()> {
-        self.store.failpoints.step(step).await.map_err(|e| anyhow!("{e:#}"))
+        self.store.failpoints.pass(step).await;
+        // An injected crash is not a failure to roll back: like a killed process, it leaves
+        // the job, its lease and both sides exactly as they are.
+        self.store.failpoints.check(step)?;
+        Ok(())
     }
 
     async fn set_phase(&mut self, phase: MovePhase, mut more: Document) -> anyhow::Result<()> {
@@ -479,7 +503,7 @@ impl Mover<'_> {
                 };
                 match outcome {
                     Ok(next) => phase = next,
-                    Err(e) if e.is::<LostLease>() => return Err(e),
+                    Err(e) if e.is::<LostLease>() || e.is::<Crash>() => return Err(e),
                     Err(e) => {
                         let message = format!("{e:#}");
                         tracing::warn!(job = %self.job().id, error = %message, "move failed; rolling back");
@@ -506,12 +530,14 @@ impl Mover<'_> {
                     self.store.release_job(&self.held, Duration::ZERO).await?;
                     return Ok(());
                 }
-                MovePhase::Switched => {
-                    self.finish().await?;
+                MovePhase::Switched | MovePhase::RemovingSource => {
+                    self.finish(phase).await?;
                     return Ok(());
                 }
                 MovePhase::Done => {
-                    self.store.end_job(&mut self.held, JobState::Completed, MovePhase::Done).await?;
+                    self.store
+                        .end_job(&mut self.held, JobState::Completed, doc! {"phase": MovePhase::Done.as_str()})
+                        .await?;
                     return Ok(());
                 }
                 MovePhase::Copying | MovePhase::CatchingUp | MovePhase::Fenced => {
@@ -580,7 +606,7 @@ impl Mover<'_> {
                 self.cut_over().await?;
                 Ok(MovePhase::Switched)
             }
-            MovePhase::Switched | MovePhase::Done | MovePhase::RollingBack => Ok(phase),
+            MovePhase::Switched | MovePhase::RemovingSource | MovePhase::Done | MovePhase::RollingBack => Ok(phase),
         }
     }
 
@@ -627,11 +653,12 @@ impl Mover<'_> {
     async fn create_target(&self) -> anyhow::Result<()> {
         let target = self.target()?;
         if target.side.is_shared() {
-            target.cluster.ensure_shared_collection().await?;
+            target.cluster.ensure_shared_collection(self.store.tenant_migrations_in_force()).await?;
             return Ok(());
         }
         target.cluster.create_collection_with_schema(&target.side.database, &target.side.collection).await?;
-        target.cluster.initialize_tenant_collection(&target.side.database, &target.side.collection).await?;
+        let in_force = self.store.tenant_migrations_in_force().await?;
+        target.cluster.initialize_tenant_collection(&target.side.database, &target.side.collection, &in_force).await?;
         let source = self.source()?;
         if source.side.is_shared() {
             return Ok(());
@@ -728,7 +755,8 @@ impl Mover<'_> {
 
     /// Applies the change events available now, a batch at a time, checkpointing the stream's
     /// position after each batch; stops at `marker`'s insert if given (waiting for it), else
-    /// when no event is waiting. The `_id`s it synchronised are added to `changed`.
+    /// after a batch that is not full, of events or of time (the writes that keep coming
+    /// are left to the next call). The `_id`s it synchronised are added to `changed`.
     async fn apply_events(
         &mut self,
         stream: &mut ChangeStream<ChangeStreamEvent<Document>>,
@@ -741,7 +769,10 @@ impl Mover<'_> {
             let mut ids = Vec::new();
             let mut seen_marker = false;
             let mut ended = false;
-            while ids.len() < EVENT_BATCH {
+            // A batch also ends after a while: events that keep coming faster than the
+            // stream's wait would otherwise never let a batch end.
+            let batch_started = std::time::Instant::now();
+            while ids.len() < EVENT_BATCH && batch_started.elapsed() < BATCH_SLICE {
                 let Some(event) = stream.next_if_any().await.context("reading the source's change stream")? else {
                     break;
                 };
@@ -807,7 +838,8 @@ impl Mover<'_> {
                     std::time::Instant::now() < deadline && !idle,
                     "the source's change stream did not show the drain marker {m} in time"
                 ),
-                // Caught up to less than a batch behind: the fence drains the rest.
+                // Caught up to less than a batch (of events or of time) behind: the fence
+                // drains the rest.
                 None if ids.len() < EVENT_BATCH => return Ok(()),
                 None => {}
             }
@@ -1020,29 +1052,34 @@ impl Mover<'_> {
 
     /// After the switch: the source's deletes keep reaching the target until the grace
     /// period ends; then the source is removed and the move completes.
-    async fn finish(&mut self) -> anyhow::Result<()> {
-        let cleanup_at = self.job().cleanup_at.map(|t| t.timestamp_millis()).unwrap_or_default();
-        let mode = self.job().mode()?.unwrap_or(MoveMode::ChangeStream);
-        if mode == MoveMode::ChangeStream {
-            let mut stream = self.open_stream().await?;
-            loop {
-                self.apply_events(&mut stream, None, None, true).await?;
-                self.store.renew_job(&mut self.held).await?;
-                let left = cleanup_at - Utc::now().timestamp_millis();
-                if left <= 0 {
-                    break;
+    async fn finish(&mut self, phase: MovePhase) -> anyhow::Result<()> {
+        // Once the removal has begun, the source's deletes are the removal's own (for a
+        // shared source, its documents deleted in batches) and must not reach the target.
+        if phase < MovePhase::RemovingSource {
+            let cleanup_at = self.job().cleanup_at.map(|t| t.timestamp_millis()).unwrap_or_default();
+            let mode = self.job().mode()?.unwrap_or(MoveMode::ChangeStream);
+            if mode == MoveMode::ChangeStream {
+                let mut stream = self.open_stream().await?;
+                loop {
+                    self.apply_events(&mut stream, None, None, true).await?;
+                    self.store.renew_job(&mut self.held).await?;
+                    let left = cleanup_at - Utc::now().timestamp_millis();
+                    if left <= 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(u64::try_from(left).unwrap_or(0).min(500))).await;
                 }
-                tokio::time::sleep(Duration::from_millis(u64::try_from(left).unwrap_or(0).min(500))).await;
-            }
-        } else {
-            loop {
-                let left = cleanup_at - Utc::now().timestamp_millis();
-                if left <= 0 {
-                    break;
+            } else {
+                loop {
+                    let left = cleanup_at - Utc::now().timestamp_millis();
+                    if left <= 0 {
+                        break;
+                    }
+                    self.store.renew_job(&mut self.held).await?;
+                    tokio::time::sleep(Duration::from_millis(u64::try_from(left).unwrap_or(0).min(500))).await;
                 }
-                self.store.renew_job(&mut self.held).await?;
-                tokio::time::sleep(Duration::from_millis(u64::try_from(left).unwrap_or(0).min(500))).await;
             }
+            self.set_phase(MovePhase::RemovingSource, Document::new()).await?;
         }
         self.remove_side(false).await?;
         self.step("move:after_drop_source").await?;
@@ -1053,7 +1090,7 @@ impl Mover<'_> {
                 doc! {"$unset": {"moving": ""}},
             )
             .await?;
-        self.store.end_job(&mut self.held, JobState::Completed, MovePhase::Done).await
+        self.store.end_job(&mut self.held, JobState::Completed, doc! {"phase": MovePhase::Done.as_str()}).await
     }
 
     /// Undoes the move: the target removed, the source's fence lifted, the organization's
@@ -1079,7 +1116,7 @@ impl Mover<'_> {
             let fence_ms = Utc::now().timestamp_millis() - started.timestamp_millis();
             self.store.save_job(&mut self.held, doc! {"fence_ms": fence_ms}).await?;
         }
-        self.store.end_job(&mut self.held, JobState::RolledBack, MovePhase::RollingBack).await
+        self.store.end_job(&mut self.held, JobState::RolledBack, doc! {"phase": MovePhase::RollingBack.as_str()}).await
     }
 
     /// Removes the target (`target`) or the source of the move: a collection or database of

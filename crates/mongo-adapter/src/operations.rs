@@ -187,8 +187,13 @@ impl OrganizationRepository for MongoStore {
         // shared collection must exist. Both are checked before the first write, so an
         // unreachable cluster refuses the create with nothing to undo.
         let cluster = self.cluster(&new.placement().cluster)?;
+        // Every tenant migration of this build but those rolled back since.
+        let in_force = self.tenant_migrations_in_force().await.map_err(unknown)?;
         let shared_migrations = match new.placement().kind {
-            PlacementKind::Shared => Some(cluster.ensure_shared_collection().await?.to_vec()),
+            PlacementKind::Shared => {
+                let got = cluster.ensure_shared_collection(async { Ok(in_force.clone()) }).await?;
+                Some(got.iter().filter(|name| in_force.iter().any(|m| &m.name == *name)).cloned().collect::<Vec<_>>())
+            }
             PlacementKind::Collection | PlacementKind::Database => None,
         };
         let token = Uuid::new_v4().to_string();
@@ -207,7 +212,10 @@ impl OrganizationRepository for MongoStore {
         let initialized = match shared_migrations {
             Some(migrations) => Ok(migrations),
             None => match self.create_tenant_collection(&org).await {
-                Ok(()) => cluster.initialize_tenant_collection(&org.database, &org.collection).await.map_err(unknown),
+                Ok(()) => cluster
+                    .initialize_tenant_collection(&org.database, &org.collection, &in_force)
+                    .await
+                    .map_err(unknown),
                 Err(e) => Err(e),
             },
         };

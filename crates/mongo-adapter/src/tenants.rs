@@ -137,7 +137,7 @@ impl TenantStore for MongoStore {
         let mut documents =
             documents.iter().map(|d| bson::to_document(d).map_err(unknown)).collect::<Result<Vec<_>, _>>()?;
         if let Some((field, value)) = &location.tenant_filter {
-            cluster.ensure_shared_collection().await?;
+            cluster.ensure_shared_collection(self.tenant_migrations_in_force()).await?;
             for document in &mut documents {
                 document.insert(field.as_str(), value.as_str());
             }

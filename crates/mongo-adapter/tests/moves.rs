@@ -2,13 +2,14 @@
 //! cluster, while an application keeps writing them; afterwards the target holds exactly
 //! what the application last wrote, the source is gone, and no fence is left.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use domain::{ClusterName, JobState, MovePhase, Organization, Placement, PlacementKind};
+use mongo_adapter::test_support::application::{
+    Writes, expire_job_lease, no_fence_left, nothing_left_at, seed, seed_ids, stored, write_until_stopped,
+};
 use mongo_adapter::test_support::{URI_VARIABLE, fresh_settings_with_second_cluster, new_organization, second_cluster};
 use mongo_adapter::{JobView, MongoSettings, MongoStore, RunUntil};
 use mongodb::bson::{Document, doc};
@@ -49,173 +50,6 @@ fn circuit() -> Vec<Placement> {
     ]
 }
 
-/// The tenant's collection and filter as its application finds them now.
-struct Location {
-    collection: mongodb::Collection<Document>,
-    tenant: Option<(String, String)>,
-}
-
-fn location_of(store: &MongoStore, org: &Organization) -> Location {
-    let location = store.location(org);
-    let client = store.cluster_client(&org.placement.cluster).expect("a configured cluster");
-    Location {
-        collection: client.database(&location.database).collection(&location.collection),
-        tenant: location.tenant_filter,
-    }
-}
-
-impl Location {
-    fn filter(&self, id: i64) -> Document {
-        let mut filter = doc! {"_id": id};
-        if let Some((field, value)) = &self.tenant {
-            filter.insert(field, value);
-        }
-        filter
-    }
-
-    fn document(&self, id: i64, v: i64) -> Document {
-        let mut document = doc! {"_id": id, "v": v, "pad": "x".repeat(64)};
-        if let Some((field, value)) = &self.tenant {
-            document.insert(field, value);
-        }
-        document
-    }
-}
-
-/// What the application wrote, and when its writes were refused.
-#[derive(Default)]
-struct Writes {
-    model: BTreeMap<i64, i64>,
-    refused_at: Vec<DateTime<Utc>>,
-    other_errors: Vec<String>,
-    operations: u64,
-}
-
-fn validation_failure(error: &mongodb::error::Error) -> bool {
-    format!("{error:?}").contains("code: 121")
-}
-
-/// An application: inserts, updates and deletes at random at the organization's location,
-/// and looks the location up again when a write is refused (the fence of a move).
-async fn write_until_stopped(
-    store: MongoStore,
-    org: Organization,
-    mut writes: Writes,
-    stop: Arc<AtomicBool>,
-) -> Writes {
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut random = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n.max(1)
-    };
-    let mut location = location_of(&store, &org);
-    let mut next = writes.model.keys().last().map_or(0, |k| k + 1);
-    while !stop.load(Ordering::Relaxed) {
-        // An application writing steadily, not flooding the test server.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let pick = |model: &BTreeMap<i64, i64>, r: u64| model.keys().nth(usize::try_from(r).unwrap_or(0)).copied();
-        let len = writes.model.len() as u64;
-        let (op, id) = match random(3) {
-            0 => (0, next),
-            1 => (1, pick(&writes.model, random(len)).unwrap_or(next)),
-            _ => (2, pick(&writes.model, random(len)).unwrap_or(next)),
-        };
-        let result = match op {
-            0 if !writes.model.contains_key(&id) || id == next => {
-                location.collection.insert_one(location.document(id, 0)).await.map(drop)
-            }
-            1 if writes.model.contains_key(&id) => {
-                location.collection.update_one(location.filter(id), doc! {"$inc": {"v": 1}}).await.map(drop)
-            }
-            2 if writes.model.contains_key(&id) => location.collection.delete_one(location.filter(id)).await.map(drop),
-            _ => continue,
-        };
-        writes.operations += 1;
-        match result {
-            Ok(()) => match op {
-                0 => {
-                    writes.model.insert(id, 0);
-                    next += 1;
-                }
-                1 => *writes.model.get_mut(&id).expect("modelled") += 1,
-                _ => {
-                    writes.model.remove(&id);
-                }
-            },
-            Err(e) if validation_failure(&e) => {
-                writes.refused_at.push(Utc::now());
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                let current = store.find_by_id(org.id).await.expect("find").expect("the organization exists");
-                location = location_of(&store, &current);
-            }
-            Err(e) => writes.other_errors.push(format!("{e}")),
-        }
-    }
-    writes
-}
-
-async fn seed(store: &MongoStore, org: &Organization, documents: i64) -> Writes {
-    let location = location_of(store, org);
-    let mut writes = Writes::default();
-    let all: Vec<Document> = (0..documents).map(|id| location.document(id, 0)).collect();
-    for chunk in all.chunks(5000) {
-        location.collection.insert_many(chunk.to_vec()).await.expect("seed");
-    }
-    writes.model = (0..documents).map(|id| (id, 0)).collect();
-    writes
-}
-
-/// The organization's documents where it is now, as `_id -> v`, checking each is whole.
-async fn stored(store: &MongoStore, org: &Organization) -> BTreeMap<i64, i64> {
-    let location = location_of(store, org);
-    let filter = location.tenant.as_ref().map(|(f, v)| doc! {f: v}).unwrap_or_default();
-    let mut cursor = location.collection.find(filter).await.expect("find");
-    let mut found = BTreeMap::new();
-    while cursor.advance().await.expect("read") {
-        let document: Document = cursor.deserialize_current().expect("document");
-        assert_eq!(document.get_str("pad").map(str::len), Ok(64), "{document:?}");
-        let id = document.get_i64("_id").or_else(|_| document.get_i32("_id").map(i64::from)).expect("an id");
-        let v = document.get_i64("v").or_else(|_| document.get_i32("v").map(i64::from)).expect("v");
-        assert!(found.insert(id, v).is_none(), "{id} twice");
-    }
-    found
-}
-
-/// Whether the source of a finished move is gone from its cluster.
-async fn source_is_gone(store: &MongoStore, org: &Organization, before: &Placement, collection: &str) {
-    let client = store.cluster_client(&before.cluster).expect("cluster");
-    match before.kind {
-        PlacementKind::Database => {
-            let databases = client.list_database_names().await.expect("databases");
-            assert!(!databases.contains(&Placement::database_of(org.id)), "the source database is gone");
-        }
-        PlacementKind::Collection => {
-            let names = client.database(store.tenant_database().name()).list_collection_names().await.expect("list");
-            assert!(!names.contains(&collection.to_owned()), "the source collection is gone: {names:?}");
-        }
-        PlacementKind::Shared => {
-            let shared =
-                client.database(store.tenant_database().name()).collection::<Document>(Placement::SHARED_COLLECTION);
-            let left = shared.count_documents(doc! {Placement::TENANT_FIELD: org.id.to_string()}).await.expect("count");
-            assert_eq!(left, 0, "the source's shared documents are gone");
-        }
-    }
-}
-
-/// No validator anywhere refuses the tenant's writes any more.
-async fn no_fence_left(store: &MongoStore) {
-    for cluster in store.cluster_names() {
-        let client = store.cluster_client(&cluster).expect("cluster");
-        let fences = client.database(store.tenant_database().name()).collection::<Document>("orgsvc_move_markers");
-        if let Some(fence) = fences.find_one(doc! {"_id": "shared_fence"}).await.expect("fence") {
-            assert_eq!(fence.get_array("tenants").map(Vec::len), Ok(0), "{fence:?}");
-            assert!(fence.get("lock").is_none(), "{fence:?}");
-        }
-    }
-}
-
 async fn move_to(store: &MongoStore, org: &Organization, to: &Placement) -> JobView {
     let id = store.start_move(org.name.key(), to.clone()).await.expect("start the move");
     let job = store.run_job(id, "test", RunUntil::Finished).await.expect("run").expect("claimed");
@@ -223,7 +57,7 @@ async fn move_to(store: &MongoStore, org: &Organization, to: &Placement) -> JobV
         let raw = store.master().collection::<Document>("jobs").find_one(doc! {}).sort(doc! {"created_at": -1}).await;
         eprintln!("{raw:?}");
     }
-    assert_eq!((job.state, job.phase), (JobState::Completed, MovePhase::Done), "{job}");
+    assert_eq!((job.state, job.phase), (JobState::Completed, Some(MovePhase::Done)), "{job}");
     job
 }
 
@@ -249,14 +83,15 @@ async fn moves_under_a_writer(
     placements: &[Placement],
 ) -> Vec<JobView> {
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = tokio::spawn(write_until_stopped(store.clone(), org.clone(), writes, stop.clone()));
+    let writer =
+        tokio::spawn(write_until_stopped(store.clone(), org.clone(), writes, Duration::from_millis(50), stop.clone()));
     let mut jobs = Vec::new();
     for to in placements {
         let current = store.find_by_id(org.id).await.expect("find").expect("exists");
         let job = move_to(store, &current, to).await;
         let moved = store.find_by_id(org.id).await.expect("find").expect("exists");
         assert_eq!(&moved.placement, to, "{job}");
-        source_is_gone(store, &moved, &current.placement, current.collection.as_str()).await;
+        nothing_left_at(store, &moved, &current.placement, current.collection.as_str()).await;
         jobs.push(job);
     }
     stop.store(true, Ordering::Relaxed);
@@ -293,4 +128,118 @@ async fn a_tenant_of_twenty_thousand_documents_moves_across_kinds_and_clusters_u
         assert!(job.progress.total > 19_000 && job.progress.done * 10 >= job.progress.total * 9, "{job}");
         assert!(job.fence_ms.is_some(), "{job}");
     }
+}
+
+/// Whether the organization's record still carries a move.
+async fn still_marked_moving(store: &MongoStore, org: &Organization) -> bool {
+    let raw = store.master().collection::<Document>("organizations").find_one(doc! {"_id": org.id.to_string()}).await;
+    raw.expect("read").expect("the organization exists").contains_key("moving")
+}
+
+/// A runner that stops dead at any step of a move (nothing after the step runs, nothing is
+/// undone: a killed process) leaves a job that another runner resumes once the lease has
+/// run out, from the checkpoint, to the end: the organization's documents are exactly what
+/// its application wrote, nothing is left at the source, and no fence stays up. Cancelling
+/// a move stopped inside its fence rolls it back just as cleanly.
+#[tokio::test]
+async fn a_move_stopped_dead_at_any_step_is_finished_by_another_runner() {
+    use PlacementKind::{Collection, Database, Shared};
+    let store = MongoStore::open(&settings(Duration::from_secs(1), 100)).await.expect("store");
+    let org = store.create(new_organization("Crashy", "c@crashy.test")).await.expect("create");
+    let writes = seed(&store, &org, 450).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer =
+        tokio::spawn(write_until_stopped(store.clone(), org.clone(), writes, Duration::from_millis(20), stop.clone()));
+    // Each step twice, from each kind of source in turn, to the other cluster and back.
+    let targets = [placement(Shared, true), placement(Database, false), placement(Collection, true)];
+    let mut round = 0;
+    for step in mongo_adapter::MOVE_STEPS.iter().copied().chain(std::iter::once("cancelled inside the fence")) {
+        for _ in 0..2 {
+            let to = &targets[round % targets.len()];
+            round += 1;
+            let before = store.find_by_id(org.id).await.expect("find").expect("exists");
+            let cancel = !mongo_adapter::MOVE_STEPS.contains(&step);
+            eprintln!("round {round}: {step}, {} to {to}", before.placement);
+            match step {
+                // The second batch: a copy already under way.
+                "move:after_copy_batch" => store.failpoints().arm_at_pass(step, 2),
+                _ if cancel => store.failpoints().arm("move:after_fence"),
+                _ => store.failpoints().arm(step),
+            }
+            let id = store.start_move(org.name.key(), to.clone()).await.expect("start");
+            let stopped = store.run_job(id, "dies", RunUntil::Finished).await.expect("run").expect("claimed");
+            assert!(stopped.finished_at.is_none() && stopped.owner.as_deref() == Some("dies"), "{step}: {stopped}");
+            // Nobody else can take it while the dead runner's lease lasts.
+            assert!(store.run_job(id, "too early", RunUntil::Finished).await.expect("run").is_none(), "{step}");
+            if cancel {
+                store.cancel_job(id).await.expect("cancel");
+            }
+            expire_job_lease(&store, id).await;
+            let job = store.run_job(id, "resumes", RunUntil::Finished).await.expect("run").expect("claimed");
+            let after = store.find_by_id(org.id).await.expect("find").expect("exists");
+            if cancel {
+                assert_eq!((job.state, job.phase), (JobState::RolledBack, Some(MovePhase::RollingBack)), "{job}");
+                assert_eq!(after.placement, before.placement, "{job}");
+                nothing_left_at(&store, &after, to, after.collection.as_str()).await;
+            } else {
+                assert_eq!((job.state, job.phase), (JobState::Completed, Some(MovePhase::Done)), "{step}: {job}");
+                assert_eq!(&after.placement, to, "{job}");
+                nothing_left_at(&store, &after, &before.placement, before.collection.as_str()).await;
+                // Resumed from the checkpoint, not copied again from the start.
+                assert!(job.progress.done < job.progress.total + 100, "{step}: {job}");
+            }
+            assert!(!still_marked_moving(&store, &after).await, "{step}: {job}");
+            no_fence_left(&store).await;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let writes = writer.await.expect("writer");
+    assert!(writes.other_errors.is_empty(), "{:?}", writes.other_errors);
+    assert!(writes.operations > 20, "the writer kept writing: {}", writes.operations);
+    let org = store.find_by_id(org.id).await.expect("find").expect("exists");
+    assert_eq!(stored(&store, &org).await, writes.model, "exactly what the application wrote");
+}
+
+/// The tiering pass counts each organization's documents and starts a move for those that
+/// crossed a threshold, up or (past the margin) down, on their own cluster; one instance at
+/// a time runs it; the moves keep every document; a second pass finds nothing to do.
+#[tokio::test]
+async fn the_tiering_pass_moves_organizations_that_crossed_a_threshold() {
+    use PlacementKind::{Collection, Database, Shared};
+    let store = MongoStore::open(&settings(Duration::ZERO, 500)).await.expect("store");
+    let placing_shared = store.clone().placing_every_organization(placement(Shared, false));
+    let policy = domain::TieringPolicy::new(10, 100).expect("a policy");
+    let mut tenants = Vec::new();
+    for (i, (name, shared, documents, expected)) in [
+        ("Small", false, 3, Shared),
+        ("Medium", false, 50, Collection),
+        ("Big", false, 150, Database),
+        ("Grown", true, 40, Collection),
+        ("Tiny", true, 2, Shared),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let creator = if shared { &placing_shared } else { &store };
+        let org = creator.create(new_organization(name, &format!("a@{name}.test"))).await.expect("create");
+        let first = i64::try_from(i).expect("small") * 1_000;
+        let writes = seed_ids(&store, &org, first..first + documents).await;
+        tenants.push((org, writes, expected));
+    }
+    let lease = Duration::from_secs(60);
+    let report = store.tiering_pass(&policy, "first", lease, 10).await.expect("pass");
+    assert!(report.ran && report.checked == 5 && report.started.len() == 3 && report.skipped.is_empty(), "{report}");
+    // Another instance's pass waits for the lease.
+    assert!(!store.tiering_pass(&policy, "second", lease, 10).await.expect("pass").ran);
+    let ran = store.run_due_jobs("runner").await.expect("run");
+    assert_eq!(ran.len(), 3, "{ran:#?}");
+    assert!(ran.iter().all(|job| job.state == JobState::Completed), "{ran:#?}");
+    for (org, writes, expected) in &tenants {
+        let now = store.find_by_id(org.id).await.expect("find").expect("exists");
+        assert_eq!(now.placement, placement(*expected, false), "{}", org.name.as_str());
+        assert_eq!(stored(&store, &now).await, writes.model, "{}", org.name.as_str());
+    }
+    let again = store.tiering_pass(&policy, "first", lease, 10).await.expect("pass");
+    assert!(again.ran && again.started.is_empty(), "{again}");
+    no_fence_left(&store).await;
 }

@@ -42,11 +42,16 @@ pub struct Cli {
 enum Command {
     /// Serve the HTTP API (the default).
     Serve,
-    /// Apply pending migrations: master indexes, then every tenant collection.
+    /// Apply pending migrations: master indexes, then every tenant collection (as a job
+    /// that waits for, or resumes, one already started).
     Migrate {
         /// Only list what would be applied.
         #[arg(long)]
         dry_run: bool,
+        /// Roll this tenant migration back (its `down` part) on every organization that
+        /// has it, as a job; a migration without a `down` part is refused.
+        #[arg(long, value_name = "NAME", conflicts_with = "dry_run")]
+        down: Option<String>,
     },
     /// Finish or roll back interrupted operations and report what was done; with
     /// `--resolve`, settle one organization's operation the chosen way without waiting for
@@ -95,6 +100,9 @@ enum JobsCommand {
     },
     /// Run every job that is due (new, or whose runner died) in this process, to its end.
     Run,
+    /// Run one automatic tiering pass now: start moves for the organizations whose document
+    /// counts crossed a threshold (`ORGSVC_TIERING_*`); `jobs run` or the instances run them.
+    Tier,
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,7 +195,12 @@ async fn run(command: Command, settings: Settings, sources: &[(&'static str, Sou
             println!("configuration is valid");
             Ok(())
         }
-        Command::Migrate { dry_run } => {
+        Command::Migrate { down: Some(name), .. } => {
+            let store = mongo_store(&settings).await?;
+            let migrations = tenant_migrations()?;
+            run_tenant_job(&store, &migrations, || store.start_tenant_rollback(&migrations, &name)).await
+        }
+        Command::Migrate { dry_run, down: None } => {
             let store = mongo_store(&settings).await?;
             let report = store.migrate(master_migrations()?, dry_run).await?;
             let verb = if dry_run { "would apply" } else { "applied" };
@@ -196,10 +209,12 @@ async fn run(command: Command, settings: Settings, sources: &[(&'static str, Sou
             if !dry_run {
                 print!("{}", store.rekey_organizations().await?);
             }
-            let tenants =
-                store.migrate_tenants(&tenant_migrations()?, dry_run, &mut crate::progress::Progress::new()).await?;
-            print!("{tenants}");
-            Ok(())
+            let migrations = tenant_migrations()?;
+            if dry_run {
+                print!("{}", store.migrate_tenants(&migrations, true, &mut crate::progress::Progress::new()).await?);
+                return Ok(());
+            }
+            run_tenant_job(&store, &migrations, || store.start_tenant_migrations(&migrations)).await
         }
         Command::Reconcile { resolve: Some(id), forward, .. } => {
             let store = mongo_store(&settings).await?;
@@ -218,7 +233,7 @@ async fn run(command: Command, settings: Settings, sources: &[(&'static str, Sou
             }
             Ok(())
         }
-        Command::Jobs { command } => jobs(&mongo_store(&settings).await?, command).await,
+        Command::Jobs { command } => jobs(&mongo_store(&settings).await?, &settings, command).await,
         Command::Org { command } => {
             let store = mongo_store(&settings).await?;
             match command {
@@ -272,23 +287,23 @@ async fn run(command: Command, settings: Settings, sources: &[(&'static str, Sou
     }
 }
 
-async fn jobs(store: &MongoStore, command: JobsCommand) -> anyhow::Result<()> {
+async fn jobs(store: &MongoStore, settings: &Settings, command: JobsCommand) -> anyhow::Result<()> {
     match command {
         JobsCommand::List => {
             let all = store.list_jobs().await?;
             println!(
-                "{:<36}  {:<5}  {:<11}  {:<12}  {:<24}  {:>17}  created",
-                "id", "kind", "state", "phase", "organization", "progress"
+                "{:<36}  {:<16}  {:<11}  {:<15}  {:<24}  {:>17}  created",
+                "id", "kind", "state", "phase", "organization or migrations", "progress"
             );
             for job in &all {
                 let progress = format!("{}/{}", job.progress.done, job.progress.total);
                 println!(
-                    "{:<36}  {:<5}  {:<11}  {:<12}  {:<24}  {:>17}  {}",
+                    "{:<36}  {:<16}  {:<11}  {:<15}  {:<24}  {:>17}  {}",
                     job.id,
                     job.kind.as_str(),
                     job.state.as_str(),
-                    job.phase.as_str(),
-                    job.organization_name,
+                    job.phase.map_or("-", domain::MovePhase::as_str),
+                    job.organization_name.clone().unwrap_or_else(|| job.migrations.join(",")),
                     progress,
                     job.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 );
@@ -316,6 +331,12 @@ async fn jobs(store: &MongoStore, command: JobsCommand) -> anyhow::Result<()> {
                 print!("{job}");
             }
             println!("{} job(s) run", ran.len());
+            Ok(())
+        }
+        JobsCommand::Tier => {
+            // A one-off pass keeps the lease for a minute: no instance starts a pass meanwhile.
+            let lease = std::time::Duration::from_secs(60);
+            print!("{}", store.tiering_pass(&settings.tiering, &runner_name(), lease, usize::MAX).await?);
             Ok(())
         }
     }
@@ -371,7 +392,7 @@ async fn move_organization(
         domain::JobState::RolledBack | domain::JobState::Failed => {
             bail!("the move did not complete: {}", job.last_error.unwrap_or_else(|| job.state.to_string()))
         }
-        _ if job.phase >= domain::MovePhase::Switched => {
+        _ if job.phase.is_some_and(domain::MovePhase::has_switched) => {
             if let Some(at) = job.cleanup_at.filter(|_| !job.state.is_finished()) {
                 println!(
                     "switched; the fenced source is removed after {} by a job runner",
@@ -380,7 +401,10 @@ async fn move_organization(
             }
             Ok(())
         }
-        _ => bail!("the move is still running elsewhere ({}); follow it with `orgsvc jobs show {id}`", job.phase),
+        _ => bail!(
+            "the move is still running elsewhere ({}); follow it with `orgsvc jobs show {id}`",
+            job.phase.map_or("-", domain::MovePhase::as_str)
+        ),
     }
 }
 
@@ -408,4 +432,45 @@ fn describe(settings: &Settings, sources: &[(&'static str, Source)]) -> String {
         text.push_str(&format!("{variable:<width$} = {value}  # {source}\n"));
     }
     text
+}
+
+/// Starts a tenant migration (or rollback) job with `start` and runs it here with a progress
+/// bar. While another such job is unfinished it runs that one instead if its runner died,
+/// or follows it until it ends, and then starts its own: two runs never work at once.
+async fn run_tenant_job<F, Fut, E>(
+    store: &MongoStore,
+    migrations: &[mongo_adapter::Migration],
+    start: F,
+) -> anyhow::Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<mongo_adapter::MigrationJob, E>>,
+    E: Into<anyhow::Error>,
+{
+    let owner = runner_name();
+    loop {
+        let (id, ours) = match start().await.map_err(Into::into)? {
+            mongo_adapter::MigrationJob::Started(id) => (id, true),
+            mongo_adapter::MigrationJob::Running(other) => {
+                let runner = other.owner.clone().unwrap_or_else(|| "no runner yet".to_owned());
+                eprintln!("tenant migration job {} is unfinished ({runner}); waiting for it", other.id);
+                (other.id, false)
+            }
+        };
+        let ran = store.run_tenant_job(id, &owner, migrations, &mut crate::progress::Progress::new()).await?;
+        let job = match ran {
+            Some((job, Some(report))) if ours => {
+                print!("{report}");
+                println!("job {}: {}", job.id, job.state);
+                return Ok(());
+            }
+            Some((job, _)) => job,
+            // Another runner holds it (an instance's job runner may take up a new job first).
+            None => crate::progress::follow_job(store, id).await?,
+        };
+        if ours {
+            print!("{job}");
+            return Ok(());
+        }
+    }
 }

@@ -96,6 +96,7 @@ impl Application {
                 let reconciler = reconcile_now_and_then(Arc::clone(&store), settings.reconcile_interval).await?;
                 sweep_now_and_then(Arc::clone(&store), settings.orphan_sweep_interval);
                 run_jobs_now_and_then(Arc::clone(&store), settings.jobs_interval, &registry)?;
+                tier_now_and_then(Arc::clone(&store), settings.tiering, settings.tiering_interval);
                 (
                     parts.service(store.clone(), &registry)?,
                     store.clone() as Arc<dyn TenantStore>,
@@ -323,7 +324,7 @@ fn run_jobs_now_and_then(
             match store.run_due_jobs(&owner).await {
                 Ok(ran) => {
                     for job in ran {
-                        tracing::info!(job = %job.id, state = %job.state, phase = %job.phase, "job run");
+                        tracing::info!(job = %job.id, kind = job.kind.as_str(), state = %job.state, "job run");
                     }
                 }
                 Err(error) => tracing::warn!(error = format!("{error:#}"), "the job runner failed; will retry"),
@@ -333,6 +334,34 @@ fn run_jobs_now_and_then(
     });
     Ok(())
 }
+
+/// Runs the automatic tiering pass every `interval` (never when zero): on the instance
+/// that holds the pass's lease, it starts moves for organizations that crossed a threshold
+/// of `policy`, which the job runners then carry out.
+fn tier_now_and_then(store: Arc<MongoStore>, policy: domain::TieringPolicy, interval: std::time::Duration) {
+    if interval.is_zero() {
+        return;
+    }
+    let owner = cli::runner_name();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            // The lease outlasts the pass, so no other instance starts one meanwhile.
+            match store.tiering_pass(&policy, &owner, interval.max(TIERING_LEASE), TIERING_MOVES_PER_PASS).await {
+                Ok(report) if !report.started.is_empty() || !report.skipped.is_empty() => {
+                    tracing::info!(%report, "tiering pass");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(error = format!("{error:#}"), "the tiering pass failed; will retry"),
+            }
+        }
+    });
+}
+
+/// The shortest lease of a tiering pass.
+const TIERING_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+/// The most moves one tiering pass starts: the job runners carry them out one at a time.
+const TIERING_MOVES_PER_PASS: usize = 10;
 
 /// Repairs operations that a previous process left unfinished, then keeps doing so in the
 /// background: an operation interrupted while this instance runs (another instance died)

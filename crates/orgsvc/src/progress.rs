@@ -102,8 +102,9 @@ impl MigrationProgress for Progress {
     }
 }
 
-/// Follows a job with a bar of documents copied (plain lines when standard error is not a
-/// terminal) until it has switched or ended; returns it as it then is.
+/// Follows a job with a bar of its work done (documents copied, organizations migrated;
+/// plain lines when standard error is not a terminal) until a move has switched or the job
+/// ended (or its runner's lease ran out); returns it as it then is.
 pub async fn follow_job(
     store: &mongo_adapter::MongoStore,
     id: domain::JobId,
@@ -112,7 +113,7 @@ pub async fn follow_job(
     let bar = terminal.then(|| {
         let bar = ProgressBar::new(0);
         bar.set_style(
-            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} documents, {per_sec}, ETA {eta}")
+            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} {prefix}, {per_sec}, ETA {eta}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar
@@ -120,16 +121,25 @@ pub async fn follow_job(
     let mut last_line = Instant::now() - Duration::from_secs(60);
     loop {
         let job = store.job(id).await?.ok_or_else(|| anyhow::anyhow!("job {id} vanished"))?;
-        let ended = job.state.is_finished() || job.phase >= domain::MovePhase::Switched;
+        // A runner whose lease ran out has died: following its job any longer would wait
+        // for nothing (another runner takes it up in its own time).
+        let orphaned = job.lease_expires_at.is_some_and(|at| at < chrono::Utc::now());
+        let ended = job.state.is_finished() || job.phase.is_some_and(domain::MovePhase::has_switched) || orphaned;
+        let what = match job.phase {
+            Some(phase) => format!("move {phase}"),
+            None => format!("{} {}", job.kind.as_str().replace('_', " "), job.state),
+        };
+        let unit = job.kind.unit();
         match &bar {
             Some(bar) => {
                 bar.set_length(job.progress.total.max(job.progress.done));
                 bar.set_position(job.progress.done);
-                bar.set_message(format!("move {}", job.phase));
+                bar.set_prefix(unit);
+                bar.set_message(what);
             }
             None if ended || last_line.elapsed() >= Duration::from_secs(2) => {
                 last_line = Instant::now();
-                eprintln!("move {}: {}, {}/{} documents", job.id, job.phase, job.progress.done, job.progress.total);
+                eprintln!("{what} {}: {}/{} {unit}", job.id, job.progress.done, job.progress.total);
             }
             None => {}
         }

@@ -399,3 +399,170 @@ async fn stalled_bodies_are_dropped_on_time_and_their_memory_is_reused() {
     let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("wait");
     assert!(output.status.success());
 }
+
+/// Runs an `orgsvc` command off the async threads (the test's tenant application keeps
+/// writing meanwhile); returns whether it succeeded and what it printed.
+async fn run_command(config: &str, args: &[&str]) -> (bool, String) {
+    let mut all = vec!["--config".to_owned(), config.to_owned()];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = all.iter().map(String::as_str).collect();
+        let output = orgsvc(&args).output().expect("run");
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), text)
+    })
+    .await
+    .expect("join")
+}
+
+/// When a round kills the process that runs a move.
+#[derive(Debug, Clone, Copy)]
+enum KillAt {
+    /// After this many milliseconds.
+    After(u64),
+    /// As soon as the job's record shows this phase.
+    Phase(domain::MovePhase),
+}
+
+/// `kill -9` of the process running a move, at random moments and in each phase (the
+/// cut-over among them), while the tenant's application keeps writing: after a restart
+/// (`orgsvc jobs run`, once the dead runner's lease has run out) every move has completed
+/// or rolled back, the organization holds exactly what its application wrote, nothing is
+/// left at the other end, and no fence is left in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_killed_at_random_points_complete_or_roll_back_after_a_restart() {
+    use domain::{ClusterName, JobState, MovePhase, Placement, PlacementKind};
+    use mongo_adapter::test_support::application::{
+        Writes, no_fence_left, nothing_left_at, seed, stored, write_until_stopped,
+    };
+    use mongo_adapter::test_support::{
+        SECOND_URI_VARIABLE, URI_VARIABLE, fresh_settings_with_second_cluster, new_organization, second_cluster,
+    };
+    use ports::OrganizationRepository;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mut settings = fresh_settings_with_second_cluster(URI_VARIABLE);
+    // The test server scans every retryable write it remembers on each new one.
+    settings.retry_writes = false;
+    let store = mongo_adapter::MongoStore::open(&settings).await.expect("store");
+    let config = ConfigFile::new(&format!(
+        "storage = \"mongodb\"\njobs_interval_seconds = 0\njob_lease_seconds = 3\nmove_batch = 100\n\
+         move_grace_seconds = 1\n[mongodb]\nuri = \"{}\"\ndatabase = \"{}\"\ncommand_timeout_ms = 1400\n\
+         retry_writes = false\n[clusters.second]\nuri = \"{}\"\n",
+        std::env::var(URI_VARIABLE).expect("run with make test"),
+        settings.database,
+        std::env::var(SECOND_URI_VARIABLE).expect("run with make test"),
+    ));
+    let org = store.create(new_organization("Killed", "k@killed.test")).await.expect("create");
+    let writes: Writes = seed(&store, &org, 1_000).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer =
+        tokio::spawn(write_until_stopped(store.clone(), org.clone(), writes, Duration::from_millis(20), stop.clone()));
+
+    let on =
+        |kind, second: bool| Placement { kind, cluster: if second { second_cluster() } else { ClusterName::main() } };
+    let (c, d, s) = (PlacementKind::Collection, PlacementKind::Database, PlacementKind::Shared);
+    let mut random = {
+        let mut seed = u64::from(std::process::id()) | 1;
+        move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        }
+    };
+    let rounds = [
+        (on(s, true), KillAt::Phase(MovePhase::Copying)),
+        (on(d, false), KillAt::After(random(2_500))),
+        (on(c, false), KillAt::Phase(MovePhase::CatchingUp)),
+        (on(s, false), KillAt::Phase(MovePhase::Fenced)),
+        (on(d, true), KillAt::After(random(2_500))),
+        (on(c, true), KillAt::Phase(MovePhase::Switched)),
+        (on(s, true), KillAt::Phase(MovePhase::Fenced)),
+        (on(c, false), KillAt::After(random(2_500))),
+        (on(d, false), KillAt::Phase(MovePhase::Fenced)),
+        (on(s, false), KillAt::After(random(2_500))),
+        (on(d, true), KillAt::Phase(MovePhase::CatchingUp)),
+        (on(c, false), KillAt::Phase(MovePhase::Fenced)),
+    ];
+    let mut killed_mid_move = 0;
+    let mut killed_in_phase = std::collections::BTreeMap::<String, usize>::new();
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    for (round, (to, kill_at)) in rounds.iter().enumerate() {
+        let before = store.find_by_id(org.id).await.expect("find").expect("exists");
+        let kind = to.kind.as_str();
+        let cluster = to.cluster.to_string();
+        let mut child =
+            orgsvc(&["--config", config.path(), "org", "move", "Killed", "--to", kind, "--cluster", &cluster])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn orgsvc org move");
+        let started = Instant::now();
+        // The move's job, once recorded, and its phase at the kill.
+        let mut job = None;
+        loop {
+            if job.is_none() {
+                job = store.list_jobs().await.expect("jobs").into_iter().find(|j| j.finished_at.is_none());
+            }
+            let current = match &job {
+                Some(j) => store.job(j.id).await.expect("job"),
+                None => None,
+            };
+            let due = match kill_at {
+                KillAt::After(ms) => started.elapsed() >= Duration::from_millis(*ms),
+                KillAt::Phase(phase) => {
+                    current.as_ref().is_some_and(|j| j.phase >= Some(*phase) || j.finished_at.is_some())
+                }
+            };
+            if due || child.try_wait().expect("wait").is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let Some(job) = job else { continue };
+        let at_kill = store.job(job.id).await.expect("job").expect("the job exists");
+        if at_kill.finished_at.is_none() {
+            killed_mid_move += 1;
+            *killed_in_phase.entry(at_kill.phase.map(|p| p.to_string()).unwrap_or_default()).or_default() += 1;
+        }
+
+        // The restart: `jobs run` takes the job up once the dead runner's lease has run out.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let ended = loop {
+            let (ok, text) = run_command(config.path(), &["jobs", "run"]).await;
+            assert!(ok, "round {round}: {text}");
+            let now = store.job(job.id).await.expect("job").expect("the job exists");
+            if now.finished_at.is_some() {
+                break now;
+            }
+            assert!(Instant::now() < deadline, "round {round}: the job did not end: {now}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let after = store.find_by_id(org.id).await.expect("find").expect("exists");
+        match ended.state {
+            JobState::Completed => {
+                assert_eq!(&after.placement, to, "round {round}: {ended}");
+                nothing_left_at(&store, &after, &before.placement, before.collection.as_str()).await;
+            }
+            JobState::RolledBack => {
+                assert_eq!(after.placement, before.placement, "round {round}: {ended}");
+                nothing_left_at(&store, &after, to, after.collection.as_str()).await;
+            }
+            _ => panic!("round {round}: neither completed nor rolled back: {ended}"),
+        }
+        *outcomes.entry(ended.state.to_string()).or_default() += 1;
+        no_fence_left(&store).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let writes = writer.await.expect("writer");
+    assert!(writes.other_errors.is_empty(), "{:?}", writes.other_errors);
+    let org = store.find_by_id(org.id).await.expect("find").expect("exists");
+    assert_eq!(stored(&store, &org).await, writes.model, "exactly what the application wrote");
+    eprintln!("killed mid-move: {killed_mid_move}, by phase {killed_in_phase:?}; outcomes {outcomes:?}");
+    assert!(killed_mid_move >= 10, "{killed_mid_move} kills hit a running move: {killed_in_phase:?}");
+    assert!(killed_in_phase.contains_key("fenced"), "no kill hit the cut-over: {killed_in_phase:?}");
+}

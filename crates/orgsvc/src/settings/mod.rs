@@ -122,6 +122,12 @@ pub struct Settings {
     /// How often an instance looks for background jobs (moves) to run or resume
     /// (`ORGSVC_JOBS_INTERVAL_SECONDS`; 0: this instance runs none, `orgsvc jobs run` does).
     pub jobs_interval: Duration,
+    /// How often an instance runs the automatic tiering pass, if no other instance is
+    /// (`ORGSVC_TIERING_INTERVAL_SECONDS`; 0, the default: never).
+    pub tiering_interval: Duration,
+    /// The document counts that decide an organization's placement kind in that pass
+    /// (`ORGSVC_TIERING_SHARED_BELOW`, `ORGSVC_TIERING_DATABASE_ABOVE`).
+    pub tiering: domain::TieringPolicy,
     /// Sessions, lockout and audit retention (`ORGSVC_REFRESH_TTL_SECONDS`,
     /// `ORGSVC_REFRESH_GRACE_SECONDS`, `ORGSVC_REVOCATION_BOUND_SECONDS`,
     /// `ORGSVC_LOCKOUT_THRESHOLD`, `ORGSVC_LOCKOUT_BASE_SECONDS`, `ORGSVC_LOCKOUT_MAX_SECONDS`,
@@ -155,6 +161,8 @@ impl Default for Settings {
             reconcile_interval: Duration::from_secs(30),
             orphan_sweep_interval: Duration::from_secs(3600),
             jobs_interval: Duration::from_secs(5),
+            tiering_interval: Duration::ZERO,
+            tiering: domain::TieringPolicy::default(),
             security: SecurityPolicy::default(),
             http: HttpPolicy::default(),
         }

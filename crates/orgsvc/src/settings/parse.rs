@@ -120,6 +120,19 @@ impl Settings {
         if let Some(v) = get(&raw.jobs_interval_seconds) {
             s.jobs_interval = Duration::from_secs(number("ORGSVC_JOBS_INTERVAL_SECONDS", &v)?);
         }
+        if let Some(v) = get(&raw.tiering_interval_seconds) {
+            s.tiering_interval = Duration::from_secs(number("ORGSVC_TIERING_INTERVAL_SECONDS", &v)?);
+        }
+        let shared_below = match get(&raw.tiering_shared_below) {
+            Some(v) => number("ORGSVC_TIERING_SHARED_BELOW", &v)?,
+            None => s.tiering.shared_below(),
+        };
+        let database_above = match get(&raw.tiering_database_above) {
+            Some(v) => number("ORGSVC_TIERING_DATABASE_ABOVE", &v)?,
+            None => s.tiering.database_above(),
+        };
+        s.tiering = domain::TieringPolicy::new(shared_below, database_above)
+            .map_err(|e| anyhow::anyhow!("ORGSVC_TIERING_SHARED_BELOW: {e}"))?;
         s.read_security(raw)?;
         s.validate()?;
         Ok(s)
