@@ -7,6 +7,7 @@
 //! `cargo test`.
 
 mod load;
+mod moves;
 mod report;
 mod scenarios;
 mod service;
@@ -41,6 +42,8 @@ struct Plan {
     /// to measure one placement per fresh test server).
     memory_growth: bool,
     big_tenant_docs: usize,
+    /// The tenant sizes of the move scenario.
+    move_sizes: Vec<usize>,
 }
 
 impl Plan {
@@ -57,6 +60,7 @@ impl Plan {
                 memory_growth: true,
                 bulk_seed: false,
                 big_tenant_docs: 5_000,
+                move_sizes: vec![1_000, 10_000],
             }
         } else {
             Self {
@@ -74,6 +78,7 @@ impl Plan {
                 memory_growth: true,
                 bulk_seed: false,
                 big_tenant_docs: 100_000,
+                move_sizes: vec![1_000, 100_000],
             }
         }
     }
@@ -85,6 +90,8 @@ enum Only {
     All,
     /// Scenarios 3 and 5 alone.
     Growth,
+    /// Scenario 6 alone.
+    Moves,
 }
 
 /// The command line: `[--quick] [--only=growth] [--mongo-sizes=N,N...] [--shared-sizes=N,N...]
@@ -114,12 +121,17 @@ fn parse_args(args: impl Iterator<Item = String>) -> anyhow::Result<(Plan, Only)
                     other => Err(anyhow::anyhow!("--placements: {other:?} is not collection, database or shared")),
                 })
                 .collect::<anyhow::Result<_>>()?;
+        } else if let Some(sizes) = arg.strip_prefix("--move-sizes=") {
+            plan.move_sizes = sizes_of("--move-sizes", sizes)?;
         } else if arg == "--only=growth" {
             only = Only::Growth;
+        } else if arg == "--only=moves" {
+            only = Only::Moves;
         } else {
             anyhow::bail!(
-                "unknown argument {arg}; usage: orgsvc-bench [--quick] [--only=growth] [--mongo-sizes=N,N] \
-                 [--shared-sizes=N,N] [--placements=collection,database,shared] [--skip-memory] [--bulk-seed]"
+                "unknown argument {arg}; usage: orgsvc-bench [--quick] [--only=growth|moves] [--mongo-sizes=N,N] \
+                 [--shared-sizes=N,N] [--move-sizes=N,N] [--placements=collection,database,shared] [--skip-memory] \
+                 [--bulk-seed]"
             );
         }
     }
@@ -173,6 +185,18 @@ async fn main() -> anyhow::Result<()> {
                 .notes
                 .push("scenario 4 needs MongoDB: run through `make bench`, which starts the test server".into());
         }
+    }
+    // Scenario 6, before growth too: online moves against the tenant's size.
+    if matches!(only, Only::All | Only::Moves) {
+        match &mongo_uri {
+            Some(_) => moves::move_cost(&plan.move_sizes, &mut report).await?,
+            None => report.notes.push("scenario 6 (moves) needs MongoDB: run through `make bench`".into()),
+        }
+    }
+    if only == Only::Moves {
+        report.print();
+        println!("\ntotal time {:.0} s", started.elapsed().as_secs_f64());
+        return Ok(());
     }
     // Scenarios 3 and 5: growth, with cheap hashing so that seeding is about the store; on
     // MongoDB once per placement, each on fresh databases.

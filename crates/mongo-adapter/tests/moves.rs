@@ -144,6 +144,9 @@ async fn still_marked_moving(store: &MongoStore, org: &Organization) -> bool {
 #[tokio::test]
 async fn a_move_stopped_dead_at_any_step_is_finished_by_another_runner() {
     use PlacementKind::{Collection, Database, Shared};
+    // A grace period, as in production: an application that looked its location up just
+    // before a switch must find the old one fenced, not gone (a write to a removed
+    // collection would create it anew, and be lost).
     let store = MongoStore::open(&settings(Duration::from_secs(1), 100)).await.expect("store");
     let org = store.create(new_organization("Crashy", "c@crashy.test")).await.expect("create");
     let writes = seed(&store, &org, 450).await;
@@ -241,5 +244,39 @@ async fn the_tiering_pass_moves_organizations_that_crossed_a_threshold() {
     }
     let again = store.tiering_pass(&policy, "first", lease, 10).await.expect("pass");
     assert!(again.ran && again.started.is_empty(), "{again}");
+    no_fence_left(&store).await;
+}
+
+/// Without change streams (a standalone server) a move fences its source for the whole
+/// copy, and says so; the application's inserts and updates are refused until the switch
+/// and then go to the new location; none is lost. (Deletes made at the old location after
+/// the switch are not carried over in this mode, as docs/operations.md says, so this
+/// application makes none.)
+#[tokio::test]
+async fn a_move_on_a_standalone_server_fences_for_the_whole_copy() {
+    let mut settings =
+        mongo_adapter::test_support::fresh_settings(mongo_adapter::test_support::STANDALONE_URI_VARIABLE);
+    settings.move_grace = Duration::from_secs(1);
+    settings.move_batch = 100;
+    settings.retry_writes = false;
+    let store = MongoStore::open(&settings).await.expect("store");
+    let org = store.create(new_organization("Alone", "a@alone.test")).await.expect("create");
+    let mut writes = seed(&store, &org, 500).await;
+    writes.without_deletes = true;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer =
+        tokio::spawn(write_until_stopped(store.clone(), org.clone(), writes, Duration::from_millis(20), stop.clone()));
+    let to = placement(PlacementKind::Shared, false);
+    let job = move_to(&store, &org, &to).await;
+    assert_eq!(job.mode, Some(domain::MoveMode::FencedCopy), "{job}");
+    assert!(job.to_string().contains("writes refused for the whole copy"), "{job}");
+    stop.store(true, Ordering::Relaxed);
+    let writes = writer.await.expect("writer");
+    assert!(writes.other_errors.is_empty(), "{:?}", writes.other_errors);
+    assert!(!writes.refused_at.is_empty(), "the fence refused the writes made during the copy");
+    let moved = store.find_by_id(org.id).await.expect("find").expect("exists");
+    assert_eq!(moved.placement, to);
+    assert_eq!(stored(&store, &moved).await, writes.model, "exactly what the application wrote");
+    nothing_left_at(&store, &moved, &org.placement, org.collection.as_str()).await;
     no_fence_left(&store).await;
 }

@@ -319,6 +319,20 @@ async fn operators_move_an_organization_and_watch_the_job() {
     assert!(!ok && text.contains("is not a job id"), "{text}");
     let (ok, text) = run(&["org", "show", "Acme"]);
     assert!(ok && text.contains("placement:   shared on main"), "{text}");
+
+    // Tenant migrations run as a job, listed with the moves.
+    let (ok, text) = run(&["migrate"]);
+    assert!(ok && text.contains("job ") && text.contains("completed"), "{text}");
+    let (ok, text) = run(&["jobs", "list"]);
+    assert!(ok && text.contains("3 job(s)") && text.contains("tenant_migration"), "{text}");
+    // A migration without a down part, or an unknown one, is not rolled back.
+    let (ok, text) = run(&["migrate", "--down", "0001_updated_at_index"]);
+    assert!(!ok && text.contains("has no down part"), "{text}");
+    let (ok, text) = run(&["migrate", "--down", "0999_nothing"]);
+    assert!(!ok && text.contains("no tenant migration named 0999_nothing"), "{text}");
+    // A tiering pass leaves an organization with no documents in `shared`.
+    let (ok, text) = run(&["jobs", "tier"]);
+    assert!(ok && text.contains("1 organization(s) checked, 0 move(s) started"), "{text}");
 }
 
 #[test]
@@ -447,8 +461,8 @@ async fn moves_killed_at_random_points_complete_or_roll_back_after_a_restart() {
     settings.retry_writes = false;
     let store = mongo_adapter::MongoStore::open(&settings).await.expect("store");
     let config = ConfigFile::new(&format!(
-        "storage = \"mongodb\"\njobs_interval_seconds = 0\njob_lease_seconds = 3\nmove_batch = 100\n\
-         move_grace_seconds = 1\n[mongodb]\nuri = \"{}\"\ndatabase = \"{}\"\ncommand_timeout_ms = 1400\n\
+        "storage = \"mongodb\"\njobs_interval_seconds = 0\njob_lease_seconds = 5\nmove_batch = 100\n\
+         move_grace_seconds = 1\n[mongodb]\nuri = \"{}\"\ndatabase = \"{}\"\ncommand_timeout_ms = 2400\n\
          retry_writes = false\n[clusters.second]\nuri = \"{}\"\n",
         std::env::var(URI_VARIABLE).expect("run with make test"),
         settings.database,

@@ -61,6 +61,9 @@ pub struct Writes {
     pub other_errors: Vec<String>,
     /// Writes attempted.
     pub operations: u64,
+    /// Only inserts and updates: for a move without change streams, which does not carry
+    /// over deletes made at the old location after its switch.
+    pub without_deletes: bool,
 }
 
 fn validation_failure(error: &mongodb::error::Error) -> bool {
@@ -91,7 +94,8 @@ pub async fn write_until_stopped(
         tokio::time::sleep(pause).await;
         let pick = |model: &BTreeMap<i64, i64>, r: u64| model.keys().nth(usize::try_from(r).unwrap_or(0)).copied();
         let len = writes.model.len() as u64;
-        let (op, id) = match random(3) {
+        let kinds = if writes.without_deletes { 2 } else { 3 };
+        let (op, id) = match random(kinds) {
             0 => (0, next),
             1 => (1, pick(&writes.model, random(len)).unwrap_or(next)),
             _ => (2, pick(&writes.model, random(len)).unwrap_or(next)),
