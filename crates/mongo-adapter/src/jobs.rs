@@ -139,6 +139,35 @@ pub(crate) struct JobDoc {
 }
 
 impl JobDoc {
+    /// A new job of `kind`, pending, with nothing of any kind's own yet.
+    pub(crate) fn pending(id: JobId, kind: JobKind) -> Self {
+        let now = to_bson_time(Utc::now());
+        Self {
+            id: id.to_string(),
+            kind: kind.as_str().to_owned(),
+            state: JobState::Pending.as_str().to_owned(),
+            organization: String::new(),
+            organization_name: String::new(),
+            from: Side::default(),
+            to: Side::default(),
+            phase: String::new(),
+            migrations: Vec::new(),
+            summary: None,
+            mode: None,
+            progress: ProgressDoc::default(),
+            checkpoint: CheckpointDoc::default(),
+            lease: None,
+            cancel_requested: false,
+            fence_started_at: None,
+            fence_ms: None,
+            cleanup_at: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+            last_error: None,
+        }
+    }
+
     pub(crate) fn phase(&self) -> anyhow::Result<MovePhase> {
         self.phase.parse().with_context(|| format!("job {}: phase {:?}", self.id, self.phase))
     }

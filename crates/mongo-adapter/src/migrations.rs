@@ -306,47 +306,16 @@ impl MongoStore {
             let mut done = 0;
             let mut shared_done = std::collections::HashSet::new();
             loop {
-                let mut cursor = organizations
-                    .find(lacking.clone())
-                    .projection(doc! {"collection": 1, "database": 1, "placement": 1, "cluster": 1})
-                    .sort(doc! {"_id": 1})
-                    .await
-                    .context("listing organizations")?;
-                let mut batch = Vec::new();
-                while cursor.advance().await.context("listing organizations")? {
-                    batch.push(cursor.deserialize_current().context("reading an organization")?);
-                }
+                let batch = self.organizations_to_migrate(lacking.clone()).await?;
                 if batch.is_empty() || dry_run {
                     done += if dry_run { batch.len() as u64 } else { 0 };
                     break;
                 }
                 for org in batch {
-                    self.failpoints.pass(TENANT_MIGRATION_STEP).await;
-                    self.failpoints.check(TENANT_MIGRATION_STEP)?;
-                    let (id, collection, database) =
-                        (org.get_str("_id")?, org.get_str("collection")?, org.get_str("database")?);
-                    let cluster = self.cluster_named(org.get_str("cluster").ok())?;
-                    // A `shared` organization's documents are in its cluster's shared
-                    // collection, which the migration needs only once per run.
-                    if org.get_str("placement") == Ok(domain::PlacementKind::Shared.as_str()) {
-                        if shared_done.insert(cluster.name.clone()) {
-                            cluster
-                                .apply_tenant_commands(
-                                    cluster.tenants.name(),
-                                    domain::Placement::SHARED_COLLECTION,
-                                    &commands,
-                                )
-                                .await
-                                .with_context(|| {
-                                    format!("applying tenant migration {} to the shared collection", migration.name)
-                                })?;
-                        }
-                    } else {
-                        cluster
-                            .apply_tenant_commands(database, collection, &commands)
-                            .await
-                            .with_context(|| format!("applying tenant migration {} to {collection}", migration.name))?;
-                    }
+                    let (id, collection) = self
+                        .apply_to_organization(&org, &commands, &mut shared_done)
+                        .await
+                        .with_context(|| format!("applying tenant migration {}", migration.name))?;
                     // Recorded only if the collection is still the one migrated: after a
                     // concurrent rename the organization is picked up again under its new
                     // collection (idempotent), after a deletion it is gone.
@@ -409,38 +378,15 @@ impl MongoStore {
         let mut job = JobCounter { total, ..JobCounter::default() };
         let mut shared_done = std::collections::HashSet::new();
         loop {
-            let batch: Vec<Document> = organizations
-                .find(having.clone())
-                .projection(doc! {"collection": 1, "database": 1, "placement": 1, "cluster": 1})
-                .sort(doc! {"_id": 1})
-                .await
-                .context("listing organizations")?
-                .try_collect()
-                .await
-                .context("listing organizations")?;
+            let batch = self.organizations_to_migrate(having.clone()).await?;
             if batch.is_empty() {
                 break;
             }
             for org in batch {
-                self.failpoints.pass(TENANT_MIGRATION_STEP).await;
-                self.failpoints.check(TENANT_MIGRATION_STEP)?;
-                let (id, collection, database) =
-                    (org.get_str("_id")?, org.get_str("collection")?, org.get_str("database")?);
-                let cluster = self.cluster_named(org.get_str("cluster").ok())?;
-                let shared = org.get_str("placement") == Ok(domain::PlacementKind::Shared.as_str());
-                if !shared {
-                    cluster
-                        .apply_tenant_commands(database, collection, &down)
-                        .await
-                        .with_context(|| format!("rolling back tenant migration {} on {collection}", migration.name))?;
-                } else if shared_done.insert(cluster.name.clone()) {
-                    cluster
-                        .apply_tenant_commands(cluster.tenants.name(), domain::Placement::SHARED_COLLECTION, &down)
-                        .await
-                        .with_context(|| {
-                            format!("rolling back tenant migration {} on the shared collection", migration.name)
-                        })?;
-                }
+                let (id, collection) = self
+                    .apply_to_organization(&org, &down, &mut shared_done)
+                    .await
+                    .with_context(|| format!("rolling back tenant migration {}", migration.name))?;
                 let removed = organizations
                     .update_one(
                         doc! {"_id": id, "collection": collection},
@@ -459,6 +405,51 @@ impl MongoStore {
         }
         tracing::info!(migration = %migration.name, collections = job.done, "tenant migration rolled back");
         Ok(TenantMigrationReport { reverted: vec![(migration.name.clone(), job.done)], ..Default::default() })
+    }
+
+    /// The active organizations matching `filter`, in `_id` order, with what a tenant
+    /// migration needs of them.
+    async fn organizations_to_migrate(&self, filter: Document) -> anyhow::Result<Vec<Document>> {
+        self.master
+            .collection::<Document>("organizations")
+            .find(filter)
+            .projection(doc! {"collection": 1, "database": 1, "placement": 1, "cluster": 1})
+            .sort(doc! {"_id": 1})
+            .await
+            .context("listing organizations")?
+            .try_collect()
+            .await
+            .context("listing organizations")
+    }
+
+    /// Applies `commands` to an organization's collection, or for a `shared` one to its
+    /// cluster's shared collection, once per run (`shared_done` holds the clusters done);
+    /// a step where tests stop the run. Returns the organization's id and collection, to
+    /// record the change on it.
+    async fn apply_to_organization<'o>(
+        &self,
+        org: &'o Document,
+        commands: &[Document],
+        shared_done: &mut std::collections::HashSet<domain::ClusterName>,
+    ) -> anyhow::Result<(&'o str, &'o str)> {
+        self.failpoints.pass(TENANT_MIGRATION_STEP).await;
+        self.failpoints.check(TENANT_MIGRATION_STEP)?;
+        let (id, collection, database) = (org.get_str("_id")?, org.get_str("collection")?, org.get_str("database")?);
+        let cluster = self.cluster_named(org.get_str("cluster").ok())?;
+        if org.get_str("placement") == Ok(domain::PlacementKind::Shared.as_str()) {
+            if shared_done.insert(cluster.name.clone()) {
+                cluster
+                    .apply_tenant_commands(cluster.tenants.name(), domain::Placement::SHARED_COLLECTION, commands)
+                    .await
+                    .context("on the shared collection")?;
+            }
+        } else {
+            cluster
+                .apply_tenant_commands(database, collection, commands)
+                .await
+                .with_context(|| format!("on {collection}"))?;
+        }
+        Ok((id, collection))
     }
 
     /// The names of the tenant migrations that were rolled back.

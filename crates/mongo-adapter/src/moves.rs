@@ -46,7 +46,7 @@ use crate::clusters::Cluster;
 use crate::documents::{OrgDoc, State, to_bson_time};
 use crate::errors::{NAMESPACE_NOT_FOUND, code, is_duplicate_key};
 use crate::failpoints::Crash;
-use crate::jobs::{CheckpointDoc, Held, JobDoc, JobView, LostLease, ProgressDoc, Side};
+use crate::jobs::{Held, JobDoc, JobView, LostLease, Side};
 
 /// The collection beside tenant data where moves write their markers and a cluster keeps the
 /// list of fenced shared tenants. Not `org_*`, so the orphan sweep leaves it alone.
@@ -333,30 +333,13 @@ impl MongoStore {
                 to_side.cluster
             )));
         }
-        let now = to_bson_time(Utc::now());
         let job = JobDoc {
-            id: id.to_string(),
-            kind: JobKind::Move.as_str().to_owned(),
-            state: JobState::Pending.as_str().to_owned(),
             organization: org.id.clone(),
             organization_name: org.name.clone(),
             from: from_side,
             to: to_side.clone(),
             phase: MovePhase::Copying.as_str().to_owned(),
-            migrations: Vec::new(),
-            summary: None,
-            mode: None,
-            progress: ProgressDoc::default(),
-            checkpoint: CheckpointDoc::default(),
-            lease: None,
-            cancel_requested: false,
-            fence_started_at: None,
-            fence_ms: None,
-            cleanup_at: None,
-            created_at: now,
-            updated_at: now,
-            finished_at: None,
-            last_error: None,
+            ..JobDoc::pending(id, JobKind::Move)
         };
         self.jobs().insert_one(&job).await.map_err(|e| store_error(e.into()))?;
         let moving = MovingDoc { job: job.id.clone(), from: job.from.clone(), to: to_side, switched: false };

@@ -5,14 +5,12 @@
 //! `orgsvc migrate` waits for the first instead of running beside it.
 
 use anyhow::{Context, anyhow, bail};
-use chrono::Utc;
 use domain::{JobId, JobKind, JobState};
 use mongodb::bson::{Document, doc};
 
 use crate::MongoStore;
-use crate::documents::to_bson_time;
 use crate::errors::is_duplicate_key;
-use crate::jobs::{CheckpointDoc, Held, JobDoc, JobView, ProgressDoc, Side};
+use crate::jobs::{Held, JobDoc, JobView};
 use crate::migrations::{Migration, MigrationProgress, TenantMigrationReport};
 
 /// The lock that makes tenant migration jobs exclusive, in `_migrations`.
@@ -72,31 +70,8 @@ impl MongoStore {
     async fn start_exclusive(&self, kind: JobKind, migrations: Vec<String>) -> anyhow::Result<MigrationJob> {
         let locks = self.master.collection::<Document>("_migrations");
         let id = JobId::new();
-        let now = to_bson_time(Utc::now());
-        let job = JobDoc {
-            id: id.to_string(),
-            kind: kind.as_str().to_owned(),
-            state: JobState::Pending.as_str().to_owned(),
-            organization: String::new(),
-            organization_name: String::new(),
-            from: Side::default(),
-            to: Side::default(),
-            phase: String::new(),
-            migrations,
-            summary: None,
-            mode: None,
-            progress: ProgressDoc::default(),
-            checkpoint: CheckpointDoc::default(),
-            lease: None,
-            cancel_requested: false,
-            fence_started_at: None,
-            fence_ms: None,
-            cleanup_at: None,
-            created_at: now,
-            updated_at: now,
-            finished_at: None,
-            last_error: None,
-        };
+        let job = JobDoc { migrations, ..JobDoc::pending(id, kind) };
+        let now = job.created_at;
         self.jobs().insert_one(&job).await.context("recording a tenant migration job")?;
         loop {
             match locks.insert_one(doc! {"_id": LOCK, "job": &job.id, "at": now}).await {
