@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test contract bench bench-quick bench-growth fmt fmt-check lint doc check-deps clean
+.PHONY: run test contract bench bench-moves bench-quick bench-growth fmt fmt-check lint doc check-deps clean
 
 ## Start the service on the embedded in-memory store (no setup needed).
 run:
@@ -52,6 +52,11 @@ bench:
 	$(CARGO) build --release -p orgsvc
 	$(CARGO) build --release -p bench
 	scripts/with-test-mongo.sh target/release/orgsvc-bench
+
+## Scenario 6 alone: an online tenant move of 1,000 and 100,000 documents under a writer.
+bench-moves:
+	$(CARGO) build --release -p bench
+	scripts/with-test-mongo.sh target/release/orgsvc-bench --only=moves
 
 ## The same scenarios, smaller and shorter (under 2 minutes after the build).
 bench-quick:

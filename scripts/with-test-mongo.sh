@@ -78,9 +78,13 @@ stop() {
     kill -9 "$pid" 2>/dev/null || true
 }
 
-replica_port=$(start replica)
+# A real mongod sizes its oplog in bytes (5% of the disk by default); the test server caps
+# it at 100,000 entries, which the copy of a 100,000-document tenant move (make bench)
+# fills on its own, pruning the move's change stream position.
+oplog=(--oplog-max-entries 2000000)
+replica_port=$(start replica "${oplog[@]}")
 standalone_port=$(start standalone --standalone)
-second_port=$(start second)
+second_port=$(start second "${oplog[@]}")
 # The authenticating server: a root user is created while it runs without --auth, as
 # SecantusDB's --help says, then it restarts with --auth on the same port and storage.
 auth_password=$(python3 -c 'import secrets; print(secrets.token_hex(16))')

@@ -91,7 +91,8 @@ const LOOKUPS_IN_FLIGHT: usize = 16;
 /// The longest a batch of change events is read before it is applied and checkpointed.
 const BATCH_SLICE: Duration = Duration::from_millis(250);
 
-/// How long a drain waits for its marker before giving up (and rolling back).
+/// How long a drain waits for its marker while no event comes before giving up (and
+/// rolling back).
 const MARKER_WAIT: Duration = Duration::from_secs(30);
 
 /// Where a move is recorded on its organization.
@@ -564,12 +565,12 @@ impl Mover<'_> {
             }
             MovePhase::CatchingUp => {
                 let mut stream = self.open_stream().await?;
-                self.catch_up(&mut stream, None).await?;
+                self.catch_up(&mut stream, None, false).await?;
                 self.verify_ranges().await?;
                 // What changed during the range comparison is applied now, and checked
                 // document by document inside the fence.
                 let mut changed: HashSet<IdKey> = HashSet::new();
-                self.catch_up(&mut stream, Some(&mut changed)).await?;
+                self.catch_up(&mut stream, Some(&mut changed), false).await?;
                 // The fence checks every document changed since the last comparison; a few
                 // shorter comparisons of just those shrink that set while writes go on.
                 for _ in 0..SHRINK_ROUNDS {
@@ -579,7 +580,7 @@ impl Mover<'_> {
                     let ids: Vec<Bson> = std::mem::take(&mut changed).into_iter().map(|k| k.0).collect();
                     let differing = self.differing(&ids).await?;
                     self.sync(&differing).await?;
-                    self.catch_up(&mut stream, Some(&mut changed)).await?;
+                    self.catch_up(&mut stream, Some(&mut changed), false).await?;
                 }
                 self.step("move:after_catch_up").await?;
                 self.set_phase(MovePhase::Fenced, Document::new()).await?;
@@ -671,10 +672,14 @@ impl Mover<'_> {
         let batch = i64::from(self.store.move_batch.max(1));
         loop {
             let ranges = id_ranges(self.job().checkpoint.last_id.as_ref(), None)?;
-            let (documents, bytes) = {
+            let (documents, bytes, end) = {
                 let source = self.source()?;
                 let target = self.target()?;
                 let page = source.walk(ranges, Some(batch)).await?;
+                // A short page reached the end of the source's documents. Those inserted
+                // since come through the change stream (or are refused by the fence), so
+                // the copy does not chase an application that keeps appending.
+                let end = i64::try_from(page.len()).unwrap_or(i64::MAX) < batch;
                 let Some(last) = page.last().and_then(|d| d.get("_id").cloned()) else { break };
                 let mut bytes = 0;
                 let mut stored = Vec::with_capacity(page.len());
@@ -684,7 +689,7 @@ impl Mover<'_> {
                 }
                 let count = stored.len();
                 insert_ignoring_copies(&target.collection(), stored).await?;
-                ((count, last), bytes)
+                ((count, last), bytes, end)
             };
             let ((count, last), bytes) = (documents, bytes);
             let progress = self.job().progress;
@@ -700,6 +705,9 @@ impl Mover<'_> {
                 .await?;
             self.step("move:after_copy_batch").await?;
             self.still_moving().await?;
+            if end {
+                break;
+            }
         }
         Ok(())
     }
@@ -747,7 +755,9 @@ impl Mover<'_> {
         mut changed: Option<&mut HashSet<IdKey>>,
         only_deletes: bool,
     ) -> anyhow::Result<()> {
-        let deadline = std::time::Instant::now() + MARKER_WAIT;
+        // A drain gives up when the stream stops moving, not when it takes long: a big
+        // backlog is applied however long it takes.
+        let mut moved_at = std::time::Instant::now();
         loop {
             let mut ids = Vec::new();
             let mut seen_marker = false;
@@ -759,6 +769,7 @@ impl Mover<'_> {
                 let Some(event) = stream.next_if_any().await.context("reading the source's change stream")? else {
                     break;
                 };
+                moved_at = std::time::Instant::now();
                 let coll = event.ns.as_ref().and_then(|ns| ns.coll.clone()).unwrap_or_default();
                 let id = event.document_key.as_ref().and_then(|k| k.get("_id").cloned());
                 if coll == MOVE_MARKERS {
@@ -818,7 +829,7 @@ impl Mover<'_> {
             match marker {
                 Some(_) if seen_marker => return Ok(()),
                 Some(m) => ensure!(
-                    std::time::Instant::now() < deadline && !idle,
+                    moved_at.elapsed() < MARKER_WAIT && !idle,
                     "the source's change stream did not show the drain marker {m} in time"
                 ),
                 // Caught up to less than a batch (of events or of time) behind: the fence
@@ -829,12 +840,24 @@ impl Mover<'_> {
         }
     }
 
+    /// Applies every change made to the source up to now: writes a marker beside the
+    /// source and applies the events until the marker's own, however many there are and
+    /// however slowly they come. The `_id`s synchronised are added to `changed`.
     async fn catch_up(
         &mut self,
         stream: &mut ChangeStream<ChangeStreamEvent<Document>>,
         changed: Option<&mut HashSet<IdKey>>,
+        only_deletes: bool,
     ) -> anyhow::Result<()> {
-        self.apply_events(stream, None, changed, false).await
+        let marker = format!("{}:{}", self.job().id, uuid::Uuid::new_v4().simple());
+        let markers = {
+            let source = self.source()?;
+            source.cluster.client.database(&source.side.database).collection::<Document>(MOVE_MARKERS)
+        };
+        markers.insert_one(doc! {"_id": &marker}).await.context("writing a drain marker")?;
+        self.apply_events(stream, Some(&marker), changed, only_deletes).await?;
+        markers.delete_one(doc! {"_id": &marker}).await.context("removing a drain marker")?;
+        Ok(())
     }
 
     /// Makes the target's documents with these `_id`s what the source's are now: replaced,
@@ -873,8 +896,11 @@ impl Mover<'_> {
         loop {
             let (source, target) = (self.source()?, self.target()?);
             let page = source.walk(id_ranges(after.as_ref(), None)?, Some(batch)).await?;
-            let upper = page.last().and_then(|d| d.get("_id").cloned());
-            // Past the source's last document, the range is whatever the target still holds.
+            // A short page is the last one (documents appended since are the catch-up's), and
+            // its range reaches past the source's last document to whatever the target
+            // still holds there.
+            let last_page = i64::try_from(page.len()).unwrap_or(i64::MAX) < batch;
+            let upper = if last_page { None } else { page.last().and_then(|d| d.get("_id").cloned()) };
             let theirs = target.walk(id_ranges(after.as_ref(), upper.as_ref())?, None).await?;
             let digest = |end: &End<'_>, documents: &[Document]| -> anyhow::Result<Vec<u8>> {
                 let mut hash = Sha256::new();
@@ -933,14 +959,7 @@ impl Mover<'_> {
         };
         let mut changed: HashSet<IdKey> = self.job().checkpoint.changed.iter().cloned().map(IdKey).collect();
         if let Some(stream) = stream.as_mut() {
-            let marker = format!("{}:{}", self.job().id, uuid::Uuid::new_v4().simple());
-            let markers = {
-                let source = self.source()?;
-                source.cluster.client.database(&source.side.database).collection::<Document>(MOVE_MARKERS)
-            };
-            markers.insert_one(doc! {"_id": &marker}).await.context("writing the drain marker")?;
-            self.apply_events(stream, Some(&marker), Some(&mut changed), false).await?;
-            markers.delete_one(doc! {"_id": &marker}).await?;
+            self.catch_up(stream, Some(&mut changed), false).await?;
         }
         timings.insert("drain_ms", elapsed_ms(started));
         let mut check: Vec<Bson> = if mode == MoveMode::FencedCopy || self.job().checkpoint.changed_overflow {
@@ -963,7 +982,7 @@ impl Mover<'_> {
                 bail!("verification failed: {} document(s) differ between source and target", differing.len());
             };
             let mut more = HashSet::new();
-            self.apply_events(stream, None, Some(&mut more), false).await?;
+            self.catch_up(stream, Some(&mut more), false).await?;
             check = differing.into_iter().chain(more.into_iter().map(|k| k.0)).collect();
         }
         timings.insert("verify_ms", elapsed_ms(started));
@@ -1052,6 +1071,9 @@ impl Mover<'_> {
                     }
                     tokio::time::sleep(Duration::from_millis(u64::try_from(left).unwrap_or(0).min(500))).await;
                 }
+                // Every delete made before the grace period ended reaches the target, however
+                // far behind the passes above were.
+                self.catch_up(&mut stream, None, true).await?;
             } else {
                 loop {
                     let left = cleanup_at - Utc::now().timestamp_millis();

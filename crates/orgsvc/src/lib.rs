@@ -294,7 +294,7 @@ fn run_jobs_now_and_then(
     )?;
     let items = prometheus::IntGauge::new(
         "orgsvc_job_items_done",
-        "Documents copied so far by the background jobs that have not ended.",
+        "Work done so far by the background jobs that have not ended: documents copied by moves, organizations migrated by tenant migrations.",
     )?;
     registry.register(Box::new(jobs.clone()))?;
     registry.register(Box::new(items.clone()))?;
