@@ -204,7 +204,7 @@ pub async fn no_fence_left(store: &MongoStore) {
         let databases = client.list_database_names().await.expect("databases");
         for database in databases.iter().filter(|d| ours.contains(d)) {
             let specs: Vec<_> =
-                client.database(&database).list_collections().await.expect("list").try_collect().await.expect("specs");
+                client.database(database).list_collections().await.expect("list").try_collect().await.expect("specs");
             for spec in specs {
                 let clauses = spec.options.validator.as_ref().and_then(|v| v.get_array("$and").ok());
                 let fence = clauses.is_some_and(|clauses| clauses.iter().any(|c| c.as_document() == Some(&fenced)));
