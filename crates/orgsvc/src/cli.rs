@@ -72,7 +72,7 @@ enum Command {
         #[command(subcommand)]
         command: OrgCommand,
     },
-    /// Background jobs (tenant moves): list, show, cancel, run.
+    /// Background jobs (tenant moves, tenant migrations): list, show, cancel, run, tier.
     Jobs {
         #[command(subcommand)]
         command: JobsCommand,

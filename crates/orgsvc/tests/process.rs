@@ -202,6 +202,7 @@ fn every_command_has_help() {
         vec!["jobs", "show", "--help"],
         vec!["jobs", "cancel", "--help"],
         vec!["jobs", "run", "--help"],
+        vec!["jobs", "tier", "--help"],
         vec!["check-config", "--help"],
     ] {
         let output = orgsvc(&args).output().expect("run");
