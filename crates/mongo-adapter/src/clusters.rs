@@ -228,12 +228,12 @@ impl Cluster {
     /// starting together may all do it.
     pub(crate) async fn ensure_shared_collection(
         &self,
-        in_force: impl Future<Output = anyhow::Result<Vec<Migration>>>,
+        in_force: impl Future<Output = Result<Vec<Migration>, StoreError>>,
     ) -> Result<&[String], StoreError> {
         let migrations = self
             .shared_ready
             .get_or_try_init(|| async {
-                let in_force = in_force.await.map_err(unknown)?;
+                let in_force = in_force.await?;
                 let database = self.tenants.name();
                 let shared = Placement::SHARED_COLLECTION;
                 let mut create = doc! {"create": shared};

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::MongoStore;
 use crate::documents::name_reservations;
+use crate::errors::{db, unknown};
 use crate::jobs::Held;
 
 /// A migration: a name (`NNNN_description`) and a JSON array of commands.
@@ -452,18 +453,18 @@ impl MongoStore {
         Ok((id, collection))
     }
 
-    /// The names of the tenant migrations that were rolled back.
-    pub(crate) async fn rolled_back_tenant_migrations(&self) -> anyhow::Result<std::collections::HashSet<String>> {
-        let records: Vec<Document> = self
+    /// The names of the tenant migrations that were rolled back. An unreachable server is
+    /// [`domain::StoreError::Unavailable`]: creates call this first.
+    pub(crate) async fn rolled_back_tenant_migrations(
+        &self,
+    ) -> Result<std::collections::HashSet<String>, domain::StoreError> {
+        let found = db(self
             .master
             .collection::<Document>("_migrations")
             .find(doc! {"rolled_back": true})
             .projection(doc! {"_id": 1})
-            .await
-            .context("reading rolled-back migrations")?
-            .try_collect()
-            .await
-            .context("reading rolled-back migrations")?;
+            .await)?;
+        let records: Vec<Document> = db(found.try_collect().await)?;
         Ok(records
             .iter()
             .filter_map(|r| r.get_str("_id").ok().and_then(|id| id.strip_prefix("tenant/")).map(str::to_owned))
@@ -472,9 +473,9 @@ impl MongoStore {
 
     /// This build's tenant migrations but those rolled back: what a new tenant collection
     /// gets.
-    pub(crate) async fn tenant_migrations_in_force(&self) -> anyhow::Result<Vec<Migration>> {
+    pub(crate) async fn tenant_migrations_in_force(&self) -> Result<Vec<Migration>, domain::StoreError> {
         let rolled_back = self.rolled_back_tenant_migrations().await?;
-        Ok(tenant_migrations()?.into_iter().filter(|m| !rolled_back.contains(&m.name)).collect())
+        Ok(tenant_migrations().map_err(unknown)?.into_iter().filter(|m| !rolled_back.contains(&m.name)).collect())
     }
 
     /// Records a tenant migration's checksum the first time it runs, and refuses one whose

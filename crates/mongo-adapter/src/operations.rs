@@ -188,7 +188,7 @@ impl OrganizationRepository for MongoStore {
         // unreachable cluster refuses the create with nothing to undo.
         let cluster = self.cluster(&new.placement().cluster)?;
         // Every tenant migration of this build but those rolled back since.
-        let in_force = self.tenant_migrations_in_force().await.map_err(unknown)?;
+        let in_force = self.tenant_migrations_in_force().await?;
         let shared_migrations = match new.placement().kind {
             PlacementKind::Shared => {
                 let got = cluster.ensure_shared_collection(async { Ok(in_force.clone()) }).await?;
