@@ -114,6 +114,14 @@ impl MongoStore {
         progress: &mut dyn MigrationProgress,
     ) -> anyhow::Result<TenantMigrationReport> {
         let kind = held.doc.kind()?;
+        // A job is recorded before its lock is taken, so a runner may find one whose
+        // starter lost the race for the lock (and has not withdrawn it yet, or died first):
+        // it runs only while holding the lock, taking it if it is free.
+        if !self.hold_lock(&held.doc.id).await? {
+            let summary = "not run: another tenant migration job held the lock";
+            self.end_job(held, JobState::Failed, doc! {"summary": summary, "last_error": summary}).await?;
+            return Ok(TenantMigrationReport::default());
+        }
         let named =
             held.doc
                 .migrations
@@ -139,6 +147,19 @@ impl MongoStore {
             .await
             .context("releasing the tenant migration lock")?;
         Ok(report)
+    }
+
+    /// Whether the tenant migration lock names this job, taking it if it is free.
+    async fn hold_lock(&self, job: &str) -> anyhow::Result<bool> {
+        let locks = self.master.collection::<Document>("_migrations");
+        let at = mongodb::bson::DateTime::now();
+        match locks.insert_one(doc! {"_id": LOCK, "job": job, "at": at}).await {
+            Ok(_) => return Ok(true),
+            Err(e) if is_duplicate_key(&e) => {}
+            Err(e) => return Err(e).context("taking the tenant migration lock"),
+        }
+        let holder = locks.find_one(doc! {"_id": LOCK}).await.context("reading the tenant migration lock")?;
+        Ok(holder.is_some_and(|h| h.get_str("job") == Ok(job)))
     }
 
     /// Claims a tenant migration or rollback job and runs it here with `migrations`,

@@ -197,6 +197,24 @@ async fn tenant_migrations_run_as_one_exclusive_job_that_another_runner_resumes(
     }
     assert_eq!(store.list_jobs().await.expect("jobs").len(), 1);
 
+    // A job whose starter lost the race for the lock (recorded, not yet withdrawn) is not
+    // run beside the one holding it: a runner that finds it ends it, unrun.
+    let loser = domain::JobId::new();
+    let now = mongodb::bson::DateTime::now();
+    store
+        .master()
+        .collection::<Document>("jobs")
+        .insert_one(doc! {
+            "_id": loser.to_string(), "kind": "tenant_migration", "state": "pending",
+            "migrations": ["0100_backfill_counter"], "created_at": now, "updated_at": now,
+        })
+        .await
+        .expect("record a losing job");
+    let (ended, _) =
+        store.run_tenant_job(loser, "runner", &[backfill()], &mut Silent).await.expect("run").expect("claimed");
+    assert_eq!(ended.state, JobState::Failed, "{ended}");
+    assert_eq!(migrated_count(&store, "0100_backfill_counter").await, 0);
+
     // Its runner dies halfway.
     store.failpoints().arm_at_pass(TENANT_MIGRATION_STEP, ORGS / 2 + 1);
     let (stopped, report) =
