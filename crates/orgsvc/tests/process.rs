@@ -211,14 +211,21 @@ fn every_command_has_help() {
     }
 }
 
-#[tokio::test]
-async fn operators_list_show_and_migrate_on_mongodb() {
+/// A configuration of the service on fresh databases of the test server, listening on a
+/// free port, with `settings` (top-level lines) added; the file and the port.
+fn mongodb_config(settings: &str) -> (ConfigFile, u16) {
     let uri = std::env::var("ORGSVC_TEST_MONGODB_URI").expect("run with make test: ORGSVC_TEST_MONGODB_URI");
     let database = format!("t{}", uuid::Uuid::new_v4().simple());
     let port = free_port();
     let config = ConfigFile::new(&format!(
-        "http_addr = \"127.0.0.1:{port}\"\nstorage = \"mongodb\"\n[mongodb]\nuri = \"{uri}\"\ndatabase = \"{database}\"\n"
+        "http_addr = \"127.0.0.1:{port}\"\nstorage = \"mongodb\"\n{settings}[mongodb]\nuri = \"{uri}\"\ndatabase = \"{database}\"\n"
     ));
+    (config, port)
+}
+
+#[tokio::test]
+async fn operators_list_show_and_migrate_on_mongodb() {
+    let (config, port) = mongodb_config("");
     let child = serve(&config.0, port).await;
     for (name, email) in [("Globex", "g@globex.test"), ("Acme Corp", "a@acme.test")] {
         let response = reqwest::Client::new()
@@ -267,13 +274,7 @@ async fn operators_list_show_and_migrate_on_mongodb() {
 
 #[tokio::test]
 async fn operators_move_an_organization_and_watch_the_job() {
-    let uri = std::env::var("ORGSVC_TEST_MONGODB_URI").expect("run with make test: ORGSVC_TEST_MONGODB_URI");
-    let database = format!("t{}", uuid::Uuid::new_v4().simple());
-    let port = free_port();
-    let config = ConfigFile::new(&format!(
-        "http_addr = \"127.0.0.1:{port}\"\nstorage = \"mongodb\"\nmove_grace_seconds = 0\njobs_interval_seconds = 0\n\
-         [mongodb]\nuri = \"{uri}\"\ndatabase = \"{database}\"\n"
-    ));
+    let (config, port) = mongodb_config("move_grace_seconds = 0\njobs_interval_seconds = 0\n");
     let child = serve(&config.0, port).await;
     let response = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/org/create"))
