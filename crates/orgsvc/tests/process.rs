@@ -223,11 +223,11 @@ fn mongodb_config(settings: &str) -> (ConfigFile, u16) {
     (config, port)
 }
 
-#[tokio::test]
-async fn operators_list_show_and_migrate_on_mongodb() {
-    let (config, port) = mongodb_config("");
+/// Starts the service on `config`, creates these organizations (name, admin email) through
+/// its API, and stops it with SIGTERM.
+async fn create_through_the_service(config: &ConfigFile, port: u16, organizations: &[(&str, &str)]) {
     let child = serve(&config.0, port).await;
-    for (name, email) in [("Globex", "g@globex.test"), ("Acme Corp", "a@acme.test")] {
+    for (name, email) in organizations {
         let response = reqwest::Client::new()
             .post(format!("http://127.0.0.1:{port}/org/create"))
             .json(&serde_json::json!({"organization_name": name, "email": email, "password": "correct horse"}))
@@ -238,6 +238,12 @@ async fn operators_list_show_and_migrate_on_mongodb() {
     }
     signal(&child, "TERM");
     assert!(child.wait_with_output().expect("wait").status.success());
+}
+
+#[tokio::test]
+async fn operators_list_show_and_migrate_on_mongodb() {
+    let (config, port) = mongodb_config("");
+    create_through_the_service(&config, port, &[("Globex", "g@globex.test"), ("Acme Corp", "a@acme.test")]).await;
 
     let list = orgsvc(&["--config", config.path(), "org", "list"]).output().expect("run");
     let text = String::from_utf8_lossy(&list.stdout);
@@ -275,65 +281,49 @@ async fn operators_list_show_and_migrate_on_mongodb() {
 #[tokio::test]
 async fn operators_move_an_organization_and_watch_the_job() {
     let (config, port) = mongodb_config("move_grace_seconds = 0\njobs_interval_seconds = 0\n");
-    let child = serve(&config.0, port).await;
-    let response = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/org/create"))
-        .json(&serde_json::json!({"organization_name": "Acme", "email": "a@acme.test", "password": "correct horse"}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(response.status(), 201);
-    signal(&child, "TERM");
-    assert!(child.wait_with_output().expect("wait").status.success());
-    let run = |args: &[&str]| {
-        let mut all = vec!["--config", config.path()];
-        all.extend_from_slice(args);
-        let output = orgsvc(&all).output().expect("run");
-        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-        (output.status.success(), text)
-    };
+    create_through_the_service(&config, port, &[("Acme", "a@acme.test")]).await;
 
     // Followed in the foreground until the switch: exit 0, the new placement shown.
-    let (ok, text) = run(&["org", "move", "Acme", "--to", "database"]);
+    let (ok, text) = run_command(config.path(), &["org", "move", "Acme", "--to", "database"]).await;
     assert!(ok && text.contains("completed, phase done"), "no grace period: finished at once: {text}");
-    let (ok, text) = run(&["org", "show", "Acme"]);
+    let (ok, text) = run_command(config.path(), &["org", "show", "Acme"]).await;
     assert!(ok && text.contains("placement:   database on main"), "{text}");
     // The same placement again is refused, saying why.
-    let (ok, text) = run(&["org", "move", "Acme", "--to", "database"]);
+    let (ok, text) = run_command(config.path(), &["org", "move", "Acme", "--to", "database"]).await;
     assert!(!ok && text.contains("already placed there"), "{text}");
-    let (ok, text) = run(&["org", "move", "Acme", "--to", "nowhere"]);
+    let (ok, text) = run_command(config.path(), &["org", "move", "Acme", "--to", "nowhere"]).await;
     assert!(!ok && text.contains("expected collection, database or shared"), "{text}");
 
     // Detached: recorded, then run by `jobs run`; then listed and shown.
-    let (ok, text) = run(&["org", "move", "Acme", "--to", "shared", "--detach"]);
+    let (ok, text) = run_command(config.path(), &["org", "move", "Acme", "--to", "shared", "--detach"]).await;
     assert!(ok && text.contains("move started: job "), "{text}");
     let id = text.split("move started: job ").nth(1).and_then(|rest| rest.split_whitespace().next()).expect("id");
-    let (ok, text) = run(&["jobs", "run"]);
+    let (ok, text) = run_command(config.path(), &["jobs", "run"]).await;
     assert!(ok && text.contains("1 job(s) run"), "{text}");
-    let (ok, text) = run(&["jobs", "list"]);
+    let (ok, text) = run_command(config.path(), &["jobs", "list"]).await;
     assert!(ok && text.contains("2 job(s)") && text.contains("completed"), "{text}");
-    let (ok, text) = run(&["jobs", "show", id]);
+    let (ok, text) = run_command(config.path(), &["jobs", "show", id]).await;
     assert!(ok && text.contains("completed, phase done") && text.contains("write fence:"), "{text}");
     // A finished job cannot be cancelled; an unknown one is named.
-    let (ok, text) = run(&["jobs", "cancel", id]);
+    let (ok, text) = run_command(config.path(), &["jobs", "cancel", id]).await;
     assert!(!ok && text.contains("has already ended"), "{text}");
-    let (ok, text) = run(&["jobs", "show", "nope"]);
+    let (ok, text) = run_command(config.path(), &["jobs", "show", "nope"]).await;
     assert!(!ok && text.contains("is not a job id"), "{text}");
-    let (ok, text) = run(&["org", "show", "Acme"]);
+    let (ok, text) = run_command(config.path(), &["org", "show", "Acme"]).await;
     assert!(ok && text.contains("placement:   shared on main"), "{text}");
 
     // Tenant migrations run as a job, listed with the moves.
-    let (ok, text) = run(&["migrate"]);
+    let (ok, text) = run_command(config.path(), &["migrate"]).await;
     assert!(ok && text.contains("job ") && text.contains("completed"), "{text}");
-    let (ok, text) = run(&["jobs", "list"]);
+    let (ok, text) = run_command(config.path(), &["jobs", "list"]).await;
     assert!(ok && text.contains("3 job(s)") && text.contains("tenant_migration"), "{text}");
     // A migration without a down part, or an unknown one, is not rolled back.
-    let (ok, text) = run(&["migrate", "--down", "0001_updated_at_index"]);
+    let (ok, text) = run_command(config.path(), &["migrate", "--down", "0001_updated_at_index"]).await;
     assert!(!ok && text.contains("has no down part"), "{text}");
-    let (ok, text) = run(&["migrate", "--down", "0999_nothing"]);
+    let (ok, text) = run_command(config.path(), &["migrate", "--down", "0999_nothing"]).await;
     assert!(!ok && text.contains("no tenant migration named 0999_nothing"), "{text}");
     // A tiering pass leaves an organization with no documents in `shared`.
-    let (ok, text) = run(&["jobs", "tier"]);
+    let (ok, text) = run_command(config.path(), &["jobs", "tier"]).await;
     assert!(ok && text.contains("1 organization(s) checked, 0 move(s) started"), "{text}");
 }
 
