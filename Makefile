@@ -11,10 +11,12 @@ run:
 
 ## Run every test: unit, doc, contract, crash-injection, architecture and black-box API
 ## tests, the MongoDB ones against SecantusDB test servers that this target installs,
-## starts and stops by itself, then schemathesis against the OpenAPI document.
+## starts and stops by itself (the black-box API suite twice: with the organization cache,
+## the default, and without it), then schemathesis against the OpenAPI document.
 test:
 	$(CARGO) build --workspace --all-targets
 	scripts/with-test-mongo.sh $(CARGO) test --workspace --all-targets
+	ORGSVC_TEST_CACHE=off scripts/with-test-mongo.sh $(CARGO) test -p api-tests --test api
 	$(CARGO) test --workspace --doc
 	scripts/with-test-mongo.sh scripts/api-contract.sh target/debug/orgsvc
 

@@ -78,6 +78,15 @@ pub async fn metrics_expose_requests_hashing_store_and_security_events(backend: 
     assert_eq!(events("login.locked", "denied"), Some(1.0));
     // Label values are route templates, never what a client typed.
     assert!(!text.contains("Secret") && !text.contains("Nobody") && !text.contains("acme.test"), "{text}");
+    // On MongoDB with the organization cache, its lookups and its change stream.
+    let cached = backend == Backend::MongoDb && cache_on();
+    assert_eq!(sample(&text, "orgsvc_cache_lookups_total", &[("result", "miss")]).is_some(), cached, "{text}");
+    assert_eq!(sample(&text, "orgsvc_cache_stream_up", &[]).is_some(), cached);
+}
+
+/// Whether this run of the suite has the organization cache on (see `make test`).
+fn cache_on() -> bool {
+    api_tests::mongo_database().cache.enabled
 }
 
 pub async fn metrics_can_need_a_token_or_a_listener_of_their_own(backend: Backend) {

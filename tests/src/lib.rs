@@ -36,6 +36,14 @@ pub fn test_settings() -> Settings {
     settings
 }
 
+/// Fresh databases on the MongoDB test server, with the organization cache on unless
+/// `ORGSVC_TEST_CACHE=off` (`make test` runs this suite both ways).
+pub fn mongo_database() -> mongo_adapter::MongoSettings {
+    let mut settings = mongo_adapter::test_support::fresh_settings(mongo_adapter::test_support::URI_VARIABLE);
+    settings.cache.enabled = std::env::var("ORGSVC_TEST_CACHE").map_or(true, |v| v != "off");
+    settings
+}
+
 /// Where a test's application keeps its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -51,7 +59,7 @@ impl Backend {
         let mut settings = test_settings();
         if self == Backend::MongoDb {
             settings.storage = orgsvc::Storage::MongoDb;
-            settings.mongodb = mongo_adapter::test_support::fresh_settings(mongo_adapter::test_support::URI_VARIABLE);
+            settings.mongodb = mongo_database();
         }
         settings
     }
@@ -83,7 +91,7 @@ impl TestApp {
     pub async fn spawn_mongodb() -> Self {
         let mut settings = test_settings();
         settings.storage = orgsvc::Storage::MongoDb;
-        settings.mongodb = mongo_adapter::test_support::fresh_settings(mongo_adapter::test_support::URI_VARIABLE);
+        settings.mongodb = mongo_database();
         Self::spawn_with(settings).await
     }
 

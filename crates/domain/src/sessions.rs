@@ -43,9 +43,6 @@ pub struct SecurityPolicy {
     /// How long after a rotation the rotated refresh token may be presented again (a client
     /// retrying a refresh whose answer it lost) without revoking the session.
     pub refresh_grace: Duration,
-    /// How long an instance may trust an earlier "session live" answer: the bound on how
-    /// late it sees a revocation made by another instance. Zero checks every time.
-    pub revocation_bound: Duration,
     /// How long a deleted organization's audit events are kept.
     pub audit_retention: Duration,
 }
@@ -56,7 +53,6 @@ impl Default for SecurityPolicy {
             lockout: LockoutPolicy::default(),
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             refresh_grace: Duration::from_secs(10),
-            revocation_bound: Duration::from_secs(5),
             audit_retention: Duration::from_secs(90 * 24 * 3600),
         }
     }
@@ -102,13 +98,6 @@ impl SecurityPolicy {
     /// When a session opened at `opened` ends, however often it is refreshed.
     pub fn session_expiry(&self, opened: DateTime<Utc>) -> DateTime<Utc> {
         opened + chrono::Duration::from_std(self.session_ttl).unwrap_or(chrono::Duration::MAX)
-    }
-
-    /// Whether an instance may rely on a "live" answer it got at `checked` instead of
-    /// asking the store again.
-    pub fn liveness_answer_is_fresh(&self, checked: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-        now >= checked
-            && now - checked < chrono::Duration::from_std(self.revocation_bound).unwrap_or(chrono::Duration::MAX)
     }
 
     /// The refresh rule: the current token rotates; the token rotated away last rotates
@@ -199,7 +188,6 @@ mod tests {
     fn liveness_and_expiries() {
         let policy = SecurityPolicy {
             session_ttl: Duration::from_secs(1000),
-            revocation_bound: Duration::from_secs(5),
             audit_retention: Duration::from_secs(60),
             ..SecurityPolicy::default()
         };
@@ -207,11 +195,6 @@ mod tests {
         for (revoked, now, live) in [(false, t(999), true), (false, t(1000), false), (true, t(1), false)] {
             assert_eq!(session().is_live(revoked, now), live, "{revoked} {now}");
         }
-        for (checked, now, fresh) in [(t(0), t(4), true), (t(0), t(5), false), (t(10), t(9), false)] {
-            assert_eq!(policy.liveness_answer_is_fresh(checked, now), fresh, "{checked} {now}");
-        }
-        let bound_zero = SecurityPolicy { revocation_bound: Duration::ZERO, ..policy };
-        assert!(!bound_zero.liveness_answer_is_fresh(t(0), t(0)), "zero checks every time");
         assert_eq!(policy.audit_expiry(t(5)), t(65));
     }
 }

@@ -10,6 +10,8 @@ pub(crate) const DUPLICATE_KEY: i32 = 11000;
 pub(crate) const NAMESPACE_NOT_FOUND: i32 = 26;
 /// The namespace (collection) already exists.
 pub(crate) const NAMESPACE_EXISTS: i32 = 48;
+/// The server has no change streams (a standalone mongod).
+pub(crate) const CHANGE_STREAMS_UNSUPPORTED: i32 = 40573;
 
 /// The server's error code, if the error carries one.
 pub(crate) fn code(error: &Error) -> Option<i32> {

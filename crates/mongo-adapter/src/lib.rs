@@ -10,6 +10,7 @@
 //! its last step; the [`reconcile`](MongoStore::reconcile) pass finishes or rolls back
 //! every operation abandoned for longer than the lease. See `docs/mongodb.md`.
 
+pub mod cache;
 mod clusters;
 mod credentials;
 mod documents;
@@ -34,6 +35,7 @@ use anyhow::Context;
 use mongodb::bson::doc;
 use mongodb::{Client, Collection, Database};
 
+pub use cache::{CacheSettings, CacheSnapshot, CachedStore};
 pub use failpoints::{
     CREATE_STEPS, DELETE_STEPS, FailPoints, Pause, RECONCILE_AFTER_LISTING, SHARED_DELETE_STEP, UPDATE_STEPS,
 };

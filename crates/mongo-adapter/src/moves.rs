@@ -44,7 +44,7 @@ use sha2::{Digest, Sha256};
 use crate::MongoStore;
 use crate::clusters::Cluster;
 use crate::documents::{OrgDoc, State, to_bson_time};
-use crate::errors::{NAMESPACE_NOT_FOUND, code, is_duplicate_key};
+use crate::errors::{CHANGE_STREAMS_UNSUPPORTED, NAMESPACE_NOT_FOUND, code, is_duplicate_key};
 use crate::failpoints::Crash;
 use crate::jobs::{Held, JobDoc, JobView, LostLease, Side};
 
@@ -55,9 +55,6 @@ pub(crate) const MOVE_MARKERS: &str = "orgsvc_move_markers";
 /// The marker document that lists the tenants whose documents a cluster's shared collection
 /// refuses, and holds the lock that serialises changes of its validator.
 const SHARED_FENCE: &str = "shared_fence";
-
-/// The server has no change streams (a standalone mongod).
-const CHANGE_STREAMS_UNSUPPORTED: i32 = 40573;
 
 /// The steps of a move, where the tests stop a runner as if it had been killed.
 pub const MOVE_STEPS: &[&str] = &[

@@ -48,6 +48,8 @@ pub struct MongoSettings {
     /// How long a moved organization's fenced source is kept after the switch (its deletes
     /// still reach the target meanwhile) before it is removed.
     pub move_grace: Duration,
+    /// The organization cache in front of the master database.
+    pub cache: crate::CacheSettings,
 }
 
 impl MongoSettings {
@@ -73,6 +75,7 @@ impl MongoSettings {
             job_lease: domain::JobLease::default(),
             move_batch: 1000,
             move_grace: Duration::from_secs(600),
+            cache: crate::CacheSettings::default(),
         }
     }
 }

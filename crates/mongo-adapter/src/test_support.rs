@@ -2,6 +2,7 @@
 //! named by `ORGSVC_TEST_MONGODB_URI` (set by `make test`, which starts one).
 
 pub mod application;
+pub mod proxy;
 
 use super::{MongoSettings, MongoStore};
 

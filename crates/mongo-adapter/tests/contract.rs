@@ -75,3 +75,19 @@ mod second_cluster_shared_placement {
     use super::*;
     ports::repository_contract_tests!(|| on_second_cluster(domain::PlacementKind::Shared));
 }
+
+/// The store behind the organization cache, as the service runs it.
+async fn cached(store: mongo_adapter::MongoStore) -> Arc<mongo_adapter::CachedStore> {
+    let settings = mongo_adapter::CacheSettings::default();
+    Arc::new(mongo_adapter::CachedStore::start(Arc::new(store), &settings, Arc::new(ports::SystemClock)).await)
+}
+
+mod replica_set_cached {
+    use super::*;
+    ports::repository_contract_tests!(|| async { cached(fresh_store().await).await });
+}
+
+mod standalone_cached {
+    use super::*;
+    ports::repository_contract_tests!(|| async { cached(fresh_standalone_store().await).await });
+}

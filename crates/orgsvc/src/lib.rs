@@ -2,6 +2,7 @@
 //! builds the adapters, wires them to the use cases and serves the HTTP API. Nothing else
 //! knows which adapters are in use.
 
+pub mod cache_metrics;
 pub mod cli;
 pub mod instrumented;
 pub mod progress;
@@ -16,7 +17,7 @@ use crypto_adapter::{Argon2Hasher, HashingLimits, JwtIssuer, SigningKey};
 use http_adapter::AppState;
 use instrumented::Instrumented;
 use memory_adapter::InMemoryStore;
-use mongo_adapter::MongoStore;
+use mongo_adapter::{CachedStore, MongoStore};
 use ports::{
     AccountLockout, AuditLog, OrgService, OrganizationRepository, SecurityPolicy, SessionRepository, SystemClock,
     TenantStore, ThrottleKeyer,
@@ -74,7 +75,7 @@ impl Application {
         let parts = Parts {
             hasher,
             tokens,
-            clock,
+            clock: Arc::clone(&clock),
             throttle_keyer,
             naming: settings.collection_naming,
             policy: settings.security,
@@ -97,12 +98,24 @@ impl Application {
                 sweep_now_and_then(Arc::clone(&store), settings.orphan_sweep_interval);
                 run_jobs_now_and_then(Arc::clone(&store), settings.jobs_interval, &registry)?;
                 tier_now_and_then(Arc::clone(&store), settings.tiering, settings.tiering_interval);
-                (
-                    parts.service(store.clone(), &registry)?,
-                    store.clone() as Arc<dyn TenantStore>,
-                    store.clone() as Arc<dyn OrganizationRepository>,
-                    Some((store, reconciler)),
-                )
+                let cache = &settings.mongodb.cache;
+                if cache.enabled {
+                    let cached = Arc::new(CachedStore::start(Arc::clone(&store), cache, clock).await);
+                    cache_metrics::CacheMetrics::register(Arc::clone(&cached), &registry)?;
+                    (
+                        parts.service(cached.clone(), &registry)?,
+                        cached.clone() as Arc<dyn TenantStore>,
+                        cached as Arc<dyn OrganizationRepository>,
+                        Some((store, reconciler)),
+                    )
+                } else {
+                    (
+                        parts.service(store.clone(), &registry)?,
+                        store.clone() as Arc<dyn TenantStore>,
+                        store.clone() as Arc<dyn OrganizationRepository>,
+                        Some((store, reconciler)),
+                    )
+                }
             }
         };
 

@@ -1,12 +1,5 @@
-//! What the use cases need to run sessions: refresh tokens, the security policy, and the
-//! per-instance cache of session checks that bounds how long another instance's
-//! revocation takes to be seen.
+//! Refresh tokens: what the use cases hand out and what the stores know them by.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
-use chrono::{DateTime, Utc};
-use domain::{AdminId, OrgId, SecurityPolicy, SessionId};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
@@ -45,61 +38,9 @@ impl std::fmt::Debug for RefreshToken {
     }
 }
 
-/// The most sessions remembered; beyond it the cache starts over (a cache miss costs one
-/// read, so forgetting is always safe).
-const MAX_CACHED_SESSIONS: usize = 100_000;
-
-#[derive(Debug, Clone, Copy)]
-struct Checked {
-    admin: AdminId,
-    org: OrgId,
-    at: DateTime<Utc>,
-}
-
-/// Sessions this instance found active recently. Only positive answers are kept, so a
-/// revocation is never hidden for longer than the bound, and this instance's own
-/// revocations remove their entries at once.
-#[derive(Debug, Default)]
-pub(crate) struct SessionCache {
-    entries: Mutex<HashMap<SessionId, Checked>>,
-}
-
-impl SessionCache {
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Checked>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Whether the session was found active recently enough for the policy to trust the
-    /// answer at `now`.
-    pub(crate) fn fresh(&self, id: SessionId, now: DateTime<Utc>, policy: &SecurityPolicy) -> bool {
-        self.entries().get(&id).is_some_and(|c| policy.liveness_answer_is_fresh(c.at, now))
-    }
-
-    pub(crate) fn remember(&self, id: SessionId, admin: AdminId, org: OrgId, now: DateTime<Utc>) {
-        let mut entries = self.entries();
-        if entries.len() >= MAX_CACHED_SESSIONS {
-            entries.clear();
-        }
-        entries.insert(id, Checked { admin, org, at: now });
-    }
-
-    pub(crate) fn forget_session(&self, id: SessionId) {
-        self.entries().remove(&id);
-    }
-
-    pub(crate) fn forget_admin(&self, admin: AdminId) {
-        self.entries().retain(|_, c| c.admin != admin);
-    }
-
-    pub(crate) fn forget_organization(&self, org: OrgId) {
-        self.entries().retain(|_, c| c.org != org);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn refresh_tokens_are_random_256_bit_and_hash_stably() {
@@ -111,27 +52,5 @@ mod tests {
         assert_eq!(text.expose_secret().len(), 64, "256 bits in hex");
         assert_eq!(RefreshToken::presented(text).hash(), hash);
         assert_eq!(hash.as_hex().len(), 64);
-    }
-
-    #[test]
-    fn the_cache_trusts_an_answer_only_within_the_bound_and_forgets_on_revocation() {
-        let cache = SessionCache::default();
-        let (sid, admin, org) = (SessionId::new(), AdminId::new(), OrgId::new());
-        let t0 = Utc::now();
-        let bound = SecurityPolicy { revocation_bound: Duration::from_secs(5), ..SecurityPolicy::default() };
-        let bound = &bound;
-        assert!(!cache.fresh(sid, t0, bound));
-        cache.remember(sid, admin, org, t0);
-        assert!(cache.fresh(sid, t0 + chrono::Duration::seconds(4), bound));
-        assert!(!cache.fresh(sid, t0 + chrono::Duration::seconds(5), bound));
-        assert!(!cache.fresh(sid, t0, &SecurityPolicy { revocation_bound: Duration::ZERO, ..*bound }));
-        cache.forget_admin(admin);
-        assert!(!cache.fresh(sid, t0, bound));
-        cache.remember(sid, admin, org, t0);
-        cache.forget_organization(org);
-        assert!(!cache.fresh(sid, t0, bound));
-        cache.remember(sid, admin, org, t0);
-        cache.forget_session(sid);
-        assert!(!cache.fresh(sid, t0, bound));
     }
 }

@@ -129,7 +129,7 @@ pub struct Settings {
     /// (`ORGSVC_TIERING_SHARED_BELOW`, `ORGSVC_TIERING_DATABASE_ABOVE`).
     pub tiering: domain::TieringPolicy,
     /// Sessions, lockout and audit retention (`ORGSVC_REFRESH_TTL_SECONDS`,
-    /// `ORGSVC_REFRESH_GRACE_SECONDS`, `ORGSVC_REVOCATION_BOUND_SECONDS`,
+    /// `ORGSVC_REFRESH_GRACE_SECONDS`,
     /// `ORGSVC_LOCKOUT_THRESHOLD`, `ORGSVC_LOCKOUT_BASE_SECONDS`, `ORGSVC_LOCKOUT_MAX_SECONDS`,
     /// `ORGSVC_AUDIT_RETENTION_DAYS`).
     pub security: SecurityPolicy,

@@ -225,9 +225,6 @@ impl Settings {
                 bail!("ORGSVC_REFRESH_GRACE_SECONDS: at most 300 (a long grace weakens reuse detection)");
             }
         }
-        if let Some(v) = get(&raw.revocation_bound_seconds) {
-            p.revocation_bound = seconds("ORGSVC_REVOCATION_BOUND_SECONDS", &v)?;
-        }
         let mut threshold = p.lockout.threshold();
         if let Some(v) = get(&raw.lockout_threshold) {
             threshold = number("ORGSVC_LOCKOUT_THRESHOLD", &v)?;
@@ -348,6 +345,39 @@ impl Settings {
         }
         if m.lease <= m.command_timeout {
             bail!("ORGSVC_RECONCILE_LEASE_SECONDS: the lease must be longer than ORGSVC_MONGODB_COMMAND_TIMEOUT_MS");
+        }
+        self.read_cache(raw)?;
+        Ok(())
+    }
+}
+
+impl Settings {
+    /// The organization cache. `ORGSVC_REVOCATION_BOUND_SECONDS`, the bound on how late
+    /// another instance's logout was seen before the cache existed, is still read as the
+    /// TTL when `ORGSVC_CACHE_TTL_SECONDS` is not set, so that configurations that relied
+    /// on it keep their guarantee.
+    fn read_cache(&mut self, raw: &Raw) -> anyhow::Result<()> {
+        let c = &mut self.mongodb.cache;
+        if let Some(v) = get(&raw.cache) {
+            c.enabled = boolean("ORGSVC_CACHE", &v)?;
+        }
+        if let Some(v) = get(&raw.cache_ttl_seconds) {
+            c.ttl = Duration::from_secs(number("ORGSVC_CACHE_TTL_SECONDS", &v)?);
+        } else if let Some(v) = get(&raw.revocation_bound_seconds) {
+            c.ttl = Duration::from_secs(number("ORGSVC_REVOCATION_BOUND_SECONDS", &v)?);
+        }
+        if let Some(v) = get(&raw.cache_max_entries) {
+            c.max_entries = number("ORGSVC_CACHE_MAX_ENTRIES", &v)?;
+            if c.max_entries == 0 {
+                bail!("ORGSVC_CACHE_MAX_ENTRIES: must be positive (ORGSVC_CACHE=false turns the cache off)");
+            }
+        }
+        if let Some(v) = get(&raw.cache_max_memory_mb) {
+            let megabytes: u64 = number("ORGSVC_CACHE_MAX_MEMORY_MB", &v)?;
+            if !(1..=1 << 20).contains(&megabytes) {
+                bail!("ORGSVC_CACHE_MAX_MEMORY_MB: must be between 1 and 1048576");
+            }
+            c.max_memory = megabytes << 20;
         }
         Ok(())
     }

@@ -293,13 +293,27 @@ fn security_and_http_policies_are_read() {
         ("ORGSVC_TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
         ("ORGSVC_CORS_ALLOWED_ORIGINS", "https://app.example.com"),
         ("ORGSVC_REVOCATION_BOUND_SECONDS", "0"),
+        ("ORGSVC_CACHE_MAX_MEMORY_MB", "16"),
     ])
     .expect("settings");
     assert_eq!(s.security.lockout.threshold(), 3);
     assert_eq!(s.http.rate_limits.login_per_minute, 0);
     assert_eq!(s.http.trusted_proxies.len(), 2);
     assert_eq!(s.http.cors_allowed_origins, ["https://app.example.com"]);
-    assert!(s.security.revocation_bound.is_zero());
+    // The bound of before the cache is read as its TTL, unless the TTL is set.
+    assert!(s.mongodb.cache.ttl.is_zero());
+    assert_eq!(s.mongodb.cache.max_memory, 16 << 20);
+    let s =
+        from(&[("ORGSVC_REVOCATION_BOUND_SECONDS", "0"), ("ORGSVC_CACHE_TTL_SECONDS", "7"), ("ORGSVC_CACHE", "no")])
+            .expect("settings");
+    assert_eq!(s.mongodb.cache.ttl, Duration::from_secs(7));
+    assert!(!s.mongodb.cache.enabled);
+    for (variable, value) in
+        [("ORGSVC_CACHE", "maybe"), ("ORGSVC_CACHE_MAX_ENTRIES", "0"), ("ORGSVC_CACHE_MAX_MEMORY_MB", "0")]
+    {
+        let error = from(&[(variable, value)]).expect_err("refused");
+        assert!(format!("{error:#}").contains(variable), "{error:#}");
+    }
 }
 
 #[test]

@@ -19,11 +19,8 @@ impl OrgService {
             Err(TokenError::Failed(e)) => return Err(AuthError::Unknown(e)),
         };
         let now = self.now();
-        if !self.session_cache.fresh(claims.session_id, now, &self.policy) {
-            if !self.sessions.session_active(claims.session_id, now).await? {
-                return Err(AuthError::InvalidToken);
-            }
-            self.session_cache.remember(claims.session_id, claims.admin_id, claims.org_id, now);
+        if !self.sessions.session_active(claims.session_id, now).await? {
+            return Err(AuthError::InvalidToken);
         }
         // A token outlives nothing it names: a deleted admin or organization ends it.
         let admin = self.admins.find_by_id(claims.admin_id).await?;

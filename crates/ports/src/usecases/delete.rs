@@ -17,7 +17,6 @@ impl OrgService {
         }
         self.organizations.delete(organization.id).await?;
         tracing::info!(organization_id = %organization.id, "organization deleted");
-        self.session_cache.forget_organization(organization.id);
         // The organization's tokens are refused already (its existence is checked on every
         // request); revoking its sessions also ends them for good.
         self.sessions.revoke_organization_sessions(organization.id, self.now()).await?;

@@ -12,7 +12,6 @@ domain::operation_error!(
 impl OrgService {
     pub(super) async fn log_out(&self, caller: &Principal, context: &RequestContext) -> Result<(), LogoutError> {
         self.sessions.revoke_session(caller.session_id, self.now()).await?;
-        self.session_cache.forget_session(caller.session_id);
         self.audit_event(
             AuditAction::SessionLoggedOut,
             AuditOutcome::Success,

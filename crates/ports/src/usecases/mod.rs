@@ -42,7 +42,6 @@ pub use refresh::RefreshError;
 pub use update::UpdateOrganizationRequest;
 
 use crate::SecurityPolicy;
-use crate::sessions::SessionCache;
 use crate::{
     AccountLockout, AdminRepository, AuditLog, AuditQuery, Clock, HashError, LoginThrottles, OrganizationRepository,
     PasswordHasher, SessionRepository, ThrottleKeyer, TokenError, TokenIssuer,
@@ -185,7 +184,6 @@ pub struct OrgService {
     tenant_credentials: bool,
     policy: SecurityPolicy,
     throttles: LoginThrottles,
-    session_cache: SessionCache,
 }
 
 impl OrgService {
@@ -207,7 +205,6 @@ impl OrgService {
             tenant_credentials: settings.tenant_credentials,
             policy: settings.policy,
             throttles,
-            session_cache: SessionCache::default(),
         }
     }
 

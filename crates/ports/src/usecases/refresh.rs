@@ -39,7 +39,6 @@ impl OrgService {
                 Ok(SessionTokens { access, refresh_token: replacement.into_secret() })
             }
             Rotation::Reused(session) => {
-                self.session_cache.forget_session(session.id);
                 tracing::warn!(session_id = %session.id, "refresh token reuse detected; session revoked");
                 self.audit_event(
                     AuditAction::SessionRefreshReused,

@@ -45,15 +45,10 @@ impl OrgService {
             // fails, they were ended for nothing, but never does a changed credential leave
             // another session alive.
             self.sessions.revoke_admin_sessions(caller.admin_id, Some(caller.session_id), self.now()).await?;
-            self.session_cache.forget_admin(caller.admin_id);
         }
         let changes_password = password_hash.is_some();
         let changes = OrganizationChanges { rename, email, password_hash, at: self.now() };
         let organization = self.organizations.update(current.id, changes).await?;
-        if credentials_change {
-            // Keep the caller's own session in the cache: it was never revoked.
-            self.session_cache.remember(caller.session_id, caller.admin_id, caller.org_id, self.now());
-        }
         let (org, actor) = (Some(organization.id), Some(caller.admin_id));
         if organization.name.key() != current.name.key() {
             tracing::info!(organization_id = %organization.id, from = %current.name.key(), to = %organization.name.key(), "organization renamed");

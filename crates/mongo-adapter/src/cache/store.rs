@@ -1,0 +1,328 @@
+//! The MongoDB store behind the cache: the same ports, with the hot lookups answered from
+//! memory and every write evicting what it changed before it answers.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{
+    Admin, AdminId, AuditEvent, CollectionName, CreateOrgError, DatabasePassword, DatabaseUser, DeleteOrgError, Email,
+    LoginThrottle, NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, Session, SessionId,
+    StoreError, TenantLocation, UpdateOrgError,
+};
+use ports::{
+    AccountLockout, AdminRepository, AuditLog, AuditQuery, Clock, NewSession, OrganizationRepository, RefreshHash,
+    SessionRepository, StoredSession, StoredThrottle, TenantStore, ThrottleKey,
+};
+
+use super::watch::{self, Opened};
+use super::{CacheSettings, CacheSnapshot, Key, MasterCache, Value};
+use crate::MongoStore;
+
+/// The MongoDB store with the organization cache in front of it (see the [module
+/// documentation](crate::cache)). Dropping it stops following the change stream.
+pub struct CachedStore {
+    inner: Arc<MongoStore>,
+    cache: Arc<MasterCache>,
+    follower: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for CachedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedStore").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+impl Drop for CachedStore {
+    fn drop(&mut self) {
+        if let Some(follower) = self.follower.take() {
+            follower.abort();
+        }
+    }
+}
+
+impl CachedStore {
+    /// Puts the cache in front of `store`, with entries timed by `clock`, and starts
+    /// following the master database's change stream where the server has one.
+    pub async fn start(store: Arc<MongoStore>, settings: &CacheSettings, clock: Arc<dyn Clock>) -> Self {
+        let cache = Arc::new(MasterCache::new(settings, clock));
+        let follower = match watch::start(store.master()).await {
+            Opened::Unsupported => {
+                tracing::info!(ttl = ?settings.ttl, "no change streams: cached entries are trusted for the TTL only");
+                None
+            }
+            Opened::Stream(stream) => {
+                cache.follow_stream();
+                Some(tokio::spawn(watch::follow(Arc::clone(&cache), store.master().clone(), stream)))
+            }
+        };
+        Self { inner: store, cache, follower }
+    }
+
+    /// The store behind the cache.
+    pub fn inner(&self) -> &Arc<MongoStore> {
+        &self.inner
+    }
+
+    /// How the cache has done so far.
+    pub fn stats(&self) -> CacheSnapshot {
+        self.cache.snapshot()
+    }
+
+    /// Whether a change stream keeps the cache coherent (on a replica set or sharded
+    /// cluster), rather than the TTL alone.
+    pub fn follows_changes(&self) -> bool {
+        self.follower.is_some()
+    }
+
+    /// Stops following the change stream as a hung connection would, without telling the
+    /// cache: for the tests that check a silent stream is not trusted.
+    #[cfg(feature = "test-support")]
+    pub fn stall_change_stream(&mut self) {
+        if let Some(follower) = self.follower.take() {
+            follower.abort();
+        }
+    }
+
+    /// The organization cached under `id`, if it may be used.
+    fn cached_org(&self, id: OrgId) -> Option<Arc<Organization>> {
+        match self.cache.get(&Key::Org(id)) {
+            Some(Value::Org(org)) => Some(org),
+            _ => None,
+        }
+    }
+
+    /// Forgets an organization, its admin and its sessions.
+    fn evict_organization(&self, id: OrgId) {
+        self.cache.evict([Key::Org(id)]);
+        self.cache.evict_where(move |value| match value {
+            Value::Admin(admin) => admin.organization_id == id,
+            Value::Session(session) => session.0.org_id == id,
+            _ => false,
+        });
+    }
+}
+
+#[async_trait]
+impl OrganizationRepository for CachedStore {
+    async fn create(&self, new: NewOrganization) -> Result<Organization, CreateOrgError> {
+        // A new organization was never cached: misses are not.
+        self.inner.create(new).await
+    }
+
+    async fn find_by_key(&self, key: &OrgKey) -> Result<Option<Organization>, StoreError> {
+        if let Some(Value::OrgIdOf(id)) = self.cache.get(&Key::OrgKey(key.clone())) {
+            // The key may have moved to another organization since: the organization says.
+            if let Some(org) = self.cached_org(id).filter(|org| org.name.key() == key) {
+                self.cache.hit();
+                return Ok(Some((*org).clone()));
+            }
+        }
+        self.cache.miss();
+        let ticket = self.cache.ticket();
+        let found = self.inner.find_by_key(key).await?;
+        if let Some(org) = &found {
+            let cached = Arc::new(org.clone());
+            self.cache.fill(
+                ticket,
+                [(Key::OrgKey(key.clone()), Value::OrgIdOf(org.id)), (Key::Org(org.id), Value::Org(cached))],
+            );
+        }
+        Ok(found)
+    }
+
+    async fn find_by_id(&self, id: OrgId) -> Result<Option<Organization>, StoreError> {
+        if let Some(org) = self.cached_org(id) {
+            self.cache.hit();
+            return Ok(Some((*org).clone()));
+        }
+        self.cache.miss();
+        let ticket = self.cache.ticket();
+        let found = OrganizationRepository::find_by_id(&*self.inner, id).await?;
+        if let Some(org) = &found {
+            self.cache.fill(ticket, [(Key::Org(id), Value::Org(Arc::new(org.clone())))]);
+        }
+        Ok(found)
+    }
+
+    async fn update(&self, id: OrgId, changes: OrganizationChanges) -> Result<Organization, UpdateOrgError> {
+        let updated = self.inner.update(id, changes).await;
+        // The admin's email or password may have changed with it.
+        self.cache.evict([Key::Org(id)]);
+        if let Ok(org) = &updated {
+            self.cache.evict([Key::Admin(org.admin_id)]);
+        }
+        updated
+    }
+
+    async fn delete(&self, id: OrgId) -> Result<(), DeleteOrgError> {
+        // Invisible from the moment the delete starts, on this instance at once.
+        self.evict_organization(id);
+        let deleted = self.inner.delete(id).await;
+        self.evict_organization(id);
+        deleted
+    }
+
+    async fn list(&self) -> Result<Vec<Organization>, StoreError> {
+        self.inner.list().await
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        self.inner.count().await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+
+    fn location(&self, org: &Organization) -> TenantLocation {
+        self.inner.location(org)
+    }
+
+    async fn set_database_user(
+        &self,
+        org: &Organization,
+        password: &DatabasePassword,
+    ) -> Result<DatabaseUser, StoreError> {
+        self.inner.set_database_user(org, password).await
+    }
+}
+
+#[async_trait]
+impl AdminRepository for CachedStore {
+    async fn find_by_email(&self, email: &Email) -> Result<Option<Admin>, StoreError> {
+        // Only logins look admins up by email, and they hash a password anyway.
+        self.inner.find_by_email(email).await
+    }
+
+    async fn find_by_id(&self, id: AdminId) -> Result<Option<Admin>, StoreError> {
+        if let Some(Value::Admin(admin)) = self.cache.get(&Key::Admin(id)) {
+            self.cache.hit();
+            return Ok(Some((*admin).clone()));
+        }
+        self.cache.miss();
+        let ticket = self.cache.ticket();
+        let found = AdminRepository::find_by_id(&*self.inner, id).await?;
+        if let Some(admin) = &found {
+            self.cache.fill(ticket, [(Key::Admin(id), Value::Admin(Arc::new(admin.clone())))]);
+        }
+        Ok(found)
+    }
+}
+
+#[async_trait]
+impl SessionRepository for CachedStore {
+    async fn create_session(&self, new: NewSession) -> Result<(), StoreError> {
+        self.inner.create_session(new).await
+    }
+
+    async fn find_by_refresh(&self, presented: &RefreshHash) -> Result<Option<StoredSession>, StoreError> {
+        self.inner.find_by_refresh(presented).await
+    }
+
+    async fn find_session(&self, id: SessionId) -> Result<Option<(Session, bool)>, StoreError> {
+        if let Some(Value::Session(session)) = self.cache.get(&Key::Session(id)) {
+            self.cache.hit();
+            return Ok(Some((*session).clone()));
+        }
+        self.cache.miss();
+        let ticket = self.cache.ticket();
+        let found = self.inner.find_session(id).await?;
+        if let Some(session) = &found {
+            self.cache.fill(ticket, [(Key::Session(id), Value::Session(Arc::new(session.clone())))]);
+        }
+        Ok(found)
+    }
+
+    async fn save_rotation(
+        &self,
+        id: SessionId,
+        expected_current: &RefreshHash,
+        replacement: &RefreshHash,
+        previous: Option<(RefreshHash, DateTime<Utc>)>,
+    ) -> Result<bool, StoreError> {
+        // A rotation changes the refresh hashes, which the cache does not hold.
+        self.inner.save_rotation(id, expected_current, replacement, previous).await
+    }
+
+    async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let revoked = self.inner.revoke_session(id, now).await;
+        self.cache.evict([Key::Session(id)]);
+        revoked
+    }
+
+    async fn revoke_admin_sessions(
+        &self,
+        admin: AdminId,
+        except: Option<SessionId>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let revoked = self.inner.revoke_admin_sessions(admin, except, now).await;
+        self.cache.evict_where(move |value| matches!(value, Value::Session(s) if s.0.admin_id == admin));
+        revoked
+    }
+
+    async fn revoke_organization_sessions(&self, org: OrgId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let revoked = self.inner.revoke_organization_sessions(org, now).await;
+        self.cache.evict_where(move |value| matches!(value, Value::Session(s) if s.0.org_id == org));
+        revoked
+    }
+}
+
+#[async_trait]
+impl AccountLockout for CachedStore {
+    async fn load_throttle(&self, key: &ThrottleKey) -> Result<Option<StoredThrottle>, StoreError> {
+        self.inner.load_throttle(key).await
+    }
+
+    async fn save_throttle(
+        &self,
+        key: &ThrottleKey,
+        next: &LoginThrottle,
+        expected: Option<u64>,
+        forget_after: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.save_throttle(key, next, expected, forget_after).await
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        admin: AdminId,
+        current: &PasswordHash,
+        upgraded: PasswordHash,
+    ) -> Result<bool, StoreError> {
+        let upgraded = self.inner.upgrade_password_hash(admin, current, upgraded).await;
+        self.cache.evict([Key::Admin(admin)]);
+        upgraded
+    }
+}
+
+#[async_trait]
+impl AuditLog for CachedStore {
+    async fn record(&self, event: AuditEvent) -> Result<(), StoreError> {
+        self.inner.record(event).await
+    }
+
+    async fn events(&self, org: OrgId, query: AuditQuery, now: DateTime<Utc>) -> Result<Vec<AuditEvent>, StoreError> {
+        self.inner.events(org, query, now).await
+    }
+
+    async fn expire_events(&self, org: OrgId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.expire_events(org, at).await
+    }
+}
+
+#[async_trait]
+impl TenantStore for CachedStore {
+    async fn tenant_collections(&self) -> Result<Vec<CollectionName>, StoreError> {
+        self.inner.tenant_collections().await
+    }
+
+    async fn insert_documents(&self, org: &Organization, documents: Vec<serde_json::Value>) -> Result<(), StoreError> {
+        self.inner.insert_documents(org, documents).await
+    }
+
+    async fn documents(&self, org: &Organization) -> Result<Vec<serde_json::Value>, StoreError> {
+        self.inner.documents(org).await
+    }
+}
