@@ -6,6 +6,7 @@
 //! prints one table with the targets of issue 6 marked met or not. Nothing here runs inside
 //! `cargo test`.
 
+mod coherence;
 mod load;
 mod moves;
 mod report;
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use report::Report;
-use scenarios::{get_warm, growth, login_flood, rename_cost};
+use scenarios::{get_warm, growth, hot_path, login_flood, rename_cost};
 use service::{Service, Storage};
 
 /// How long and how big each scenario is.
@@ -44,6 +45,8 @@ struct Plan {
     big_tenant_docs: usize,
     /// The tenant sizes of the move scenario.
     move_sizes: Vec<usize>,
+    /// How many times each change is made on one instance and awaited on another.
+    coherence_rounds: usize,
 }
 
 impl Plan {
@@ -61,6 +64,7 @@ impl Plan {
                 bulk_seed: false,
                 big_tenant_docs: 5_000,
                 move_sizes: vec![1_000, 10_000],
+                coherence_rounds: 20,
             }
         } else {
             Self {
@@ -79,6 +83,7 @@ impl Plan {
                 bulk_seed: false,
                 big_tenant_docs: 100_000,
                 move_sizes: vec![1_000, 100_000],
+                coherence_rounds: 200,
             }
         }
     }
@@ -161,11 +166,17 @@ async fn main() -> anyhow::Result<()> {
 
     if only == Only::All {
         // Scenarios 1 and 2 with production hashing parameters.
+        let mut figures = Vec::new();
         for storage in storages(&mongo_uri) {
             let service = Service::start(&storage, service::Hashing::Owasp).await?;
-            get_warm(&service, &storage, &plan, &mut report).await?;
+            figures.push(get_warm(&service, &storage, &plan, &mut report).await?);
             login_flood(&service, &storage, &plan, cores, &mut report).await?;
             service.stop().await;
+        }
+        hot_path(&figures[0], figures.get(1), &plan, &mut report).await?;
+        // Scenario 8: how soon one instance sees another's changes through the cache.
+        if let Some(uri) = &mongo_uri {
+            coherence::delays(uri, plan.coherence_rounds, &mut report).await?;
         }
         // Scenario 4 before 3: on the test server, the thousands of collections scenario 3
         // leaves behind slow down every later collection command (docs/benchmarks.md).

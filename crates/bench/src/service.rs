@@ -69,7 +69,10 @@ impl Service {
         let mut command = Command::new(&binary);
         command
             .arg("serve")
-            .env("RUST_LOG", "warn")
+            // The production log format at the default level: every request's log line is
+            // part of what is measured (written to /dev/null).
+            .env_remove("RUST_LOG")
+            .env("ORGSVC_LOG_FORMAT", "json")
             .env("ORGSVC_HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("ORGSVC_RATE_LIMIT_LOGIN_PER_MINUTE", "0")
             .env("ORGSVC_RATE_LIMIT_CREATE_PER_MINUTE", "0")
@@ -90,8 +93,30 @@ impl Service {
         }
         command.envs(extra.iter().copied());
         let child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;
+        Self::once_ready(child, port, storage.clone()).await
+    }
+
+    /// Starts `orgsvc-hello`, the actix-web hello world that answers `GET /org/get` with the
+    /// same JSON, and waits until it is ready.
+    pub async fn start_hello() -> anyhow::Result<Self> {
+        let binary = std::env::current_exe()?.with_file_name("orgsvc-hello");
+        if !binary.exists() {
+            bail!("{} not found: build it with `cargo build --release -p bench`", binary.display());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new(&binary)
+            .env("ORGSVC_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        Self::once_ready(child, port, Storage::Memory).await
+    }
+
+    /// The service in `child` on `port`, once it answers `/health/ready`.
+    async fn once_ready(child: Child, port: u16, storage: Storage) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
-        let service = Self { child, port, storage: storage.clone(), client };
+        let service = Self { child, port, storage, client };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(response) = service.client.get(service.url("/health/ready")).send().await

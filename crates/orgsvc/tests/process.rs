@@ -109,7 +109,14 @@ async fn a_stop_signal_lets_an_in_flight_request_finish(name: &str) {
             .send()
             .await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The signal comes once the server is serving the create (a request still in the
+    // listen backlog is not in flight: it is refused with the listener). `/metrics` counts
+    // itself among the requests in flight, so two means the create is being served.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while in_flight(port).await < 2 {
+        assert!(Instant::now() < deadline, "the create never reached the server");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     signal(&child, name);
     let response = create.await.expect("join").expect("the in-flight request is answered");
     assert_eq!(response.status(), 201);
@@ -120,6 +127,16 @@ async fn a_stop_signal_lets_an_in_flight_request_finish(name: &str) {
     let logs = String::from_utf8_lossy(&output.stdout);
     assert!(logs.contains("draining in-flight requests") && logs.contains("stopped"), "{logs}");
     assert!(!logs.contains('\u{1b}'), "colour codes off a terminal: {logs:?}");
+}
+
+/// The requests the service on `port` is serving, as its `/metrics` says.
+async fn in_flight(port: u16) -> u64 {
+    let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else { return 0 };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|line| line.strip_prefix("orgsvc_http_requests_in_flight "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -529,6 +546,11 @@ async fn moves_killed_at_random_points_complete_or_roll_back_after_a_restart() {
         }
         let _ = child.kill();
         let _ = child.wait();
+        // Killed just after recording its job, the command may have left one the loop above
+        // did not see yet: once it is dead, the list is final.
+        if job.is_none() {
+            job = store.list_jobs().await.expect("jobs").into_iter().find(|j| j.finished_at.is_none());
+        }
         let Some(job) = job else { continue };
         let at_kill = store.job(job.id).await.expect("job").expect("the job exists");
         if at_kill.finished_at.is_none() {
