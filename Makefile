@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test contract bench bench-moves bench-quick bench-growth fmt fmt-check lint doc check-deps clean
+.PHONY: run test contract bench bench-hot bench-moves bench-quick bench-growth fmt fmt-check lint doc check-deps clean
 
 ## Start the service on the embedded in-memory store (no setup needed).
 run:
@@ -54,6 +54,13 @@ bench:
 	$(CARGO) build --release -p orgsvc
 	$(CARGO) build --release -p bench
 	scripts/with-test-mongo.sh target/release/orgsvc-bench
+
+## Scenarios 1, 7 and 8 alone: GET against the hello world floor, on the memory store and on
+## MongoDB with the organization cache, and how soon a second instance sees changes.
+bench-hot:
+	$(CARGO) build --release -p orgsvc
+	$(CARGO) build --release -p bench
+	scripts/with-test-mongo.sh target/release/orgsvc-bench --only=hot
 
 ## Scenario 6 alone: an online tenant move of 1,000 and 100,000 documents under a writer.
 bench-moves:

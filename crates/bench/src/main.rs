@@ -97,6 +97,8 @@ enum Only {
     Growth,
     /// Scenario 6 alone.
     Moves,
+    /// Scenarios 1, 7 and 8: the hot path and the cache.
+    Hot,
 }
 
 /// The command line: `[--quick] [--only=growth] [--mongo-sizes=N,N...] [--shared-sizes=N,N...]
@@ -132,9 +134,11 @@ fn parse_args(args: impl Iterator<Item = String>) -> anyhow::Result<(Plan, Only)
             only = Only::Growth;
         } else if arg == "--only=moves" {
             only = Only::Moves;
+        } else if arg == "--only=hot" {
+            only = Only::Hot;
         } else {
             anyhow::bail!(
-                "unknown argument {arg}; usage: orgsvc-bench [--quick] [--only=growth|moves] [--mongo-sizes=N,N] \
+                "unknown argument {arg}; usage: orgsvc-bench [--quick] [--only=growth|moves|hot] [--mongo-sizes=N,N] \
                  [--shared-sizes=N,N] [--move-sizes=N,N] [--placements=collection,database,shared] [--skip-memory] \
                  [--bulk-seed]"
             );
@@ -164,6 +168,21 @@ async fn main() -> anyhow::Result<()> {
         if mongo_uri.is_some() { "the project's test server" } else { "none (memory only)" }
     );
 
+    if only == Only::Hot {
+        let mut figures = Vec::new();
+        for storage in storages(&mongo_uri) {
+            let service = Service::start(&storage, service::Hashing::Owasp).await?;
+            figures.push(get_warm(&service, &storage, &plan, &mut report).await?);
+            service.stop().await;
+        }
+        hot_path(&figures[0], figures.get(1), &plan, &mut report).await?;
+        if let Some(uri) = &mongo_uri {
+            coherence::delays(uri, plan.coherence_rounds, &mut report).await?;
+        }
+        report.print();
+        println!("\ntotal time {:.0} s", started.elapsed().as_secs_f64());
+        return Ok(());
+    }
     if only == Only::All {
         // Scenarios 1 and 2 with production hashing parameters.
         let mut figures = Vec::new();

@@ -138,6 +138,11 @@ impl OrgKey {
     /// folding (not lowercasing) makes "Straße" and "STRASSE" one key; the capital `İ`
     /// folds to `i` as in Turkish, rather than to `i` plus a combining dot.
     fn derive(display: &str) -> Self {
+        if display.is_ascii() { Self::derive_ascii(display) } else { Self::derive_unicode(display) }
+    }
+
+    /// The rule on any text.
+    fn derive_unicode(display: &str) -> Self {
         use caseless::Caseless;
         let mut key = String::with_capacity(display.len());
         let mut pending_separator = false;
@@ -154,6 +159,26 @@ impl OrgKey {
             }
         }
         Self(key.nfc().collect())
+    }
+
+    /// The same rule for ASCII text, where normalization changes nothing, case folding is
+    /// lowercasing and the letters and digits are the ASCII ones: most names, on every
+    /// lookup, without the Unicode tables.
+    fn derive_ascii(display: &str) -> Self {
+        let mut key = String::with_capacity(display.len());
+        let mut pending_separator = false;
+        for c in display.bytes() {
+            if c.is_ascii_alphanumeric() {
+                if pending_separator && !key.is_empty() {
+                    key.push('_');
+                }
+                pending_separator = false;
+                key.push(char::from(c.to_ascii_lowercase()));
+            } else {
+                pending_separator = true;
+            }
+        }
+        Self(key)
     }
 
     /// The key as text.
@@ -251,6 +276,24 @@ impl fmt::Debug for OrgKey {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_ascii_rule_is_the_unicode_rule_on_ascii_text() {
+        // Every printable ASCII character alone, next to letters, and in pairs, plus names.
+        let printable: Vec<char> = (0x20u8..0x7f).map(char::from).collect();
+        let mut samples: Vec<String> = Vec::new();
+        for &a in &printable {
+            samples.push(format!("{a}"));
+            samples.push(format!("Ab{a}Cd"));
+            for &b in &printable {
+                samples.push(format!("{a}{b}x"));
+            }
+        }
+        samples.extend(["Acme Corp", "  ACME--corp__2 ", "I-i-İ", "a.b.c", "Z9 z9"].map(str::to_owned));
+        for sample in samples.iter().filter(|s| s.is_ascii()) {
+            assert_eq!(OrgKey::derive_ascii(sample), OrgKey::derive_unicode(sample), "{sample:?}");
+        }
+    }
+
     use super::OrganizationNameError as E;
     use super::*;
 

@@ -141,13 +141,16 @@ impl AppState {
 pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         let metrics_here = state.policy.metrics.on_api_listener;
+        // The API's routes come first: routes are tried in order, and Swagger UI's is a
+        // pattern (a regular expression) that every API request would otherwise be matched
+        // against.
         cfg.app_data(web::Data::new(state))
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
             .app_data(web::QueryConfig::default().error_handler(|e, _| problem::ApiError::from(e).into()))
+            .configure(handlers::routes)
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()))
             // Swagger UI lives under `/docs/`; people type `/docs`.
-            .service(web::redirect("/docs", "/docs/").permanent())
-            .configure(handlers::routes);
+            .service(web::redirect("/docs", "/docs/").permanent());
         if metrics_here {
             cfg.configure(handlers::metrics_route);
         }

@@ -137,14 +137,8 @@ struct Entry {
     at: DateTime<Utc>,
 }
 
-/// Whether entries can be trusted beyond their TTL, and since when.
-#[derive(Debug)]
-enum Coherence {
-    /// No change stream: entries are trusted for the TTL.
-    TtlOnly,
-    /// A change stream evicts what changes: entries are trusted while it answers.
-    Stream { heard_at_ms: AtomicI64 },
-}
+/// `heard_at_ms` when the stream has not answered since it was (re)opened.
+const NOT_HEARD: i64 = i64::MIN;
 
 /// A generation number read before a database read; the answer is stored only if no
 /// eviction happened since.
@@ -159,7 +153,12 @@ pub(crate) struct MasterCache {
     /// Held while an answer is stored and while entries are evicted, so that a store checks
     /// its ticket and inserts with no eviction in between.
     generation: Mutex<u64>,
-    coherence: Mutex<Arc<Coherence>>,
+    /// Whether a change stream keeps the cache coherent; without one, entries are trusted
+    /// for the TTL.
+    follows_stream: AtomicBool,
+    /// When the change stream last answered (milliseconds since the epoch), or
+    /// [`NOT_HEARD`]: entries are trusted only while that is recent.
+    heard_at_ms: AtomicI64,
     stats: Arc<CacheStats>,
 }
 
@@ -188,7 +187,8 @@ impl MasterCache {
             ttl: chrono::Duration::from_std(settings.ttl).unwrap_or(chrono::Duration::MAX),
             clock,
             generation: Mutex::new(0),
-            coherence: Mutex::new(Arc::new(Coherence::TtlOnly)),
+            follows_stream: AtomicBool::new(false),
+            heard_at_ms: AtomicI64::new(NOT_HEARD),
             stats,
         }
     }
@@ -197,44 +197,34 @@ impl MasterCache {
         self.generation.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn coherence(&self) -> Arc<Coherence> {
-        Arc::clone(&self.coherence.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
     /// From now on entries are trusted only while the change stream answers; until it
     /// first does, they are not.
     fn follow_stream(&self) {
-        *self.coherence.lock().unwrap_or_else(|p| p.into_inner()) =
-            Arc::new(Coherence::Stream { heard_at_ms: AtomicI64::new(i64::MIN) });
+        self.heard_at_ms.store(NOT_HEARD, Ordering::Release);
+        self.follows_stream.store(true, Ordering::Release);
     }
 
     /// The change stream answered a request made at `asked`: every change made before then
     /// has been evicted.
     fn heard_from_stream(&self, asked: DateTime<Utc>) {
-        if let Coherence::Stream { heard_at_ms } = &*self.coherence() {
-            heard_at_ms.fetch_max(asked.timestamp_millis(), Ordering::AcqRel);
-            self.stats.following.store(true, Ordering::Relaxed);
-        }
+        self.heard_at_ms.fetch_max(asked.timestamp_millis(), Ordering::AcqRel);
+        self.stats.following.store(true, Ordering::Relaxed);
     }
 
     /// The change stream failed: stop trusting entries until it answers again.
     fn lost_stream(&self) {
-        if let Coherence::Stream { heard_at_ms } = &*self.coherence() {
-            heard_at_ms.store(i64::MIN, Ordering::Release);
-            self.stats.following.store(false, Ordering::Relaxed);
-        }
+        self.heard_at_ms.store(NOT_HEARD, Ordering::Release);
+        self.stats.following.store(false, Ordering::Relaxed);
     }
 
     /// Whether entries may be used at `now`.
     fn trusted(&self, now: DateTime<Utc>) -> bool {
-        match &*self.coherence() {
-            Coherence::TtlOnly => true,
-            Coherence::Stream { heard_at_ms } => {
-                let heard = heard_at_ms.load(Ordering::Acquire);
-                let limit = i64::try_from(STREAM_SILENCE_LIMIT.as_millis()).unwrap_or(i64::MAX);
-                heard != i64::MIN && now.timestamp_millis().saturating_sub(heard) < limit
-            }
+        if !self.follows_stream.load(Ordering::Acquire) {
+            return true;
         }
+        let heard = self.heard_at_ms.load(Ordering::Acquire);
+        let limit = i64::try_from(STREAM_SILENCE_LIMIT.as_millis()).unwrap_or(i64::MAX);
+        heard != NOT_HEARD && now.timestamp_millis().saturating_sub(heard) < limit
     }
 
     /// The entry under `key`, if it may be used now. Not counted: a lookup may need several.

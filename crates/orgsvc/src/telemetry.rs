@@ -1,6 +1,8 @@
 //! Logging setup: `tracing` with an `RUST_LOG` filter (default `info`), human-readable or
 //! JSON lines.
 
+mod json;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::settings::LogFormat;
@@ -13,7 +15,8 @@ pub fn init(format: LogFormat) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        // The innermost span (the request's id, method and route) is in every line.
+        LogFormat::Json => builder.fmt_fields(json::JsonFields).event_format(json::JsonLines).try_init(),
         LogFormat::Text => builder.try_init(),
     };
 }
