@@ -160,6 +160,10 @@ pub(crate) struct MasterCache {
     /// [`NOT_HEARD`]: entries are trusted only while that is recent.
     heard_at_ms: AtomicI64,
     stats: Arc<CacheStats>,
+    /// Set by the tests: the next time the stream is opened again, it resumes from a token
+    /// the server never issued, as if its position had fallen off the oplog.
+    #[cfg(feature = "test-support")]
+    forget_position: AtomicBool,
 }
 
 impl MasterCache {
@@ -190,6 +194,8 @@ impl MasterCache {
             follows_stream: AtomicBool::new(false),
             heard_at_ms: AtomicI64::new(NOT_HEARD),
             stats,
+            #[cfg(feature = "test-support")]
+            forget_position: AtomicBool::new(false),
         }
     }
 

@@ -229,3 +229,37 @@ async fn a_killed_or_cut_stream_connection_resumes_and_misses_nothing() {
     assert_eq!(found(&b, renamed.name.key()).await, None);
     assert!(b.stats().reconnects >= 1, "{:?}", b.stats());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_cannot_resume_drops_the_whole_cache_and_starts_over() {
+    let settings = fresh_settings(URI_VARIABLE);
+    let a = instance(&settings, Arc::new(SystemClock)).await;
+    let proxy = CuttableProxy::start(&std::env::var(URI_VARIABLE).expect("test server")).await;
+    let mut through_proxy = settings.clone();
+    through_proxy.uri = proxy.uri().into();
+    through_proxy.server_selection_timeout = Duration::from_millis(500);
+    let b = instance(&through_proxy, Arc::new(SystemClock)).await;
+    let org = a.create(new_organization("Acme", "a@acme.test")).await.expect("create");
+    cached_by(&b, org.name.key()).await;
+
+    // b is cut off while a renames, and its stream's position is gone when it comes back:
+    // the event of the rename can never be delivered.
+    b.forget_stream_position();
+    proxy.cut();
+    wait_until("b's stream fails", || async { !b.stats().following }).await;
+    let renamed = a.update(org.id, rename(&org, "Acme Two")).await.expect("rename");
+    proxy.restore();
+    wait_until("a new stream answers", || async { b.stats().following }).await;
+
+    assert_eq!(b.stats().resets, 1, "{:?}", b.stats());
+    assert_eq!(found(&b, org.name.key()).await, None, "the stale entry went with the whole cache");
+    assert_eq!(found(&b, renamed.name.key()).await.map(|o| o.id), Some(org.id));
+    // The new stream is followed: a's next change reaches b's cache.
+    cached_by(&b, renamed.name.key()).await;
+    let again = a.update(org.id, rename(&renamed, "Acme Three")).await.expect("rename");
+    wait_until("b sees the next rename", || async {
+        b.find_by_key(renamed.name.key()).await.is_ok_and(|found| found.is_none())
+    })
+    .await;
+    assert!(found(&b, again.name.key()).await.is_some());
+}

@@ -2,6 +2,8 @@
 //! memory and every write evicting what it changed before it answers.
 
 use std::sync::Arc;
+#[cfg(feature = "test-support")]
+use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -84,12 +86,44 @@ impl CachedStore {
         }
     }
 
+    /// Makes the stream's next reopening resume from a token the server never issued, as if
+    /// its position had fallen off the oplog while it was away: for the test of the reset.
+    #[cfg(feature = "test-support")]
+    pub fn forget_stream_position(&self) {
+        self.cache.forget_position.store(true, Ordering::Release);
+    }
+
     /// The organization cached under `id`, if it may be used.
     fn cached_org(&self, id: OrgId) -> Option<Arc<Organization>> {
         match self.cache.get(&Key::Org(id)) {
             Some(Value::Org(org)) => Some(org),
             _ => None,
         }
+    }
+
+    /// A lookup through the cache: `cached` when the cache had a usable answer, otherwise
+    /// the database's answer to `read`, stored under the keys `answers` gives unless
+    /// something was evicted while it was read (the ticket is taken before the read starts).
+    async fn read_through<T, Read>(
+        &self,
+        cached: Option<T>,
+        read: impl FnOnce() -> Read,
+        answers: impl FnOnce(&T) -> Vec<(Key, Value)>,
+    ) -> Result<Option<T>, StoreError>
+    where
+        Read: std::future::Future<Output = Result<Option<T>, StoreError>>,
+    {
+        if let Some(found) = cached {
+            self.cache.hit();
+            return Ok(Some(found));
+        }
+        self.cache.miss();
+        let ticket = self.cache.ticket();
+        let found = read().await?;
+        if let Some(found) = &found {
+            self.cache.fill(ticket, answers(found));
+        }
+        Ok(found)
     }
 
     /// Forgets an organization, its admin and its sessions.
@@ -111,38 +145,33 @@ impl OrganizationRepository for CachedStore {
     }
 
     async fn find_by_key(&self, key: &OrgKey) -> Result<Option<Organization>, StoreError> {
-        if let Some(Value::OrgIdOf(id)) = self.cache.get(&Key::OrgKey(key.clone())) {
-            // The key may have moved to another organization since: the organization says.
-            if let Some(org) = self.cached_org(id).filter(|org| org.name.key() == key) {
-                self.cache.hit();
-                return Ok(Some((*org).clone()));
-            }
-        }
-        self.cache.miss();
-        let ticket = self.cache.ticket();
-        let found = self.inner.find_by_key(key).await?;
-        if let Some(org) = &found {
-            let cached = Arc::new(org.clone());
-            self.cache.fill(
-                ticket,
-                [(Key::OrgKey(key.clone()), Value::OrgIdOf(org.id)), (Key::Org(org.id), Value::Org(cached))],
-            );
-        }
-        Ok(found)
+        // The key may have moved to another organization since it was cached: the
+        // organization's own name says.
+        let cached = match self.cache.get(&Key::OrgKey(key.clone())) {
+            Some(Value::OrgIdOf(id)) => self.cached_org(id).filter(|org| org.name.key() == key),
+            _ => None,
+        };
+        self.read_through(
+            cached.map(|org| (*org).clone()),
+            || self.inner.find_by_key(key),
+            |org| {
+                vec![
+                    (Key::OrgKey(key.clone()), Value::OrgIdOf(org.id)),
+                    (Key::Org(org.id), Value::Org(Arc::new(org.clone()))),
+                ]
+            },
+        )
+        .await
     }
 
     async fn find_by_id(&self, id: OrgId) -> Result<Option<Organization>, StoreError> {
-        if let Some(org) = self.cached_org(id) {
-            self.cache.hit();
-            return Ok(Some((*org).clone()));
-        }
-        self.cache.miss();
-        let ticket = self.cache.ticket();
-        let found = OrganizationRepository::find_by_id(&*self.inner, id).await?;
-        if let Some(org) = &found {
-            self.cache.fill(ticket, [(Key::Org(id), Value::Org(Arc::new(org.clone())))]);
-        }
-        Ok(found)
+        let cached = self.cached_org(id).map(|org| (*org).clone());
+        self.read_through(
+            cached,
+            || OrganizationRepository::find_by_id(&*self.inner, id),
+            |org| vec![(Key::Org(id), Value::Org(Arc::new(org.clone())))],
+        )
+        .await
     }
 
     async fn update(&self, id: OrgId, changes: OrganizationChanges) -> Result<Organization, UpdateOrgError> {
@@ -196,17 +225,16 @@ impl AdminRepository for CachedStore {
     }
 
     async fn find_by_id(&self, id: AdminId) -> Result<Option<Admin>, StoreError> {
-        if let Some(Value::Admin(admin)) = self.cache.get(&Key::Admin(id)) {
-            self.cache.hit();
-            return Ok(Some((*admin).clone()));
-        }
-        self.cache.miss();
-        let ticket = self.cache.ticket();
-        let found = AdminRepository::find_by_id(&*self.inner, id).await?;
-        if let Some(admin) = &found {
-            self.cache.fill(ticket, [(Key::Admin(id), Value::Admin(Arc::new(admin.clone())))]);
-        }
-        Ok(found)
+        let cached = match self.cache.get(&Key::Admin(id)) {
+            Some(Value::Admin(admin)) => Some((*admin).clone()),
+            _ => None,
+        };
+        self.read_through(
+            cached,
+            || AdminRepository::find_by_id(&*self.inner, id),
+            |admin| vec![(Key::Admin(id), Value::Admin(Arc::new(admin.clone())))],
+        )
+        .await
     }
 }
 
@@ -221,17 +249,16 @@ impl SessionRepository for CachedStore {
     }
 
     async fn find_session(&self, id: SessionId) -> Result<Option<(Session, bool)>, StoreError> {
-        if let Some(Value::Session(session)) = self.cache.get(&Key::Session(id)) {
-            self.cache.hit();
-            return Ok(Some((*session).clone()));
-        }
-        self.cache.miss();
-        let ticket = self.cache.ticket();
-        let found = self.inner.find_session(id).await?;
-        if let Some(session) = &found {
-            self.cache.fill(ticket, [(Key::Session(id), Value::Session(Arc::new(session.clone())))]);
-        }
-        Ok(found)
+        let cached = match self.cache.get(&Key::Session(id)) {
+            Some(Value::Session(session)) => Some((*session).clone()),
+            _ => None,
+        };
+        self.read_through(
+            cached,
+            || self.inner.find_session(id),
+            |session| vec![(Key::Session(id), Value::Session(Arc::new(session.clone())))],
+        )
+        .await
     }
 
     async fn save_rotation(

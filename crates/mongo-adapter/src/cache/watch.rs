@@ -17,9 +17,11 @@ use crate::errors::{CHANGE_STREAMS_UNSUPPORTED, code};
 const WATCHED: [&str; 3] = ["organizations", "admins", "sessions"];
 
 /// The server cannot resume the stream where it was: the position fell off the oplog
-/// (`ChangeStreamHistoryLost`), the token is not one it knows (`InvalidResumeToken`), or
-/// the stream cannot go on (`ChangeStreamFatalError`).
-const LOST_BEYOND_RESUMPTION: [i32; 3] = [286, 260, 280];
+/// (`ChangeStreamHistoryLost`), the token is not one it knows (`InvalidResumeToken`), the
+/// stream cannot go on (`ChangeStreamFatalError`), or the server cannot read the token at
+/// all (`FailedToParse`, which is what the test server answers for a token it never issued).
+/// Opening the stream again from the same token would fail the same way forever.
+const LOST_BEYOND_RESUMPTION: [i32; 4] = [286, 260, 280, 9];
 
 /// The longest wait between attempts to open the stream again.
 const MOST_BACKOFF: Duration = Duration::from_secs(5);
@@ -67,28 +69,35 @@ pub(super) async fn follow(cache: Arc<MasterCache>, master: Database, mut stream
     loop {
         let mut current = match stream.take() {
             Some(current) => current,
-            None => match open(&master, token.clone()).await {
-                Ok(opened) => {
-                    if token.is_none() {
-                        // Nothing tells what changed before this stream began.
-                        cache.clear();
+            None => {
+                #[cfg(feature = "test-support")]
+                if cache.forget_position.swap(false, Ordering::AcqRel) {
+                    token = Some(never_issued());
+                }
+                match open(&master, token.clone()).await {
+                    Ok(opened) => {
+                        if token.is_none() {
+                            // Nothing tells what changed before this stream began.
+                            cache.clear();
+                        }
+                        backoff = Duration::from_millis(50);
+                        opened
                     }
-                    backoff = Duration::from_millis(50);
-                    opened
+                    // Without a token there is nothing to give up: the error is the server's.
+                    Err(e) if token.is_some() && code(&e).is_some_and(|c| LOST_BEYOND_RESUMPTION.contains(&c)) => {
+                        tracing::warn!(error = %e, "the master change stream cannot resume: dropping the whole cache");
+                        cache.stats.resets.fetch_add(1, Ordering::Relaxed);
+                        token = None;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot reopen the master change stream; will retry");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MOST_BACKOFF);
+                        continue;
+                    }
                 }
-                Err(e) if code(&e).is_some_and(|c| LOST_BEYOND_RESUMPTION.contains(&c)) => {
-                    tracing::warn!(error = %e, "the master change stream cannot resume: dropping the whole cache");
-                    cache.stats.resets.fetch_add(1, Ordering::Relaxed);
-                    token = None;
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot reopen the master change stream; will retry");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MOST_BACKOFF);
-                    continue;
-                }
-            },
+            }
         };
         loop {
             let asked = cache.clock.now();
@@ -115,6 +124,12 @@ pub(super) async fn follow(cache: Arc<MasterCache>, master: Database, mut stream
         // Not trusted until the next stream answers.
         cache.lost_stream();
     }
+}
+
+/// A resume token the server never issued, standing for a position that fell off its oplog.
+#[cfg(feature = "test-support")]
+fn never_issued() -> ResumeToken {
+    mongodb::bson::from_document(doc! {"_data": "00"}).expect("a resume token is any BSON value")
 }
 
 /// Evicts what an event names; returns whether the stream goes on.
