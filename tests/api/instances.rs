@@ -133,6 +133,47 @@ async fn another_instances_changes_are_seen_through_the_change_stream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_api_key_is_refused_by_the_other_instance_as_fast_as_a_logout() {
+    let mut shared = Backend::MongoDb.settings();
+    shared.jwt_keys = keys(&[("k", OLD_KEY)]);
+    // As above: only the change stream can explain what b sees when the cache is on.
+    shared.mongodb.cache.ttl = Duration::from_secs(3600);
+    let a = instance(&shared, |_| {}).await;
+    let b = instance(&shared, |_| {}).await;
+    a.create_ok("Acme", "a@acme.test", PASSWORD).await;
+    let token = a.token("a@acme.test", PASSWORD).await;
+    let connection = |app: &TestApp, key: &str| {
+        app.request(reqwest::Method::GET, "/org/connection").bearer_auth(key.to_owned()).send()
+    };
+    let mut delays = Vec::new();
+    for _ in 0..ROUNDS {
+        let body = serde_json::json!({"name": "billing", "scopes": ["org:read"]});
+        let created = a.request(reqwest::Method::POST, "/org/api-keys").bearer_auth(&token).json(&body).send().await;
+        let created: serde_json::Value = created.expect("request").json().await.expect("json");
+        let key = created["key"].as_str().expect("key").to_owned();
+        // b uses the key, and caches it.
+        for _ in 0..2 {
+            assert_eq!(connection(&b, &key).await.expect("request").status(), 200);
+        }
+        let id = created["id"].as_str().expect("id");
+        let revoked = a.request(reqwest::Method::DELETE, &format!("/org/api-keys/{id}")).bearer_auth(&token).send();
+        assert_eq!(revoked.await.expect("request").status(), 204);
+        delays.push(
+            delay_until("b refuses the revoked key", || async {
+                connection(&b, &key).await.is_ok_and(|r| r.status() == 401)
+            })
+            .await,
+        );
+    }
+    delays.sort();
+    eprintln!(
+        "revoked key refused by the other instance after: median {:?}, most {:?}",
+        delays[ROUNDS / 2],
+        delays[ROUNDS - 1]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outdated_hash_is_upgraded_at_the_next_login() {
     let shared = Backend::MongoDb.settings();
     let weak = instance(&shared, |s| {

@@ -3,6 +3,7 @@
 //! on every storage.
 
 mod abuse;
+mod api_keys;
 mod audit;
 mod connection;
 mod create;
@@ -39,6 +40,7 @@ macro_rules! api_tests {
             api_tests!(@configured $backend; operability: request_ids_are_echoed_or_generated_and_named_in_problems, metrics_expose_requests_hashing_store_and_security_events, metrics_can_need_a_token_or_a_listener_of_their_own);
             api_tests!(@configured $backend; connection: the_admin_gets_its_own_connection_details, new_organizations_go_where_the_policy_says, an_unreachable_cluster_answers_503_for_its_tenants_only, database_credentials_are_for_own_databases_only);
             api_tests!(@configured $backend; audit: every_action_is_recorded_with_its_context, pages_follow_the_cursor_newest_first, the_action_filter_and_bad_parameters, events_are_the_organizations_own_and_survive_a_rename);
+            api_tests!(@configured $backend; api_keys: a_key_is_shown_once_and_works_within_its_scopes, a_write_key_renames_and_the_audit_trail_names_it, revoked_expired_and_wrong_keys_get_the_401_of_a_bad_token, refused_keys_count_like_failed_logins, invalid_requests_are_4xx_naming_the_field, a_deleted_organizations_keys_stop_working);
             organization_suites!($spawn);
         }
     };

@@ -82,6 +82,19 @@ pub async fn metrics_expose_requests_hashing_store_and_security_events(backend: 
     let cached = backend == Backend::MongoDb && cache_on();
     assert_eq!(sample(&text, "orgsvc_cache_lookups_total", &[("result", "miss")]).is_some(), cached, "{text}");
     assert_eq!(sample(&text, "orgsvc_cache_stream_up", &[]).is_some(), cached);
+    // On MongoDB, each cluster's connection pool: requests were served, so connections
+    // were checked out and waited for, and no checkout timed out.
+    let mongo = backend == Backend::MongoDb;
+    let main = [("cluster", "main")];
+    let checkouts = sample(&text, "orgsvc_mongodb_pool_checkouts_total", &main);
+    assert_eq!(checkouts.is_some_and(|n| n > 0.0), mongo, "{text}");
+    let open = sample(&text, "orgsvc_mongodb_pool_connections", &[("cluster", "main"), ("state", "open")]);
+    assert_eq!(open.is_some_and(|n| n >= 1.0), mongo, "{text}");
+    let waits = sample(&text, "orgsvc_mongodb_pool_checkout_wait_seconds_count", &main);
+    assert_eq!(waits.is_some_and(|n| n >= checkouts.unwrap_or(0.0)), mongo, "{text}");
+    let timeouts =
+        sample(&text, "orgsvc_mongodb_pool_checkout_failures_total", &[("cluster", "main"), ("reason", "timeout")]);
+    assert_eq!(timeouts, mongo.then_some(0.0), "{text}");
 }
 
 /// Whether this run of the suite has the organization cache on (see `make test`).

@@ -101,6 +101,11 @@ impl Placement {
 crate::operation_error!(
     /// Why database credentials could not be created or rotated.
     CredentialsError {
+        /// The caller's API key may not do this.
+        Forbidden {
+            /// What it asked and what would allow it.
+            reason: crate::Forbidden,
+        } => "{reason}",
         /// Per-tenant credentials are switched off on this deployment.
         Disabled => "per-tenant database credentials are not enabled on this deployment",
         /// The organization's placement shares its database with other tenants.
@@ -114,6 +119,8 @@ crate::operation_error!(
         NotFound => "organization not found",
     }
 );
+
+crate::forbidden_from!(CredentialsError);
 
 #[cfg(test)]
 mod tests {

@@ -93,6 +93,11 @@ operation_error!(
     GetOrgError {
         /// No active organization has this key.
         NotFound => "organization not found",
+        /// The caller's API key may not do this.
+        Forbidden {
+            /// What it asked and what would allow it.
+            reason: crate::Forbidden,
+        } => "{reason}",
     }
 );
 
@@ -108,6 +113,11 @@ operation_error!(
         /// The organization's data is being moved to another placement: a rename, which
         /// moves its collection too, waits until the move has ended.
         Moving => "the organization's data is being moved; rename it once the move has ended",
+        /// The caller's API key may not do this.
+        Forbidden {
+            /// What it asked and what would allow it.
+            reason: crate::Forbidden,
+        } => "{reason}",
     }
 );
 
@@ -118,5 +128,69 @@ operation_error!(
         NotFound => "organization not found",
         /// The organization is not the caller's.
         NotOwner => "the organization belongs to another admin",
+        /// The caller's API key may not do this.
+        Forbidden {
+            /// What it asked and what would allow it.
+            reason: crate::Forbidden,
+        } => "{reason}",
     }
+);
+
+operation_error!(
+    /// Why an API key could not be created.
+    CreateApiKeyError {
+        /// The caller's API key may not do this.
+        Forbidden {
+            /// What it asked and what would allow it.
+            reason: crate::Forbidden,
+        } => "{reason}",
+        /// The expiry time asked for has passed.
+        ExpiryInThePast => "expires_at must be in the future",
+    }
+);
+
+operation_error!(
+    /// Why the API keys could not be listed.
+    ListApiKeysError {
+        /// The caller's API key may not do this.
+        Forbidden {
+            /// What it asked and what would allow it.
+            reason: crate::Forbidden,
+        } => "{reason}",
+    }
+);
+
+operation_error!(
+    /// Why an API key could not be revoked.
+    RevokeApiKeyError {
+        /// The caller's API key may not do this.
+        Forbidden {
+            /// What it asked and what would allow it.
+            reason: crate::Forbidden,
+        } => "{reason}",
+        /// The organization has no such key.
+        NotFound => "API key not found",
+    }
+);
+
+/// Makes an operation error with a `Forbidden { reason }` variant buildable from
+/// [`Forbidden`](crate::Forbidden) with `?`: the use cases that an API key's missing scope
+/// can end.
+#[macro_export]
+macro_rules! forbidden_from {
+    ($($error:ty),*) => {$(
+        impl ::core::convert::From<$crate::Forbidden> for $error {
+            fn from(reason: $crate::Forbidden) -> Self {
+                Self::Forbidden { reason }
+            }
+        }
+    )*};
+}
+crate::forbidden_from!(
+    GetOrgError,
+    UpdateOrgError,
+    DeleteOrgError,
+    CreateApiKeyError,
+    ListApiKeysError,
+    RevokeApiKeyError
 );

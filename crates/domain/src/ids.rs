@@ -146,3 +146,15 @@ id_type!(
     /// ```
     JobId
 );
+
+id_type!(
+    /// The immutable id of an API key: what lists show, what revoking names, and what the
+    /// audit trail records as the key that acted.
+    ///
+    /// ```
+    /// use domain::ApiKeyId;
+    /// let id = ApiKeyId::new();
+    /// assert_eq!(ApiKeyId::parse(&id.to_string()), Ok(id));
+    /// ```
+    ApiKeyId
+);

@@ -16,6 +16,7 @@
 //! assert_eq!(collection.as_str(), "org_acme_corp");
 //! ```
 
+mod api_keys;
 mod collection;
 mod credentials;
 mod email;
@@ -30,6 +31,10 @@ mod placement;
 mod security;
 mod sessions;
 
+pub use api_keys::{
+    API_KEY_PREFIX, ApiKey, ApiKeyHash, ApiKeyName, ApiKeyNameError, ApiKeySecret, Credential, ExpiryInThePast,
+    Forbidden, LAST_USED_PRECISION, MAX_API_KEY_NAME_CHARS, Permission, Scope, Scopes, ScopesError,
+};
 pub use collection::{CollectionName, CollectionNameError, CollectionNaming};
 pub use credentials::{
     CredentialsError, DatabaseCredentials, DatabasePassword, DatabasePasswordError, DatabaseUser,
@@ -37,8 +42,11 @@ pub use credentials::{
 };
 pub use email::{Email, EmailError, MAX_EMAIL_BYTES};
 pub use entities::{Admin, NewAdmin, NewOrganization, Organization, OrganizationChanges, Rename};
-pub use errors::{CreateOrgError, DeleteOrgError, GetOrgError, StoreError, UpdateOrgError};
-pub use ids::{AdminId, CheckId, EventId, IdError, JobId, OrgId, SessionId};
+pub use errors::{
+    CreateApiKeyError, CreateOrgError, DeleteOrgError, GetOrgError, ListApiKeysError, RevokeApiKeyError, StoreError,
+    UpdateOrgError,
+};
+pub use ids::{AdminId, ApiKeyId, CheckId, EventId, IdError, JobId, OrgId, SessionId};
 pub use jobs::{
     JobFieldError, JobKind, JobLease, JobProgress, JobState, MoveError, MoveMode, MovePhase, MovePlan, Recovery,
     TieringPolicy, TieringPolicyError,

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use std::fmt;
 use std::str::FromStr;
 
-use crate::{AdminId, EventId, OrgId, SessionId};
+use crate::{AdminId, ApiKeyId, EventId, OrgId, SessionId};
 
 /// A login session: what a refresh token keeps alive and what every access token names in
 /// its `sid` claim. Revoking it ends both at once.
@@ -50,6 +50,10 @@ pub enum AuditAction {
     /// `database_credentials.rotated`: the organization's database user was created or got
     /// a new password.
     DatabaseCredentialsRotated,
+    /// `api_key.created`
+    ApiKeyCreated,
+    /// `api_key.revoked`
+    ApiKeyRevoked,
 }
 
 /// The text is not one of the audit actions.
@@ -59,7 +63,7 @@ pub struct AuditActionError;
 
 impl AuditAction {
     /// Every action, in a stable order.
-    pub const ALL: [AuditAction; 11] = [
+    pub const ALL: [AuditAction; 13] = [
         Self::OrganizationCreated,
         Self::OrganizationRenamed,
         Self::OrganizationDeleted,
@@ -71,6 +75,8 @@ impl AuditAction {
         Self::SessionRefreshReused,
         Self::SessionLoggedOut,
         Self::DatabaseCredentialsRotated,
+        Self::ApiKeyCreated,
+        Self::ApiKeyRevoked,
     ];
 
     /// The dotted name used in the API and in storage.
@@ -94,6 +100,8 @@ impl AuditAction {
             Self::SessionRefreshReused => "session.refresh_reused",
             Self::SessionLoggedOut => "session.logged_out",
             Self::DatabaseCredentialsRotated => "database_credentials.rotated",
+            Self::ApiKeyCreated => "api_key.created",
+            Self::ApiKeyRevoked => "api_key.revoked",
         }
     }
 }
@@ -159,6 +167,8 @@ pub struct AuditEvent {
     pub organization_id: Option<OrgId>,
     /// The admin who acted or whose account was concerned, when known.
     pub actor_id: Option<AdminId>,
+    /// The API key that acted, when one did (for the admin in `actor_id`, who created it).
+    pub api_key_id: Option<ApiKeyId>,
     /// The client's address as the service determined it.
     pub ip: Option<String>,
     /// The request's id, to find its log lines.

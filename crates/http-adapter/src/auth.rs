@@ -1,6 +1,8 @@
-//! Bearer authentication. A protected handler takes [`Authenticated`]: the token is
-//! verified and its admin and organization are checked to still exist on every request,
-//! so a deleted organization's tokens stop working at once.
+//! Bearer authentication. A protected handler takes [`Authenticated`]: the token (an access
+//! token or an API key) is verified and its admin and organization are checked to still
+//! exist on every request, so a deleted organization's tokens stop working at once. A wrong,
+//! revoked or expired API key gets the same 401 as a bad token, and is counted against the
+//! client's address like a failed login: once its login allowance is spent, it gets 429.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,8 +11,8 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use ports::{AuthError, Principal};
 
-use crate::AppState;
 use crate::problem::ApiError;
+use crate::{AppState, Limited};
 
 /// The caller of a protected endpoint.
 pub(crate) struct Authenticated(pub Principal);
@@ -27,6 +29,18 @@ pub(crate) fn bearer_token(req: &HttpRequest) -> Option<String> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
 }
 
+/// Authenticates `token`; a refused API key takes one request from the client's login
+/// allowance, and is answered 429 once that is spent.
+async fn authenticate(state: &AppState, req: &HttpRequest, token: &str) -> Result<Principal, ApiError> {
+    match state.api.authenticate(token).await {
+        Err(AuthError::InvalidToken) if domain::ApiKeySecret::is_meant(token) => {
+            state.limit(Limited::Login, req)?;
+            Err(AuthError::InvalidToken.into())
+        }
+        other => Ok(other?),
+    }
+}
+
 fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
     req.app_data::<web::Data<AppState>>()
         .cloned()
@@ -40,11 +54,13 @@ impl FromRequest for Authenticated {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = bearer_token(req);
         let state = state(req);
+        let req = req.clone();
         Box::pin(async move {
             let Some(token) = token else {
                 return Err(ApiError::Unauthorized { detail: "a bearer token is required", invalid_token: false });
             };
-            Ok(Authenticated(state?.api.authenticate(&token).await?))
+            let state = state?;
+            Ok(Authenticated(authenticate(&state, &req, &token).await?))
         })
     }
 }
@@ -56,13 +72,15 @@ impl FromRequest for MaybeAuthenticated {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = bearer_token(req);
         let state = state(req);
+        let req = req.clone();
         Box::pin(async move {
             let Some(token) = token else { return Ok(MaybeAuthenticated(None)) };
-            match state?.api.authenticate(&token).await {
+            let state = state?;
+            match authenticate(&state, &req, &token).await {
                 Ok(principal) => Ok(MaybeAuthenticated(Some(principal))),
                 // An invalid token on a public route makes the caller anonymous.
-                Err(AuthError::InvalidToken) => Ok(MaybeAuthenticated(None)),
-                Err(error) => Err(error.into()),
+                Err(ApiError::Unauthorized { .. }) => Ok(MaybeAuthenticated(None)),
+                Err(error) => Err(error),
             }
         })
     }

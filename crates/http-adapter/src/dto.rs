@@ -3,10 +3,10 @@
 //! Bodies that hold passwords do not implement `Debug`, so they cannot be logged.
 
 use chrono::{DateTime, Utc};
-use domain::{AuditAction, Email, EventId, OrganizationName, Password};
+use domain::{ApiKey, ApiKeyName, AuditAction, Email, EventId, OrganizationName, Password, Scopes};
 use ports::{
-    AuditPage, AuditQuery, CreateOrganizationRequest, CreatedOrganization, LoginRequest, OrganizationView,
-    SessionTokens, UpdateOrganizationRequest,
+    AuditPage, AuditQuery, CreateApiKeyRequest, CreateOrganizationRequest, CreatedApiKey, CreatedOrganization,
+    LoginRequest, OrganizationView, SessionTokens, UpdateOrganizationRequest,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -432,6 +432,8 @@ pub struct AuditEventResponse {
     pub organization_id: Option<Uuid>,
     /// The admin who acted or was concerned, when known.
     pub actor_id: Option<Uuid>,
+    /// The API key that acted for the admin, when one did.
+    pub api_key_id: Option<Uuid>,
     /// The client's address.
     pub ip: Option<String>,
     /// The request's id (the `X-Request-Id` of its response).
@@ -462,6 +464,7 @@ impl From<AuditPage> for AuditPageResponse {
                     action: e.action.as_str().to_owned(),
                     organization_id: e.organization_id.map(|id| id.as_uuid()),
                     actor_id: e.actor_id.map(|id| id.as_uuid()),
+                    api_key_id: e.api_key_id.map(|id| id.as_uuid()),
                     ip: e.ip,
                     request_id: e.request_id,
                     outcome: e.outcome.as_str().to_owned(),
@@ -469,6 +472,121 @@ impl From<AuditPage> for AuditPageResponse {
                 .collect(),
             next_cursor: page.next_cursor.map(|c| c.to_string()),
         }
+    }
+}
+
+/// `POST /org/api-keys` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "billing service", "scopes": ["org:read", "audit:read"], "expires_at": "2027-01-01T00:00:00Z"}))]
+pub struct CreateApiKeyBody {
+    /// What the admin calls the key: 1 to 100 characters, no control characters.
+    #[schema(required = true, nullable = false)]
+    pub name: Option<String>,
+    /// What the key may do: one or more of `org:read`, `org:write`, `audit:read`.
+    #[schema(required = true, nullable = false, min_items = 1)]
+    pub scopes: Option<Vec<String>>,
+    /// When the key stops working (RFC 3339, in the future); never, if absent.
+    #[schema(format = DateTime, nullable = false)]
+    pub expires_at: Option<String>,
+}
+
+impl CreateApiKeyBody {
+    pub(crate) fn parse(self) -> Result<CreateApiKeyRequest, ApiError> {
+        let mut errors = FieldErrors::default();
+        let name = errors.required("name", self.name, |s| ApiKeyName::parse(&s));
+        let scopes = match self.scopes {
+            None => {
+                errors.push("scopes", "is required");
+                None
+            }
+            Some(names) => match Scopes::parse(names.iter().map(String::as_str)) {
+                Ok(scopes) => Some(scopes),
+                Err(error) => {
+                    errors.push("scopes", &error.to_string());
+                    None
+                }
+            },
+        };
+        let expires_at = errors.optional("expires_at", self.expires_at.clone(), |s| {
+            DateTime::parse_from_rfc3339(&s).map(|t| t.with_timezone(&Utc)).map_err(|_| "must be an RFC 3339 date-time")
+        });
+        let expiry_ok = self.expires_at.is_none() || expires_at.is_some();
+        errors.finish(name.zip(scopes).filter(|_| expiry_ok).map(|(name, scopes)| CreateApiKeyRequest {
+            name,
+            scopes,
+            expires_at,
+        }))
+    }
+}
+
+/// An API key, without its secret.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ApiKeyResponse {
+    /// The key's id, to revoke it.
+    pub id: Uuid,
+    /// What the admin calls it.
+    pub name: String,
+    /// What it may do.
+    #[schema(example = json!(["org:read"]))]
+    pub scopes: Vec<String>,
+    /// The key's first characters, to tell it apart.
+    #[schema(example = "osk_3fK9aZ")]
+    pub prefix: String,
+    /// When it was created.
+    #[serde(with = "timestamp")]
+    pub created_at: DateTime<Utc>,
+    /// When it stops working; never, if null.
+    #[serde(with = "optional_timestamp")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was last used, to within a minute; never, if null.
+    #[serde(with = "optional_timestamp")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiKey> for ApiKeyResponse {
+    fn from(key: ApiKey) -> Self {
+        Self {
+            id: key.id.as_uuid(),
+            name: key.name.as_str().to_owned(),
+            scopes: key.scopes.names().into_iter().map(str::to_owned).collect(),
+            prefix: key.prefix,
+            created_at: key.created_at,
+            expires_at: key.expires_at,
+            last_used_at: key.last_used_at,
+        }
+    }
+}
+
+/// `GET /org/api-keys` response.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ApiKeyListResponse {
+    /// The keys, oldest first.
+    pub keys: Vec<ApiKeyResponse>,
+}
+
+/// `POST /org/api-keys` response: the key itself, shown this once.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct CreatedApiKeyResponse {
+    /// The key, to send as `Authorization: Bearer <key>`. It cannot be shown again.
+    #[schema(example = "osk_3fK9aZ...")]
+    pub key: String,
+    /// The key as lists show it.
+    #[serde(flatten)]
+    pub details: ApiKeyResponse,
+}
+
+impl std::fmt::Debug for CreatedApiKeyResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedApiKeyResponse").field("details", &self.details).finish_non_exhaustive()
+    }
+}
+
+impl From<CreatedApiKey> for CreatedApiKeyResponse {
+    fn from(created: CreatedApiKey) -> Self {
+        Self { key: created.secret.expose().expose_secret().to_owned(), details: ApiKeyResponse::from(created.key) }
     }
 }
 
@@ -483,6 +601,23 @@ pub struct HealthResponse {
 /// The one format of every time the API returns: RFC 3339 in UTC with exactly three
 /// fractional digits (`2026-11-26T12:00:34.000Z`). chrono's default drops the fraction
 /// when it is zero, so two instants of the same second would not compare as strings do.
+/// An optional timestamp, formatted as [`timestamp`] does, or null.
+pub(crate) mod optional_timestamp {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(at: &Option<DateTime<Utc>>, serializer: S) -> Result<S::Ok, S::Error> {
+        match at {
+            Some(at) => serializer.serialize_str(&super::timestamp::format(at)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        Option::<DateTime<Utc>>::deserialize(deserializer)
+    }
+}
+
 pub(crate) mod timestamp {
     use chrono::{DateTime, SecondsFormat, Utc};
     use serde::{Deserialize, Deserializer, Serializer};

@@ -163,7 +163,6 @@ impl FieldErrors {
         }
     }
 
-    /// Records a rule that involves the request as a whole.
     /// Parses a field that may be absent (`None`) but not `null` (`Some(None)`).
     pub(crate) fn not_null<T, E: std::fmt::Display>(
         &mut self,
@@ -180,17 +179,18 @@ impl FieldErrors {
         }
     }
 
+    /// Records a rule that involves the request as a whole, or a field parsed by hand.
     pub(crate) fn push(&mut self, field: &str, message: &str) {
         self.0.push(ProblemField::new(field, message));
     }
 
-    /// The parsed request, or every recorded error. A missing value with no recorded error
-    /// would be a bug in the caller, reported as such rather than as the client's fault.
     /// Whether no field was rejected so far.
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// The parsed request, or every recorded error. A missing value with no recorded error
+    /// would be a bug in the caller, reported as such rather than as the client's fault.
     pub(crate) fn finish<T>(self, parsed: Option<T>) -> Result<T, ApiError> {
         match parsed {
             _ if !self.0.is_empty() => Err(ApiError::Validation(self.0)),

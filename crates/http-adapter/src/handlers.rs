@@ -3,18 +3,21 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use domain::{CreateOrgError, CredentialsError, DeleteOrgError, GetOrgError, UpdateOrgError};
+use domain::{
+    ApiKeyId, CreateApiKeyError, CreateOrgError, CredentialsError, DeleteOrgError, GetOrgError, ListApiKeysError,
+    RevokeApiKeyError, UpdateOrgError,
+};
 use ports::{AuditError, AuthError, LoginError, LogoutError, RefreshError};
 
 use crate::auth::{Authenticated, MaybeAuthenticated};
 use crate::dto::{
-    AuditPageResponse, AuditQueryParams, ConnectionResponse, CreateOrganizationBody, CreatedOrganizationResponse,
-    DatabaseCredentialsResponse, DeleteOrganizationBody, HealthResponse, LoginBody, OrganizationNameQuery,
-    OrganizationResponse, RefreshBody, TokenResponse, UpdateOrganizationBody, parse_delete_target,
-    parse_organization_name,
+    ApiKeyListResponse, ApiKeyResponse, AuditPageResponse, AuditQueryParams, ConnectionResponse, CreateApiKeyBody,
+    CreateOrganizationBody, CreatedApiKeyResponse, CreatedOrganizationResponse, DatabaseCredentialsResponse,
+    DeleteOrganizationBody, HealthResponse, LoginBody, OrganizationNameQuery, OrganizationResponse, RefreshBody,
+    TokenResponse, UpdateOrganizationBody, parse_delete_target, parse_organization_name,
 };
 use crate::extract::{JsonBody, OptionalJsonBody};
-use crate::problem::ApiError;
+use crate::problem::{ApiError, ProblemField};
 use crate::{AppState, Limited};
 use secrecy::ExposeSecret;
 
@@ -26,6 +29,8 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/org/audit", "GET").get(audit))
         .service(resource("/org/connection", "GET").get(connection))
         .service(resource("/org/connection/credentials", "POST").post(rotate_credentials))
+        .service(resource("/org/api-keys", "GET, POST").get(list_api_keys).post(create_api_key))
+        .service(resource("/org/api-keys/{id}", "DELETE").delete(revoke_api_key))
         .service(resource("/admin/login", "POST").post(login))
         .service(resource("/admin/refresh", "POST").post(refresh))
         .service(resource("/admin/logout", "POST").post(logout))
@@ -79,6 +84,7 @@ impl From<UpdateOrgError> for ApiError {
                 detail: "the organization's data is being moved to another placement; rename it once the move has ended"
                     .to_owned(),
             },
+            UpdateOrgError::Forbidden { reason } => Self::InsufficientScope(reason),
             UpdateOrgError::Unavailable(e) => Self::Unavailable(e),
             UpdateOrgError::Unknown(e) => Self::Internal(e),
         }
@@ -89,6 +95,7 @@ impl From<GetOrgError> for ApiError {
     fn from(error: GetOrgError) -> Self {
         match error {
             GetOrgError::NotFound => Self::NotFound("no organization has this name".to_owned()),
+            GetOrgError::Forbidden { reason } => Self::InsufficientScope(reason),
             GetOrgError::Unavailable(e) => Self::Unavailable(e),
             GetOrgError::Unknown(e) => Self::Internal(e),
         }
@@ -103,6 +110,7 @@ impl From<CredentialsError> for ApiError {
                 Self::Conflict { slug: "placement-shares-a-database", detail: error.to_string() }
             }
             CredentialsError::NotFound => Self::NotFound("the organization is gone".to_owned()),
+            CredentialsError::Forbidden { reason } => Self::InsufficientScope(reason),
             CredentialsError::Unavailable(e) => Self::Unavailable(e),
             CredentialsError::Unknown(e) => Self::Internal(e),
         }
@@ -114,6 +122,7 @@ impl From<DeleteOrgError> for ApiError {
         match error {
             DeleteOrgError::NotFound => Self::NotFound("no organization has this name".to_owned()),
             DeleteOrgError::NotOwner => Self::Forbidden("the organization is not the one this token belongs to"),
+            DeleteOrgError::Forbidden { reason } => Self::InsufficientScope(reason),
             DeleteOrgError::Unavailable(e) => Self::Unavailable(e),
             DeleteOrgError::Unknown(e) => Self::Internal(e),
         }
@@ -161,12 +170,14 @@ impl From<AuthError> for ApiError {
     }
 }
 
-/// The errors of use cases that can fail only because a dependency did.
-macro_rules! from_dependency_errors {
+/// The errors of use cases that can fail only because the caller's API key may not do
+/// them, or because a dependency failed.
+macro_rules! from_scope_and_dependency_errors {
     ($($error:ident),*) => {$(
         impl From<$error> for ApiError {
             fn from(error: $error) -> Self {
                 match error {
+                    $error::Forbidden { reason } => Self::InsufficientScope(reason),
                     $error::Unavailable(e) => Self::Unavailable(e),
                     $error::Unknown(e) => Self::Internal(e),
                 }
@@ -174,7 +185,31 @@ macro_rules! from_dependency_errors {
         }
     )*};
 }
-from_dependency_errors!(LogoutError, AuditError);
+from_scope_and_dependency_errors!(LogoutError, AuditError, ListApiKeysError);
+
+impl From<CreateApiKeyError> for ApiError {
+    fn from(error: CreateApiKeyError) -> Self {
+        match error {
+            CreateApiKeyError::Forbidden { reason } => Self::InsufficientScope(reason),
+            CreateApiKeyError::ExpiryInThePast => {
+                Self::Validation(vec![ProblemField::new("expires_at", "must be in the future")])
+            }
+            CreateApiKeyError::Unavailable(e) => Self::Unavailable(e),
+            CreateApiKeyError::Unknown(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<RevokeApiKeyError> for ApiError {
+    fn from(error: RevokeApiKeyError) -> Self {
+        match error {
+            RevokeApiKeyError::Forbidden { reason } => Self::InsufficientScope(reason),
+            RevokeApiKeyError::NotFound => Self::NotFound("the organization has no API key with this id".to_owned()),
+            RevokeApiKeyError::Unavailable(e) => Self::Unavailable(e),
+            RevokeApiKeyError::Unknown(e) => Self::Internal(e),
+        }
+    }
+}
 
 /// Create an organization with its admin and tenant collection.
 #[utoipa::path(
@@ -317,6 +352,82 @@ pub(crate) async fn audit(
 ) -> Result<HttpResponse, ApiError> {
     let page = state.api.audit(&caller.0, query.into_inner().parse()?).await?;
     Ok(HttpResponse::Ok().json(AuditPageResponse::from(page)))
+}
+
+/// Create an API key for another service: it authenticates like an access token
+/// (`Authorization: Bearer osk_...`) on the routes its scopes allow (`org:read`: the
+/// organization with its admin's view and its connection details; `org:write`: renames;
+/// `audit:read`: the audit trail). No key may delete the organization, manage keys, rotate
+/// database credentials or change the admin's email or password. The key is in this answer
+/// only; the service keeps its SHA-256.
+#[utoipa::path(
+    post, path = "/org/api-keys", tag = "api-keys",
+    request_body = CreateApiKeyBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The key, shown this once", body = CreatedApiKeyResponse),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "Missing, invalid or expired token"),
+        (status = 403, description = "Called with an API key: only the admin's session manages keys"),
+        (status = 415, description = "Body is not JSON"),
+        (status = 422, description = "Invalid name, scopes or expiry"),
+        (status = 503, description = "Store unavailable"),
+    )
+)]
+pub(crate) async fn create_api_key(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Authenticated,
+    JsonBody(body): JsonBody<CreateApiKeyBody>,
+) -> Result<HttpResponse, ApiError> {
+    let created = state.api.create_api_key(&caller.0, body.parse()?, &state.context(&req)).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(CreatedApiKeyResponse::from(created)))
+}
+
+/// The caller's organization's API keys, oldest first: names, scopes, the first characters
+/// of each key, and when each was created, expires and was last used (to within a
+/// minute). Never the keys themselves.
+#[utoipa::path(
+    get, path = "/org/api-keys", tag = "api-keys",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The keys", body = ApiKeyListResponse),
+        (status = 401, description = "Missing, invalid or expired token"),
+        (status = 403, description = "Called with an API key: only the admin's session manages keys"),
+        (status = 503, description = "Store unavailable"),
+    )
+)]
+pub(crate) async fn list_api_keys(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
+    let keys = state.api.list_api_keys(&caller.0).await?;
+    Ok(HttpResponse::Ok().json(ApiKeyListResponse { keys: keys.into_iter().map(ApiKeyResponse::from).collect() }))
+}
+
+/// Revoke an API key: it is refused from now on, on every instance.
+#[utoipa::path(
+    delete, path = "/org/api-keys/{id}", tag = "api-keys",
+    params(("id" = Uuid, Path, description = "The key's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "Missing, invalid or expired token"),
+        (status = 403, description = "Called with an API key: only the admin's session manages keys"),
+        (status = 404, description = "The organization has no API key with this id"),
+        (status = 422, description = "The id is not a UUID"),
+        (status = 503, description = "Store unavailable"),
+    )
+)]
+pub(crate) async fn revoke_api_key(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id =
+        ApiKeyId::parse(&id).map_err(|e| ApiError::Validation(vec![ProblemField::new("path.id", e.to_string())]))?;
+    state.api.revoke_api_key(&caller.0, id, &state.context(&req)).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Where the caller's organization's data lives and how its applications reach it: the

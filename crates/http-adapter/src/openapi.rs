@@ -6,9 +6,10 @@ use utoipa::{Modify, OpenApi};
 
 use crate::dto::NAME_PATTERN;
 use crate::dto::{
-    AdminSummary, AuditEventResponse, AuditPageResponse, ConnectionResponse, CreateOrganizationBody,
-    CreatedOrganizationResponse, DatabaseCredentialsResponse, DeleteOrganizationBody, HealthResponse, LoginBody,
-    OrganizationResponse, PlacementSummary, RefreshBody, TokenResponse, UpdateOrganizationBody,
+    AdminSummary, ApiKeyListResponse, ApiKeyResponse, AuditEventResponse, AuditPageResponse, ConnectionResponse,
+    CreateApiKeyBody, CreateOrganizationBody, CreatedApiKeyResponse, CreatedOrganizationResponse,
+    DatabaseCredentialsResponse, DeleteOrganizationBody, HealthResponse, LoginBody, OrganizationResponse,
+    PlacementSummary, RefreshBody, TokenResponse, UpdateOrganizationBody,
 };
 use crate::handlers;
 use crate::problem::{Problem, ProblemField};
@@ -29,6 +30,9 @@ use crate::problem::{Problem, ProblemField};
         handlers::audit,
         handlers::connection,
         handlers::rotate_credentials,
+        handlers::create_api_key,
+        handlers::list_api_keys,
+        handlers::revoke_api_key,
         handlers::login,
         handlers::refresh,
         handlers::logout,
@@ -40,11 +44,13 @@ use crate::problem::{Problem, ProblemField};
         CreateOrganizationBody, CreatedOrganizationResponse, AdminSummary, OrganizationResponse, UpdateOrganizationBody,
         DeleteOrganizationBody, LoginBody, TokenResponse, RefreshBody, AuditPageResponse, AuditEventResponse,
         HealthResponse, Problem, ProblemField, ConnectionResponse, DatabaseCredentialsResponse, PlacementSummary,
+        CreateApiKeyBody, CreatedApiKeyResponse, ApiKeyResponse, ApiKeyListResponse,
     )),
     modifiers(&BearerScheme, &Constraints, &ProblemBodies),
     tags(
         (name = "organizations", description = "Create, read, update and delete organizations"),
         (name = "admin", description = "Admin authentication"),
+        (name = "api-keys", description = "API keys for service-to-service calls, managed by the admin's session"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]
@@ -57,7 +63,15 @@ impl Modify for BearerScheme {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An admin's access token (a JWT), or an API key (`osk_...`) on the routes its scopes allow",
+                    ))
+                    .build(),
+            ),
         );
         components.add_security_scheme(
             "metrics_token",

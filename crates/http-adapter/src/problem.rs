@@ -69,6 +69,9 @@ pub(crate) enum ApiError {
     Unauthorized { detail: &'static str, invalid_token: bool },
     #[error("{0}")]
     Forbidden(&'static str),
+    /// An API key asked for something its scopes do not allow.
+    #[error("{0}")]
+    InsufficientScope(domain::Forbidden),
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -96,6 +99,7 @@ impl ApiError {
             Self::BodyTimeout => ("request-timeout", "Request timeout"),
             Self::Unauthorized { .. } => ("unauthorized", "Unauthorized"),
             Self::Forbidden(_) => ("forbidden", "Forbidden"),
+            Self::InsufficientScope(_) => ("insufficient-scope", "Forbidden"),
             Self::NotFound(_) => ("not-found", "Not found"),
             Self::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
             Self::Conflict { slug, .. } => (slug, "Conflict"),
@@ -147,7 +151,7 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -171,6 +175,14 @@ impl ResponseError for ApiError {
             }
             Self::Unauthorized { invalid_token: false, .. } => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            Self::InsufficientScope(reason) => {
+                // RFC 6750: the scope that would allow the request, where one would.
+                let challenge = match reason.needed {
+                    Some(scope) => format!(r#"Bearer error="insufficient_scope", scope="{scope}""#),
+                    None => r#"Bearer error="insufficient_scope""#.to_owned(),
+                };
+                response.insert_header((header::WWW_AUTHENTICATE, challenge));
             }
             Self::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, "1"));

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// The endpoints that are limited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Limited {
-    /// `POST /admin/login`
+    /// `POST /admin/login`, and refused API keys
     Login,
     /// `POST /org/create`
     Create,

@@ -11,13 +11,14 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
-    Admin, AdminId, AuditEvent, CollectionName, CreateOrgError, DatabasePassword, DatabaseUser, DeleteOrgError, Email,
-    EventId, LoginThrottle, NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, Placement,
-    PlacementKind, RefreshState, Session, SessionId, Skeleton, StoreError, TenantLocation, UpdateOrgError,
+    Admin, AdminId, ApiKey, ApiKeyHash, ApiKeyId, AuditEvent, CollectionName, CreateOrgError, DatabasePassword,
+    DatabaseUser, DeleteOrgError, Email, EventId, LoginThrottle, NewOrganization, OrgId, OrgKey, Organization,
+    OrganizationChanges, PasswordHash, Placement, PlacementKind, RefreshState, Session, SessionId, Skeleton,
+    StoreError, TenantLocation, UpdateOrgError,
 };
 use ports::{
-    AccountLockout, AdminRepository, AuditLog, AuditQuery, NewSession, OrganizationRepository, REMEMBERED_ROTATIONS,
-    RefreshHash, SessionRepository, StoredSession, StoredThrottle, TenantStore, ThrottleKey,
+    AccountLockout, AdminRepository, ApiKeyRepository, AuditLog, AuditQuery, NewSession, OrganizationRepository,
+    REMEMBERED_ROTATIONS, RefreshHash, SessionRepository, StoredSession, StoredThrottle, TenantStore, ThrottleKey,
 };
 
 /// Throttles kept before forgotten ones are swept out.
@@ -54,6 +55,8 @@ struct State {
     sessions: HashMap<SessionId, SessionEntry>,
     refresh_hashes: HashMap<RefreshHash, SessionId>,
     events: BTreeMap<EventId, StoredEvent>,
+    api_keys: HashMap<ApiKeyId, ApiKey>,
+    api_key_hashes: HashMap<ApiKeyHash, ApiKeyId>,
 }
 
 #[derive(Debug)]
@@ -453,6 +456,52 @@ impl AuditLog for InMemoryStore {
             if stored.event.organization_id == Some(org) {
                 stored.expires_at = Some(at);
             }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ApiKeyRepository for InMemoryStore {
+    async fn create_api_key(&self, key: ApiKey, hash: ApiKeyHash) -> Result<(), StoreError> {
+        let mut state = self.state();
+        state.api_key_hashes.insert(hash, key.id);
+        state.api_keys.insert(key.id, key);
+        Ok(())
+    }
+
+    async fn find_api_key(&self, hash: &ApiKeyHash) -> Result<Option<ApiKey>, StoreError> {
+        let state = self.state();
+        Ok(state.api_key_hashes.get(hash).and_then(|id| state.api_keys.get(id)).cloned())
+    }
+
+    async fn list_api_keys(&self, org: OrgId) -> Result<Vec<ApiKey>, StoreError> {
+        let mut keys: Vec<ApiKey> = self.state().api_keys.values().filter(|k| k.org_id == org).cloned().collect();
+        keys.sort_by_key(|k| (k.created_at, k.id));
+        Ok(keys)
+    }
+
+    async fn revoke_api_key(&self, org: OrgId, id: ApiKeyId) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        if state.api_keys.get(&id).is_none_or(|k| k.org_id != org) {
+            return Ok(false);
+        }
+        state.api_keys.remove(&id);
+        state.api_key_hashes.retain(|_, held| *held != id);
+        Ok(true)
+    }
+
+    async fn revoke_organization_api_keys(&self, org: OrgId) -> Result<(), StoreError> {
+        let mut state = self.state();
+        state.api_keys.retain(|_, k| k.org_id != org);
+        let State { api_keys, api_key_hashes, .. } = &mut *state;
+        api_key_hashes.retain(|_, id| api_keys.contains_key(id));
+        Ok(())
+    }
+
+    async fn record_api_key_use(&self, id: ApiKeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        if let Some(key) = self.state().api_keys.get_mut(&id) {
+            key.last_used_at = Some(at);
         }
         Ok(())
     }

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use domain::{Admin, AdminId, OrgId, OrgKey, Organization, Session, SessionId};
+use domain::{Admin, AdminId, ApiKey, ApiKeyHash, ApiKeyId, OrgId, OrgKey, Organization, Session, SessionId};
 use ports::Clock;
 
 pub use store::CachedStore;
@@ -104,6 +104,10 @@ enum Key {
     Org(OrgId),
     Admin(AdminId),
     Session(SessionId),
+    /// An API key by the hash of its secret: maps to the key's id, like a name to its
+    /// organization's id.
+    ApiKeyByHash(ApiKeyHash),
+    ApiKeyById(ApiKeyId),
 }
 
 /// A cached answer.
@@ -114,13 +118,16 @@ enum Value {
     Admin(Arc<Admin>),
     /// The session and whether it is revoked.
     Session(Arc<(Session, bool)>),
+    ApiKeyIdOf(ApiKeyId),
+    ApiKey(Arc<ApiKey>),
 }
 
 impl Value {
     /// A rough size in bytes, for the memory bound.
     fn weight(&self) -> usize {
         let strings = match self {
-            Value::OrgIdOf(_) => 0,
+            Value::OrgIdOf(_) | Value::ApiKeyIdOf(_) => 0,
+            Value::ApiKey(key) => key.name.as_str().len() + key.prefix.len(),
             Value::Org(org) => {
                 org.name.as_str().len() * 2 + org.collection.as_str().len() + org.placement.cluster.as_str().len()
             }

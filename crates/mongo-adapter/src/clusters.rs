@@ -11,6 +11,7 @@ use anyhow::{Context, anyhow};
 use domain::{ClusterName, Placement, StoreError};
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
+use mongodb::event::EventHandler;
 use mongodb::options::{ClientOptions, IndexOptions, WriteConcern};
 use mongodb::{Client, Database, IndexModel};
 use secrecy::{ExposeSecret, SecretString};
@@ -19,6 +20,7 @@ use tokio::sync::OnceCell;
 use crate::errors::{NAMESPACE_EXISTS, NAMESPACE_NOT_FOUND, code, db, store_error, unknown};
 use crate::failpoints::{FailPoints, SHARED_DELETE_STEP};
 use crate::migrations::Migration;
+use crate::pool::PoolStats;
 use crate::schema::{shared_collection_options, tenant_collection_options};
 use crate::settings::{MongoSettings, without_credentials};
 
@@ -36,6 +38,8 @@ pub(crate) struct Cluster {
     pub(crate) tenants: Database,
     /// The connection string without credentials, as tenants' applications are given it.
     pub(crate) public_uri: String,
+    /// What its connection pool did, for `/metrics`.
+    pub(crate) pool: Arc<PoolStats>,
     command_timeout: Duration,
     failpoints: FailPoints,
     /// The tenant migrations the shared collection has, once this process made sure it
@@ -47,11 +51,13 @@ pub(crate) struct Cluster {
 /// Every cluster by name, `main` included.
 pub(crate) type Clusters = Arc<BTreeMap<ClusterName, Cluster>>;
 
-/// The client options every cluster's pool gets from the settings.
+/// The client options every cluster's pool gets from the settings, its events counted in
+/// `pool`.
 pub(crate) async fn client_options(
     settings: &MongoSettings,
     uri: &SecretString,
     variable: &str,
+    pool: &Arc<PoolStats>,
 ) -> anyhow::Result<ClientOptions> {
     // The error of a bad URI is not shown: it could quote the credentials in it.
     let mut options = ClientOptions::parse(uri.expose_secret())
@@ -67,6 +73,8 @@ pub(crate) async fn client_options(
     if settings.write_concern_majority {
         options.write_concern = Some(WriteConcern::majority());
     }
+    let pool = Arc::clone(pool);
+    options.cmap_event_handler = Some(EventHandler::callback(move |event| pool.observe(&event)));
     Ok(options)
 }
 
@@ -74,10 +82,11 @@ pub(crate) async fn client_options(
 /// others with pools of their own.
 pub(crate) async fn connect_all(
     settings: &MongoSettings,
-    main: &Client,
+    main: (&Client, &Arc<PoolStats>),
     failpoints: &FailPoints,
 ) -> anyhow::Result<Clusters> {
-    let cluster = |name: ClusterName, client: Client, uri: &SecretString| Cluster {
+    let cluster = |name: ClusterName, client: Client, uri: &SecretString, pool: Arc<PoolStats>| Cluster {
+        pool,
         name,
         tenants: client.database(&settings.tenant_database),
         client,
@@ -87,11 +96,13 @@ pub(crate) async fn connect_all(
         shared_ready: OnceCell::new(),
     };
     let mut all = BTreeMap::new();
-    all.insert(ClusterName::main(), cluster(ClusterName::main(), main.clone(), &settings.uri));
+    let (main, main_pool) = main;
+    all.insert(ClusterName::main(), cluster(ClusterName::main(), main.clone(), &settings.uri, Arc::clone(main_pool)));
     for (name, uri) in &settings.clusters {
-        let options = client_options(settings, uri, &format!("the URI of cluster {name}")).await?;
+        let pool = Arc::new(PoolStats::default());
+        let options = client_options(settings, uri, &format!("the URI of cluster {name}"), &pool).await?;
         let client = Client::with_options(options).with_context(|| format!("creating the client of cluster {name}"))?;
-        all.insert(name.clone(), cluster(name.clone(), client, uri));
+        all.insert(name.clone(), cluster(name.clone(), client, uri, pool));
     }
     Ok(Arc::new(all))
 }

@@ -10,6 +10,7 @@
 //! its last step; the [`reconcile`](MongoStore::reconcile) pass finishes or rolls back
 //! every operation abandoned for longer than the lease. See `docs/mongodb.md`.
 
+mod api_keys;
 pub mod cache;
 mod clusters;
 mod credentials;
@@ -20,6 +21,7 @@ mod jobs;
 mod migrations;
 mod moves;
 mod operations;
+pub mod pool;
 mod reconcile;
 mod schema;
 mod security;
@@ -29,6 +31,7 @@ mod tenant_jobs;
 mod tenants;
 mod tiering;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -45,6 +48,7 @@ pub use migrations::{
     master_migrations, tenant_migrations,
 };
 pub use moves::{MOVE_STEPS, RunUntil};
+pub use pool::PoolSnapshot;
 pub use reconcile::{Direction, ReconcileReport};
 pub use schema::{shared_collection_options, tenant_collection_options};
 pub use settings::MongoSettings;
@@ -96,13 +100,14 @@ impl MongoStore {
     /// Connects lazily (the driver connects on first use, so the service can start while the
     /// database is down and become ready when it comes back).
     pub async fn connect(settings: &MongoSettings) -> anyhow::Result<Self> {
-        let options = clusters::client_options(settings, &settings.uri, "ORGSVC_MONGODB_URI").await?;
+        let pool = Arc::new(pool::PoolStats::default());
+        let options = clusters::client_options(settings, &settings.uri, "ORGSVC_MONGODB_URI", &pool).await?;
         let client = Client::with_options(options).context("creating the MongoDB client")?;
         let master = client.database(&settings.database);
         let tenants = client.database(&settings.tenant_database);
         let failpoints = FailPoints::default();
         Ok(Self {
-            clusters: clusters::connect_all(settings, &client, &failpoints).await?,
+            clusters: clusters::connect_all(settings, (&client, &pool), &failpoints).await?,
             shared_delete_batch: settings.shared_delete_batch,
             job_lease: settings.job_lease,
             move_batch: settings.move_batch,
@@ -154,6 +159,13 @@ impl MongoStore {
     /// Hooks that simulate a crash at a named step, for the crash-injection tests.
     pub fn failpoints(&self) -> &FailPoints {
         &self.failpoints
+    }
+
+    /// What each cluster's connection pool did so far, by cluster, `main` first.
+    pub fn pool_stats(&self) -> Vec<(domain::ClusterName, PoolSnapshot)> {
+        let mut stats: Vec<_> = self.clusters.values().map(|c| (c.name.clone(), c.pool.snapshot())).collect();
+        stats.sort_by_key(|(name, _)| *name != domain::ClusterName::main());
+        stats
     }
 
     /// The master database.

@@ -9,8 +9,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
-    AdminId, AuditAction, AuditEvent, AuditOutcome, CheckId, EventId, LoginThrottle, OrgId, PasswordHash, PendingCheck,
-    RefreshState, Session, SessionId, StoreError,
+    AdminId, ApiKeyId, AuditAction, AuditEvent, AuditOutcome, CheckId, EventId, LoginThrottle, OrgId, PasswordHash,
+    PendingCheck, RefreshState, Session, SessionId, StoreError,
 };
 use mongodb::bson::{self, Document, doc};
 use ports::{
@@ -80,6 +80,8 @@ struct EventDoc {
     action: String,
     org_id: Option<String>,
     actor_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    api_key_id: Option<String>,
     ip: Option<String>,
     request_id: Option<String>,
     outcome: String,
@@ -95,6 +97,7 @@ impl EventDoc {
             action: e.action.as_str().to_owned(),
             org_id: e.organization_id.map(|id| id.to_string()),
             actor_id: e.actor_id.map(|id| id.to_string()),
+            api_key_id: e.api_key_id.map(|id| id.to_string()),
             ip: e.ip.clone(),
             request_id: e.request_id.clone(),
             outcome: e.outcome.as_str().to_owned(),
@@ -109,6 +112,7 @@ impl EventDoc {
             action: self.action.parse::<AuditAction>().map_err(corrupt)?,
             organization_id: self.org_id.as_deref().map(OrgId::parse).transpose().map_err(corrupt)?,
             actor_id: self.actor_id.as_deref().map(AdminId::parse).transpose().map_err(corrupt)?,
+            api_key_id: self.api_key_id.as_deref().map(ApiKeyId::parse).transpose().map_err(corrupt)?,
             ip: self.ip.clone(),
             request_id: self.request_id.clone(),
             outcome: self.outcome.parse::<AuditOutcome>().map_err(corrupt)?,

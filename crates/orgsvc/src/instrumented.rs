@@ -9,12 +9,13 @@ use std::time::Instant;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
-    Admin, AdminId, AuditEvent, CreateOrgError, DeleteOrgError, Email, LoginThrottle, NewOrganization, OrgId, OrgKey,
-    Organization, OrganizationChanges, PasswordHash, SecurityPolicy, Session, SessionId, StoreError, UpdateOrgError,
+    Admin, AdminId, ApiKey, ApiKeyHash, ApiKeyId, AuditEvent, CreateOrgError, DeleteOrgError, Email, LoginThrottle,
+    NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, SecurityPolicy, Session,
+    SessionId, StoreError, UpdateOrgError,
 };
 use ports::{
-    AccountLockout, AdminRepository, AuditLog, AuditQuery, NewSession, OrganizationRepository, RefreshHash, Rotation,
-    SessionRepository, StoredSession, StoredThrottle, ThrottleKey,
+    AccountLockout, AdminRepository, ApiKeyRepository, AuditLog, AuditQuery, NewSession, OrganizationRepository,
+    RefreshHash, Rotation, SessionRepository, StoredSession, StoredThrottle, ThrottleKey,
 };
 use prometheus::{HistogramVec, IntCounterVec, Opts, Registry};
 
@@ -179,5 +180,27 @@ impl<S: AuditLog> AuditLog for Instrumented<S> {
     }
     async fn expire_events(&self, org: OrgId, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.timed("audit.expire", self.inner.expire_events(org, at)).await
+    }
+}
+
+#[async_trait]
+impl<S: ApiKeyRepository> ApiKeyRepository for Instrumented<S> {
+    async fn create_api_key(&self, key: ApiKey, hash: ApiKeyHash) -> Result<(), StoreError> {
+        self.timed("api_key.create", self.inner.create_api_key(key, hash)).await
+    }
+    async fn find_api_key(&self, hash: &ApiKeyHash) -> Result<Option<ApiKey>, StoreError> {
+        self.timed("api_key.find", self.inner.find_api_key(hash)).await
+    }
+    async fn list_api_keys(&self, org: OrgId) -> Result<Vec<ApiKey>, StoreError> {
+        self.timed("api_key.list", self.inner.list_api_keys(org)).await
+    }
+    async fn revoke_api_key(&self, org: OrgId, id: ApiKeyId) -> Result<bool, StoreError> {
+        self.timed("api_key.revoke", self.inner.revoke_api_key(org, id)).await
+    }
+    async fn revoke_organization_api_keys(&self, org: OrgId) -> Result<(), StoreError> {
+        self.timed("api_key.revoke_organization", self.inner.revoke_organization_api_keys(org)).await
+    }
+    async fn record_api_key_use(&self, id: ApiKeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.timed("api_key.record_use", self.inner.record_api_key_use(id, at)).await
     }
 }

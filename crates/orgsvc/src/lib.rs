@@ -5,6 +5,7 @@
 pub mod cache_metrics;
 pub mod cli;
 pub mod instrumented;
+pub mod pool_metrics;
 pub mod progress;
 pub mod settings;
 pub mod telemetry;
@@ -98,6 +99,7 @@ impl Application {
                 sweep_now_and_then(Arc::clone(&store), settings.orphan_sweep_interval);
                 run_jobs_now_and_then(Arc::clone(&store), settings.jobs_interval, &registry)?;
                 tier_now_and_then(Arc::clone(&store), settings.tiering, settings.tiering_interval);
+                pool_metrics::PoolMetrics::register(Arc::clone(&store), &registry)?;
                 let cache = &settings.mongodb.cache;
                 if cache.enabled {
                     let cached = Arc::new(CachedStore::start(Arc::clone(&store), cache, clock).await);
@@ -250,7 +252,12 @@ impl Parts {
         registry: &prometheus::Registry,
     ) -> anyhow::Result<Arc<dyn ports::OrganizationApi>>
     where
-        S: ports::OrganizationRepository + ports::AdminRepository + SessionRepository + AccountLockout + AuditLog,
+        S: ports::OrganizationRepository
+            + ports::AdminRepository
+            + SessionRepository
+            + AccountLockout
+            + AuditLog
+            + ports::ApiKeyRepository,
     {
         let store = Arc::new(Instrumented::new(store, registry)?);
         let ports = ports::Ports {
@@ -261,7 +268,8 @@ impl Parts {
             clock: self.clock,
             sessions: store.clone(),
             lockout: store.clone(),
-            audit: store,
+            audit: store.clone(),
+            api_keys: store,
         };
         let settings = ports::ServiceSettings {
             naming: self.naming,

@@ -20,14 +20,14 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use domain::{RefreshHash, SecurityPolicy};
 pub use hasher::{HashError, PasswordHasher};
 pub use repository::{
-    AccountLockout, AdminRepository, AuditLog, AuditQuery, NewSession, OrganizationRepository, REMEMBERED_ROTATIONS,
-    Rotation, SessionRepository, StoredSession, TenantStore,
+    AccountLockout, AdminRepository, ApiKeyRepository, AuditLog, AuditQuery, NewSession, OrganizationRepository,
+    REMEMBERED_ROTATIONS, Rotation, SessionRepository, StoredSession, TenantStore,
 };
 pub use sessions::RefreshToken;
 pub use throttle::{CheckPermit, LoginThrottles, StoredThrottle, ThrottleKey, ThrottleKeyer};
 pub use token::{AccessToken, TokenClaims, TokenError, TokenIssuer};
 pub use usecases::{
-    AuditError, AuditPage, AuthError, CreateOrganizationRequest, CreatedOrganization, LoginError, LoginRequest,
-    LogoutError, OrgService, OrganizationApi, OrganizationView, Ports, Principal, RefreshError, RequestContext,
-    ServiceSettings, SessionTokens, UpdateOrganizationRequest,
+    AuditError, AuditPage, AuthError, CreateApiKeyRequest, CreateOrganizationRequest, CreatedApiKey,
+    CreatedOrganization, LoginError, LoginRequest, LogoutError, OrgService, OrganizationApi, OrganizationView, Ports,
+    Principal, RefreshError, RequestContext, ServiceSettings, SessionTokens, UpdateOrganizationRequest,
 };

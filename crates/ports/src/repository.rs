@@ -5,10 +5,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
-    Admin, AdminId, AuditAction, AuditEvent, CollectionName, CreateOrgError, DatabasePassword, DatabaseUser,
-    DeleteOrgError, Email, EventId, LoginThrottle, NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges,
-    PasswordHash, RefreshHash, RefreshState, RotationDecision, SecurityPolicy, Session, SessionId, StoreError,
-    TenantLocation, UpdateOrgError,
+    Admin, AdminId, ApiKey, ApiKeyHash, ApiKeyId, AuditAction, AuditEvent, CollectionName, CreateOrgError,
+    DatabasePassword, DatabaseUser, DeleteOrgError, Email, EventId, LoginThrottle, NewOrganization, OrgId, OrgKey,
+    Organization, OrganizationChanges, PasswordHash, RefreshHash, RefreshState, RotationDecision, SecurityPolicy,
+    Session, SessionId, StoreError, TenantLocation, UpdateOrgError,
 };
 
 use crate::throttle::{StoredThrottle, ThrottleKey};
@@ -241,6 +241,31 @@ pub trait SessionRepository: Send + Sync + 'static {
 
     /// Revokes every session of an organization.
     async fn revoke_organization_sessions(&self, org: OrgId, now: DateTime<Utc>) -> Result<(), StoreError>;
+}
+
+/// An organization's API keys, known by the hash of their secret. Stores load and save;
+/// whether a key works, what it may do and when its use is worth writing down are the
+/// domain's ([`domain::ApiKey`], [`domain::Credential::allow`]).
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait ApiKeyRepository: Send + Sync + 'static {
+    /// Stores a new key under the hash of its secret.
+    async fn create_api_key(&self, key: ApiKey, hash: ApiKeyHash) -> Result<(), StoreError>;
+
+    /// The key whose secret has this hash.
+    async fn find_api_key(&self, hash: &ApiKeyHash) -> Result<Option<ApiKey>, StoreError>;
+
+    /// An organization's keys, oldest first.
+    async fn list_api_keys(&self, org: OrgId) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// Removes one of an organization's keys; returns whether it had it.
+    async fn revoke_api_key(&self, org: OrgId, id: ApiKeyId) -> Result<bool, StoreError>;
+
+    /// Removes every key of an organization (it is being deleted).
+    async fn revoke_organization_api_keys(&self, org: OrgId) -> Result<(), StoreError>;
+
+    /// Writes down that the key was used at `at`.
+    async fn record_api_key_use(&self, id: ApiKeyId, at: DateTime<Utc>) -> Result<(), StoreError>;
 }
 
 /// A page request of the audit trail.

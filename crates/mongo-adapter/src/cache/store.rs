@@ -8,13 +8,13 @@ use std::sync::atomic::Ordering;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
-    Admin, AdminId, AuditEvent, CollectionName, CreateOrgError, DatabasePassword, DatabaseUser, DeleteOrgError, Email,
-    LoginThrottle, NewOrganization, OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, Session, SessionId,
-    StoreError, TenantLocation, UpdateOrgError,
+    Admin, AdminId, ApiKey, ApiKeyHash, ApiKeyId, AuditEvent, CollectionName, CreateOrgError, DatabasePassword,
+    DatabaseUser, DeleteOrgError, Email, LoginThrottle, NewOrganization, OrgId, OrgKey, Organization,
+    OrganizationChanges, PasswordHash, Session, SessionId, StoreError, TenantLocation, UpdateOrgError,
 };
 use ports::{
-    AccountLockout, AdminRepository, AuditLog, AuditQuery, Clock, NewSession, OrganizationRepository, RefreshHash,
-    SessionRepository, StoredSession, StoredThrottle, TenantStore, ThrottleKey,
+    AccountLockout, AdminRepository, ApiKeyRepository, AuditLog, AuditQuery, Clock, NewSession, OrganizationRepository,
+    RefreshHash, SessionRepository, StoredSession, StoredThrottle, TenantStore, ThrottleKey,
 };
 
 use super::watch::{self, Opened};
@@ -132,6 +132,7 @@ impl CachedStore {
         self.cache.evict_where(move |value| match value {
             Value::Admin(admin) => admin.organization_id == id,
             Value::Session(session) => session.0.org_id == id,
+            Value::ApiKey(key) => key.org_id == id,
             _ => false,
         });
     }
@@ -321,6 +322,58 @@ impl AccountLockout for CachedStore {
         let upgraded = self.inner.upgrade_password_hash(admin, current, upgraded).await;
         self.cache.evict([Key::Admin(admin)]);
         upgraded
+    }
+}
+
+#[async_trait]
+impl ApiKeyRepository for CachedStore {
+    async fn create_api_key(&self, key: ApiKey, hash: ApiKeyHash) -> Result<(), StoreError> {
+        // A new key was never cached: misses are not.
+        self.inner.create_api_key(key, hash).await
+    }
+
+    async fn find_api_key(&self, hash: &ApiKeyHash) -> Result<Option<ApiKey>, StoreError> {
+        let cached = match self.cache.get(&Key::ApiKeyByHash(hash.clone())) {
+            Some(Value::ApiKeyIdOf(id)) => match self.cache.get(&Key::ApiKeyById(id)) {
+                Some(Value::ApiKey(key)) => Some((*key).clone()),
+                _ => None,
+            },
+            _ => None,
+        };
+        self.read_through(
+            cached,
+            || self.inner.find_api_key(hash),
+            |key| {
+                vec![
+                    (Key::ApiKeyByHash(hash.clone()), Value::ApiKeyIdOf(key.id)),
+                    (Key::ApiKeyById(key.id), Value::ApiKey(Arc::new(key.clone()))),
+                ]
+            },
+        )
+        .await
+    }
+
+    async fn list_api_keys(&self, org: OrgId) -> Result<Vec<ApiKey>, StoreError> {
+        self.inner.list_api_keys(org).await
+    }
+
+    async fn revoke_api_key(&self, org: OrgId, id: ApiKeyId) -> Result<bool, StoreError> {
+        let revoked = self.inner.revoke_api_key(org, id).await;
+        self.cache.evict([Key::ApiKeyById(id)]);
+        revoked
+    }
+
+    async fn revoke_organization_api_keys(&self, org: OrgId) -> Result<(), StoreError> {
+        let revoked = self.inner.revoke_organization_api_keys(org).await;
+        self.cache.evict_where(move |value| matches!(value, Value::ApiKey(key) if key.org_id == org));
+        revoked
+    }
+
+    async fn record_api_key_use(&self, id: ApiKeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let recorded = self.inner.record_api_key_use(id, at).await;
+        // The next lookup reads the new time, so the use is not recorded again at once.
+        self.cache.evict([Key::ApiKeyById(id)]);
+        recorded
     }
 }
 

@@ -14,7 +14,7 @@ use super::{Key, MasterCache, STREAM_AWAIT};
 use crate::errors::{CHANGE_STREAMS_UNSUPPORTED, code};
 
 /// The master collections whose documents the cache holds.
-const WATCHED: [&str; 3] = ["organizations", "admins", "sessions"];
+const WATCHED: [&str; 4] = ["organizations", "admins", "sessions", crate::api_keys::API_KEYS];
 
 /// The server cannot resume the stream where it was: the position fell off the oplog
 /// (`ChangeStreamHistoryLost`), the token is not one it knows (`InvalidResumeToken`), the
@@ -147,6 +147,7 @@ fn evict_for(cache: &MasterCache, event: &ChangeStreamEvent<Document>) -> bool {
             "organizations" => domain::OrgId::parse(id).ok().map(Key::Org),
             "admins" => domain::AdminId::parse(id).ok().map(Key::Admin),
             "sessions" => domain::SessionId::parse(id).ok().map(Key::Session),
+            crate::api_keys::API_KEYS => domain::ApiKeyId::parse(id).ok().map(Key::ApiKeyById),
             _ => None,
         },
         _ => None,

@@ -4,9 +4,11 @@
 //! Each case takes a fresh, empty store. The cases check outcomes through the ports only,
 //! so that the same assertions hold for every adapter.
 
+mod api_keys;
 mod organizations;
 mod security;
 
+pub use api_keys::*;
 pub use organizations::*;
 pub use security::*;
 
@@ -24,18 +26,30 @@ use domain::{
 use serde_json::json;
 
 use crate::{
-    AccountLockout, AdminRepository, AuditLog, AuditQuery, CheckPermit, LoginThrottles, NewSession,
+    AccountLockout, AdminRepository, ApiKeyRepository, AuditLog, AuditQuery, CheckPermit, LoginThrottles, NewSession,
     OrganizationRepository, RefreshToken, Rotation, SessionRepository, SystemClock, TenantStore, ThrottleKey,
     ThrottleKeyer,
 };
 
 /// Everything a store under contract implements.
 pub trait Store:
-    OrganizationRepository + AdminRepository + TenantStore + AccountLockout + SessionRepository + AuditLog
+    OrganizationRepository
+    + AdminRepository
+    + TenantStore
+    + AccountLockout
+    + SessionRepository
+    + AuditLog
+    + ApiKeyRepository
 {
 }
 impl<S> Store for S where
-    S: OrganizationRepository + AdminRepository + TenantStore + AccountLockout + SessionRepository + AuditLog
+    S: OrganizationRepository
+        + AdminRepository
+        + TenantStore
+        + AccountLockout
+        + SessionRepository
+        + AuditLog
+        + ApiKeyRepository
 {
 }
 
@@ -58,7 +72,8 @@ macro_rules! repository_contract_tests {
             hash_upgrade_is_conditional, refresh_rotates_and_detects_reuse, refresh_grace_allows_one_retry,
             parallel_refreshes_of_one_token_rotate_once, sessions_are_revoked_by_admin_and_organization,
             audit_events_page_newest_first_per_organization, deleted_organizations_events_expire,
-            list_and_count_show_active_organizations);
+            list_and_count_show_active_organizations, api_keys_are_found_by_hash_listed_and_revoked,
+            api_key_uses_are_recorded_and_keys_revoked_per_organization);
     };
     (@cases $factory:expr; $($case:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -297,6 +297,8 @@ fn event(org: Option<OrgId>, action: AuditAction, at: DateTime<Utc>) -> AuditEve
         action,
         organization_id: org,
         actor_id: Some(AdminId::new()),
+        // Some events name the API key that acted, so that both forms round-trip.
+        api_key_id: (action == AuditAction::OrganizationRenamed).then(domain::ApiKeyId::new),
         ip: Some("192.0.2.7".to_owned()),
         request_id: Some("req".to_owned()),
         outcome: AuditOutcome::Success,

@@ -15,12 +15,22 @@ pub struct AuditPage {
 }
 
 domain::operation_error!(
-    /// Why the audit trail could not be read: only because a dependency failed.
-    AuditError {}
+    /// Why the audit trail could not be read: the caller's API key lacks the scope, or a
+    /// dependency failed.
+    AuditError {
+        /// The caller's API key may not do this.
+        Forbidden {
+            /// What it asked and what would allow it.
+            reason: domain::Forbidden,
+        } => "{reason}",
+    }
 );
+
+domain::forbidden_from!(AuditError);
 
 impl OrgService {
     pub(super) async fn read_audit(&self, caller: &Principal, query: AuditQuery) -> Result<AuditPage, AuditError> {
+        caller.credential.allow(domain::Permission::ReadAudit)?;
         let limit = query.limit;
         let mut events =
             self.audit_log.events(caller.org_id, AuditQuery { limit: limit + 1, ..query }, self.now()).await?;

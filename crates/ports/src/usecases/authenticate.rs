@@ -13,6 +13,9 @@ domain::operation_error!(
 
 impl OrgService {
     pub(super) async fn authenticate_token(&self, token: &str) -> Result<Principal, AuthError> {
+        if domain::ApiKeySecret::is_meant(token) {
+            return self.authenticate_api_key(token).await;
+        }
         let claims = match self.tokens.verify(token, self.clock.now()) {
             Ok(claims) => claims,
             Err(TokenError::Invalid) => return Err(AuthError::InvalidToken),
@@ -30,7 +33,7 @@ impl OrgService {
         if self.organizations.find_by_id(claims.org_id).await?.is_none() {
             return Err(AuthError::InvalidToken);
         }
-        Ok(Principal { admin_id: claims.admin_id, org_id: claims.org_id, session_id: claims.session_id })
+        Ok(Principal::of_session(claims.admin_id, claims.org_id, claims.session_id))
     }
 }
 
@@ -66,10 +69,7 @@ mod tests {
             match result {
                 Ok(principal) => {
                     assert!(accepted);
-                    assert_eq!(
-                        principal,
-                        Principal { admin_id: org.admin_id, org_id: org.id, session_id: principal.session_id }
-                    );
+                    assert_eq!(principal, Principal::of_session(org.admin_id, org.id, sid));
                 }
                 Err(AuthError::InvalidToken) => assert!(!accepted),
                 Err(e) => panic!("{e:?}"),

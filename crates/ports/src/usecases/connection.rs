@@ -2,13 +2,14 @@
 //! it database credentials of its own where its placement isolates them.
 
 use domain::{
-    AuditAction, AuditOutcome, CredentialsError, DatabaseCredentials, DatabasePassword, GetOrgError, TenantLocation,
+    AuditAction, CredentialsError, DatabaseCredentials, DatabasePassword, GetOrgError, Permission, TenantLocation,
 };
 
 use super::{OrgService, Principal, RequestContext};
 
 impl OrgService {
     pub(super) async fn connection_details(&self, caller: &Principal) -> Result<TenantLocation, GetOrgError> {
+        caller.credential.allow(Permission::ReadOrganization)?;
         let organization = self.organizations.find_by_id(caller.org_id).await?.ok_or(GetOrgError::NotFound)?;
         Ok(self.organizations.location(&organization))
     }
@@ -18,6 +19,7 @@ impl OrgService {
         caller: &Principal,
         context: &RequestContext,
     ) -> Result<DatabaseCredentials, CredentialsError> {
+        caller.credential.allow(Permission::RotateDatabaseCredentials)?;
         if !self.tenant_credentials {
             return Err(CredentialsError::Disabled);
         }
@@ -31,14 +33,7 @@ impl OrgService {
         let password = DatabasePassword::from_generated(hex::encode(bytes))
             .map_err(|e| CredentialsError::Unknown(anyhow::anyhow!(e)))?;
         let user = self.organizations.set_database_user(&organization, &password).await?;
-        self.audit_event(
-            AuditAction::DatabaseCredentialsRotated,
-            AuditOutcome::Success,
-            Some(organization.id),
-            Some(caller.admin_id),
-            context,
-        )
-        .await;
+        self.audit_caller(AuditAction::DatabaseCredentialsRotated, caller, context).await;
         Ok(DatabaseCredentials { user, password })
     }
 }

@@ -1,6 +1,6 @@
 //! Deleting the caller's organization.
 
-use domain::{AuditAction, AuditOutcome, DeleteOrgError, OrganizationName};
+use domain::{AuditAction, DeleteOrgError, OrganizationName, Permission};
 
 use super::{OrgService, Principal, RequestContext};
 
@@ -11,6 +11,7 @@ impl OrgService {
         name: &OrganizationName,
         context: &RequestContext,
     ) -> Result<(), DeleteOrgError> {
+        caller.credential.allow(Permission::DeleteOrganization)?;
         let organization = self.organizations.find_by_key(name.key()).await?.ok_or(DeleteOrgError::NotFound)?;
         if organization.id != caller.org_id {
             return Err(DeleteOrgError::NotOwner);
@@ -20,14 +21,8 @@ impl OrgService {
         // The organization's tokens are refused already (its existence is checked on every
         // request); revoking its sessions also ends them for good.
         self.sessions.revoke_organization_sessions(organization.id, self.now()).await?;
-        self.audit_event(
-            AuditAction::OrganizationDeleted,
-            AuditOutcome::Success,
-            Some(organization.id),
-            Some(caller.admin_id),
-            context,
-        )
-        .await;
+        self.api_keys.revoke_organization_api_keys(organization.id).await?;
+        self.audit_caller(AuditAction::OrganizationDeleted, caller, context).await;
         self.audit_log.expire_events(organization.id, self.policy.audit_expiry(self.now())).await?;
         Ok(())
     }
@@ -45,7 +40,7 @@ mod tests {
         let found = org.clone();
         m.orgs.expect_find_by_key().returning(move |_| Ok(Some(found.clone())));
         m.orgs.expect_delete().never();
-        let caller = Principal { admin_id: AdminId::new(), org_id: OrgId::new(), session_id: SessionId::new() };
+        let caller = Principal::of_session(AdminId::new(), OrgId::new(), SessionId::new());
         let result = m.service(CollectionNaming::Key).delete(&caller, &org.name, &ctx()).await;
         assert!(matches!(result, Err(DeleteOrgError::NotOwner)), "{result:?}");
     }
@@ -55,7 +50,7 @@ mod tests {
         let mut m = Mocks::auditing_anything();
         m.orgs.expect_find_by_key().returning(|_| Ok(None));
         m.orgs.expect_delete().never();
-        let caller = Principal { admin_id: AdminId::new(), org_id: OrgId::new(), session_id: SessionId::new() };
+        let caller = Principal::of_session(AdminId::new(), OrgId::new(), SessionId::new());
         let name = OrganizationName::parse("Nobody").expect("name");
         let result = m.service(CollectionNaming::Key).delete(&caller, &name, &ctx()).await;
         assert!(matches!(result, Err(DeleteOrgError::NotFound)), "{result:?}");

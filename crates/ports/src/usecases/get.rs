@@ -21,7 +21,13 @@ impl OrgService {
     ) -> Result<OrganizationView, GetOrgError> {
         let organization = self.organizations.find_by_key(name.key()).await?.ok_or(GetOrgError::NotFound)?;
         let admin_email = match viewer {
-            Some(viewer) if viewer.org_id == organization.id => Some(self.admin_email(organization.admin_id).await?),
+            // The admin's view, for the admin or for a key allowed to read the organization.
+            Some(viewer)
+                if viewer.org_id == organization.id
+                    && viewer.credential.allow(domain::Permission::ReadOrganization).is_ok() =>
+            {
+                Some(self.admin_email(organization.admin_id).await?)
+            }
             _ => None,
         };
         Ok(OrganizationView { organization, admin_email })
@@ -37,7 +43,7 @@ mod tests {
         let org = org("Acme");
         let admin = admin_of(&org);
         let own = principal(&org);
-        let other = Principal { admin_id: AdminId::new(), org_id: OrgId::new(), session_id: SessionId::new() };
+        let other = Principal::of_session(AdminId::new(), OrgId::new(), SessionId::new());
         for (viewer, shown) in [(None, false), (Some(other), false), (Some(own), true)] {
             let mut m = Mocks::auditing_anything();
             let found = org.clone();

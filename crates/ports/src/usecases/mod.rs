@@ -7,6 +7,7 @@
 //! lets tests hand in mockall mocks. The HTTP adapter sees the use cases only through the
 //! [`OrganizationApi`] trait so that they are wired once at the composition root.
 
+mod api_keys;
 mod audit;
 mod authenticate;
 mod connection;
@@ -26,12 +27,14 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
-    AdminId, AuditAction, AuditEvent, AuditOutcome, CollectionNaming, CreateOrgError, CredentialsError,
-    DatabaseCredentials, DeleteOrgError, Email, EventId, GetOrgError, OrgId, OrganizationName, Placement, SessionId,
-    StoreError, TenantLocation, UpdateOrgError,
+    AdminId, ApiKey, ApiKeyId, AuditAction, AuditEvent, AuditOutcome, CollectionNaming, CreateApiKeyError,
+    CreateOrgError, Credential, CredentialsError, DatabaseCredentials, DeleteOrgError, Email, EventId, GetOrgError,
+    ListApiKeysError, OrgId, OrganizationName, Placement, RevokeApiKeyError, SessionId, StoreError, TenantLocation,
+    UpdateOrgError,
 };
 use secrecy::SecretString;
 
+pub use api_keys::{CreateApiKeyRequest, CreatedApiKey};
 pub use audit::{AuditError, AuditPage};
 pub use authenticate::AuthError;
 pub use create::{CreateOrganizationRequest, CreatedOrganization};
@@ -43,8 +46,8 @@ pub use update::UpdateOrganizationRequest;
 
 use crate::SecurityPolicy;
 use crate::{
-    AccountLockout, AdminRepository, AuditLog, AuditQuery, Clock, HashError, LoginThrottles, OrganizationRepository,
-    PasswordHasher, SessionRepository, ThrottleKeyer, TokenError, TokenIssuer,
+    AccountLockout, AdminRepository, ApiKeyRepository, AuditLog, AuditQuery, Clock, HashError, LoginThrottles,
+    OrganizationRepository, PasswordHasher, SessionRepository, ThrottleKeyer, TokenError, TokenIssuer,
 };
 
 /// Where a request came from, for the audit trail.
@@ -56,16 +59,24 @@ pub struct RequestContext {
     pub request_id: Option<String>,
 }
 
-/// The authenticated caller of a protected use case: an admin whose token verified and
-/// whose session, admin and organization were live when the request was authenticated.
+/// The authenticated caller of a protected use case: an admin's access token whose session,
+/// admin and organization were live when the request was authenticated, or one of the
+/// organization's API keys that was live then, acting for its admin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Principal {
-    /// The admin.
+    /// The admin (for an API key, the organization's admin, for whom the key acts).
     pub admin_id: AdminId,
     /// The admin's organization.
     pub org_id: OrgId,
-    /// The session the token belongs to.
-    pub session_id: SessionId,
+    /// The session or the API key the request was authenticated with.
+    pub credential: Credential,
+}
+
+impl Principal {
+    /// A caller authenticated by an access token of `session`.
+    pub fn of_session(admin_id: AdminId, org_id: OrgId, session: SessionId) -> Self {
+        Self { admin_id, org_id, credential: Credential::Session(session) }
+    }
 }
 
 /// The use cases the driving adapters (HTTP, CLI) call.
@@ -90,7 +101,9 @@ pub trait OrganizationApi: Send + Sync + 'static {
     /// Ends the caller's session: its access and refresh tokens stop working.
     async fn logout(&self, caller: &Principal, context: &RequestContext) -> Result<(), LogoutError>;
 
-    /// Verifies a token and that its session, admin and organization are still live.
+    /// Verifies an access token and that its session, admin and organization are still
+    /// live, or an API key (a bearer credential with the key prefix) and that it and its
+    /// organization are.
     async fn authenticate(&self, token: &str) -> Result<Principal, AuthError>;
 
     /// Applies the caller's changes to their organization and admin, all or none. A new
@@ -125,6 +138,25 @@ pub trait OrganizationApi: Send + Sync + 'static {
         context: &RequestContext,
     ) -> Result<DatabaseCredentials, CredentialsError>;
 
+    /// Creates an API key for the caller's organization; its secret is shown this once.
+    async fn create_api_key(
+        &self,
+        caller: &Principal,
+        request: CreateApiKeyRequest,
+        context: &RequestContext,
+    ) -> Result<CreatedApiKey, CreateApiKeyError>;
+
+    /// The caller's organization's API keys, oldest first, without their secrets.
+    async fn list_api_keys(&self, caller: &Principal) -> Result<Vec<ApiKey>, ListApiKeysError>;
+
+    /// Revokes one of the caller's organization's API keys.
+    async fn revoke_api_key(
+        &self,
+        caller: &Principal,
+        id: ApiKeyId,
+        context: &RequestContext,
+    ) -> Result<(), RevokeApiKeyError>;
+
     /// How many organizations are active, for metrics.
     async fn organization_count(&self) -> Result<u64, StoreError>;
 
@@ -151,6 +183,8 @@ pub struct Ports {
     pub lockout: Arc<dyn AccountLockout>,
     /// The audit trail.
     pub audit: Arc<dyn AuditLog>,
+    /// API keys.
+    pub api_keys: Arc<dyn ApiKeyRepository>,
 }
 
 /// What the use cases decide with, besides their ports.
@@ -179,6 +213,7 @@ pub struct OrgService {
     sessions: Arc<dyn SessionRepository>,
     lockout: Arc<dyn AccountLockout>,
     audit_log: Arc<dyn AuditLog>,
+    api_keys: Arc<dyn ApiKeyRepository>,
     naming: CollectionNaming,
     placement: Placement,
     tenant_credentials: bool,
@@ -200,6 +235,7 @@ impl OrgService {
             sessions: ports.sessions,
             lockout: ports.lockout,
             audit_log: ports.audit,
+            api_keys: ports.api_keys,
             naming: settings.naming,
             placement: settings.placement,
             tenant_credentials: settings.tenant_credentials,
@@ -230,12 +266,32 @@ impl OrgService {
         actor_id: Option<AdminId>,
         context: &RequestContext,
     ) {
+        self.record_audit_event(action, outcome, organization_id, actor_id, None, context).await;
+    }
+
+    /// Records that an authenticated caller did `action` to its organization, naming the
+    /// API key if one acted.
+    async fn audit_caller(&self, action: AuditAction, caller: &Principal, context: &RequestContext) {
+        let (org, actor, key) = (Some(caller.org_id), Some(caller.admin_id), caller.credential.api_key());
+        self.record_audit_event(action, AuditOutcome::Success, org, actor, key, context).await;
+    }
+
+    async fn record_audit_event(
+        &self,
+        action: AuditAction,
+        outcome: AuditOutcome,
+        organization_id: Option<OrgId>,
+        actor_id: Option<AdminId>,
+        api_key_id: Option<ApiKeyId>,
+        context: &RequestContext,
+    ) {
         let event = AuditEvent {
             id: EventId::at(self.now()),
             at: self.now(),
             action,
             organization_id,
             actor_id,
+            api_key_id,
             ip: context.ip.clone(),
             request_id: context.request_id.clone(),
             outcome,
@@ -308,6 +364,28 @@ impl OrganizationApi for OrgService {
         context: &RequestContext,
     ) -> Result<DatabaseCredentials, CredentialsError> {
         self.rotate_database_credentials(caller, context).await
+    }
+
+    async fn create_api_key(
+        &self,
+        caller: &Principal,
+        request: CreateApiKeyRequest,
+        context: &RequestContext,
+    ) -> Result<CreatedApiKey, CreateApiKeyError> {
+        self.issue_api_key(caller, request, context).await
+    }
+
+    async fn list_api_keys(&self, caller: &Principal) -> Result<Vec<ApiKey>, ListApiKeysError> {
+        self.api_keys_of(caller).await
+    }
+
+    async fn revoke_api_key(
+        &self,
+        caller: &Principal,
+        id: ApiKeyId,
+        context: &RequestContext,
+    ) -> Result<(), RevokeApiKeyError> {
+        self.revoke_key(caller, id, context).await
     }
 
     async fn organization_count(&self) -> Result<u64, StoreError> {

@@ -16,7 +16,8 @@ pub(super) use secrecy::ExposeSecret;
 pub(super) use super::*;
 pub(super) use crate::hasher::MockPasswordHasher;
 pub(super) use crate::repository::{
-    MockAccountLockout, MockAdminRepository, MockAuditLog, MockOrganizationRepository, MockSessionRepository,
+    MockAccountLockout, MockAdminRepository, MockApiKeyRepository, MockAuditLog, MockOrganizationRepository,
+    MockSessionRepository,
 };
 pub(super) use crate::token::MockTokenIssuer;
 pub(super) use crate::{AccessToken, StoredThrottle, TokenClaims};
@@ -39,6 +40,7 @@ pub(super) struct Mocks {
     pub(super) sessions: MockSessionRepository,
     pub(super) lockout: MockAccountLockout,
     pub(super) audit: MockAuditLog,
+    pub(super) api_keys: MockApiKeyRepository,
 }
 
 impl Mocks {
@@ -51,6 +53,7 @@ impl Mocks {
             sessions: MockSessionRepository::new(),
             lockout: MockAccountLockout::new(),
             audit: MockAuditLog::new(),
+            api_keys: MockApiKeyRepository::new(),
         }
     }
 
@@ -77,6 +80,7 @@ impl Mocks {
             sessions: Arc::new(self.sessions),
             lockout: Arc::new(self.lockout),
             audit: Arc::new(self.audit),
+            api_keys: Arc::new(self.api_keys),
         };
         let settings = ServiceSettings {
             naming,
@@ -119,7 +123,7 @@ pub(super) fn ctx() -> RequestContext {
 }
 
 pub(super) fn principal(org: &Organization) -> Principal {
-    Principal { admin_id: org.admin_id, org_id: org.id, session_id: SessionId::new() }
+    Principal::of_session(org.admin_id, org.id, SessionId::new())
 }
 
 pub(super) fn hash() -> PasswordHash {

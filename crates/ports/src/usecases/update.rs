@@ -1,8 +1,6 @@
 //! Updating an organization and its admin, all or nothing.
 
-use domain::{
-    AuditAction, AuditOutcome, Email, OrganizationChanges, OrganizationName, Password, Rename, UpdateOrgError,
-};
+use domain::{AuditAction, Email, OrganizationChanges, OrganizationName, Password, Permission, Rename, UpdateOrgError};
 
 use super::{OrgService, OrganizationView, Principal, RequestContext};
 
@@ -28,6 +26,12 @@ impl OrgService {
         request: UpdateOrganizationRequest,
         context: &RequestContext,
     ) -> Result<OrganizationView, UpdateOrgError> {
+        if request.name.is_some() {
+            caller.credential.allow(Permission::RenameOrganization)?;
+        }
+        if request.email.is_some() || request.password.is_some() {
+            caller.credential.allow(Permission::ChangeAdminCredentials)?;
+        }
         let current = self.organizations.find_by_id(caller.org_id).await?.ok_or(UpdateOrgError::NotFound)?;
         let before = self.admins.find_by_id(current.admin_id).await?.ok_or(UpdateOrgError::NotFound)?;
         let rename = request.name.map(|name| Rename::new(current.id, name, self.naming));
@@ -44,23 +48,22 @@ impl OrgService {
             // Other sessions end before the change rather than after it: if the change then
             // fails, they were ended for nothing, but never does a changed credential leave
             // another session alive.
-            self.sessions.revoke_admin_sessions(caller.admin_id, Some(caller.session_id), self.now()).await?;
+            self.sessions.revoke_admin_sessions(caller.admin_id, caller.credential.session(), self.now()).await?;
         }
         let changes_password = password_hash.is_some();
         let changes = OrganizationChanges { rename, email, password_hash, at: self.now() };
         let organization = self.organizations.update(current.id, changes).await?;
-        let (org, actor) = (Some(organization.id), Some(caller.admin_id));
         if organization.name.key() != current.name.key() {
             tracing::info!(organization_id = %organization.id, from = %current.name.key(), to = %organization.name.key(), "organization renamed");
         }
         if organization.name != current.name {
-            self.audit_event(AuditAction::OrganizationRenamed, AuditOutcome::Success, org, actor, context).await;
+            self.audit_caller(AuditAction::OrganizationRenamed, caller, context).await;
         }
         if email_changes {
-            self.audit_event(AuditAction::AdminEmailChanged, AuditOutcome::Success, org, actor, context).await;
+            self.audit_caller(AuditAction::AdminEmailChanged, caller, context).await;
         }
         if changes_password {
-            self.audit_event(AuditAction::AdminPasswordChanged, AuditOutcome::Success, org, actor, context).await;
+            self.audit_caller(AuditAction::AdminPasswordChanged, caller, context).await;
         }
         let admin_email = self.admin_email(organization.admin_id).await?;
         Ok(OrganizationView { organization, admin_email: Some(admin_email) })
@@ -85,7 +88,7 @@ mod tests {
         let mut order = mockall::Sequence::new();
         m.sessions
             .expect_revoke_admin_sessions()
-            .with(eq(caller.admin_id), eq(Some(caller.session_id)), always())
+            .with(eq(caller.admin_id), eq(caller.credential.session()), always())
             .times(1)
             .in_sequence(&mut order)
             .returning(|_, _, _| Ok(()));
