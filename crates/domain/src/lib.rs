@@ -30,6 +30,7 @@ mod password;
 mod placement;
 mod security;
 mod sessions;
+mod webhooks;
 
 pub use api_keys::{
     API_KEY_PREFIX, ApiKey, ApiKeyHash, ApiKeyName, ApiKeyNameError, ApiKeySecret, Credential, ExpiryInThePast,
@@ -62,6 +63,10 @@ pub use placement::{
 };
 pub use security::{AuditAction, AuditActionError, AuditEvent, AuditOutcome, Session};
 pub use sessions::{RefreshHash, RefreshState, RotationDecision, SecurityPolicy};
+pub use webhooks::{
+    EndpointPolicy, EventFilter, EventFilterError, EventType, MAX_WEBHOOK_URL_CHARS, RetryPolicy, SIGNATURE_TOLERANCE,
+    WEBHOOK_SECRET_BYTES, WEBHOOK_SECRET_PREFIX, WebhookSecret, WebhookSecretError, WebhookUrl, WebhookUrlError,
+};
 
 /// Truncates a timestamp to whole milliseconds, the precision every store keeps, so that a
 /// value read back compares equal to the value written whatever the storage.
