@@ -185,8 +185,9 @@ async fn a_silent_change_stream_is_not_trusted_beyond_its_limit() {
     assert_eq!(found(&b, &key).await, None, "beyond it, the database answers");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_or_cut_stream_connection_resumes_and_misses_nothing() {
+/// Two instances on one database, b reaching it through a proxy the test can cut, and an
+/// organization a created that b has cached.
+async fn a_and_b_behind_a_proxy() -> (CachedStore, CachedStore, CuttableProxy, Organization) {
     let settings = fresh_settings(URI_VARIABLE);
     let a = instance(&settings, Arc::new(SystemClock)).await;
     let proxy = CuttableProxy::start(&std::env::var(URI_VARIABLE).expect("test server")).await;
@@ -196,6 +197,12 @@ async fn a_killed_or_cut_stream_connection_resumes_and_misses_nothing() {
     let b = instance(&through_proxy, Arc::new(SystemClock)).await;
     let org = a.create(new_organization("Acme", "a@acme.test")).await.expect("create");
     cached_by(&b, org.name.key()).await;
+    (a, b, proxy, org)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_or_cut_stream_connection_resumes_and_misses_nothing() {
+    let (a, b, proxy, org) = a_and_b_behind_a_proxy().await;
 
     // Every connection of b killed: the stream resumes where it was and delivers what
     // changed meanwhile.
@@ -232,15 +239,7 @@ async fn a_killed_or_cut_stream_connection_resumes_and_misses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_cannot_resume_drops_the_whole_cache_and_starts_over() {
-    let settings = fresh_settings(URI_VARIABLE);
-    let a = instance(&settings, Arc::new(SystemClock)).await;
-    let proxy = CuttableProxy::start(&std::env::var(URI_VARIABLE).expect("test server")).await;
-    let mut through_proxy = settings.clone();
-    through_proxy.uri = proxy.uri().into();
-    through_proxy.server_selection_timeout = Duration::from_millis(500);
-    let b = instance(&through_proxy, Arc::new(SystemClock)).await;
-    let org = a.create(new_organization("Acme", "a@acme.test")).await.expect("create");
-    cached_by(&b, org.name.key()).await;
+    let (a, b, proxy, org) = a_and_b_behind_a_proxy().await;
 
     // b is cut off while a renames, and its stream's position is gone when it comes back:
     // the event of the rename can never be delivered.
