@@ -16,6 +16,7 @@ mod operability;
 mod outage;
 mod sessions;
 mod update;
+mod webhooks;
 
 /// The suites of organizations' HTTP contract (create, get, login, update, delete, docs)
 /// against the application `$spawn` starts, so that they also run on every placement.
@@ -41,6 +42,7 @@ macro_rules! api_tests {
             api_tests!(@configured $backend; connection: the_admin_gets_its_own_connection_details, new_organizations_go_where_the_policy_says, an_unreachable_cluster_answers_503_for_its_tenants_only, database_credentials_are_for_own_databases_only);
             api_tests!(@configured $backend; audit: every_action_is_recorded_with_its_context, pages_follow_the_cursor_newest_first, the_action_filter_and_bad_parameters, events_are_the_organizations_own_and_survive_a_rename);
             api_tests!(@configured $backend; api_keys: a_key_is_shown_once_and_works_within_its_scopes, a_write_key_renames_and_the_audit_trail_names_it, revoked_expired_and_wrong_keys_get_the_401_of_a_bad_token, refused_keys_count_like_failed_logins, invalid_requests_are_4xx_naming_the_field, a_deleted_organizations_keys_stop_working);
+            api_tests!(@configured $backend; webhooks: events_arrive_signed_in_order_despite_failures, endpoints_receive_only_their_event_types, endpoints_are_the_sessions_to_manage, keys_and_sessions_publish_their_events);
             organization_suites!($spawn);
         }
     };

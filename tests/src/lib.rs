@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+pub use http_adapter::receiver;
+
 use base64::Engine;
 use orgsvc::{Application, Settings};
 use ports::TenantStore;

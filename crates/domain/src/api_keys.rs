@@ -155,6 +155,8 @@ pub enum Permission {
     DeleteOrganization,
     /// Create, list or revoke API keys.
     ManageApiKeys,
+    /// Register, list, remove webhook endpoints, rotate their secrets, read their deliveries.
+    ManageWebhooks,
     /// Create or rotate the organization's database credentials.
     RotateDatabaseCredentials,
     /// Read the audit trail.
@@ -174,6 +176,7 @@ impl Permission {
             Self::ChangeAdminCredentials
             | Self::DeleteOrganization
             | Self::ManageApiKeys
+            | Self::ManageWebhooks
             | Self::RotateDatabaseCredentials
             | Self::LogOut => None,
         }
@@ -186,6 +189,7 @@ impl Permission {
             Self::ChangeAdminCredentials => "change the admin's email or password",
             Self::DeleteOrganization => "delete the organization",
             Self::ManageApiKeys => "manage API keys",
+            Self::ManageWebhooks => "manage webhooks",
             Self::RotateDatabaseCredentials => "rotate the database credentials",
             Self::ReadAudit => "read the audit trail",
             Self::LogOut => "log out",

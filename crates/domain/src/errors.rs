@@ -173,6 +173,52 @@ operation_error!(
     }
 );
 
+operation_error!(
+    /// Why a webhook endpoint could not be registered.
+    CreateWebhookError {
+        /// The caller's API key may not do this.
+        Forbidden {
+            /// What it asked and what would allow it.
+            reason: crate::Forbidden,
+        } => "{reason}",
+        /// The URL is not one deliveries may go to.
+        Url {
+            /// Which rule it breaks.
+            reason: crate::WebhookUrlError,
+        } => "url {reason}",
+        /// The organization has as many endpoints as it may.
+        TooMany {
+            /// The limit.
+            limit: usize,
+        } => "an organization may have at most {limit} webhook endpoints",
+    }
+);
+
+operation_error!(
+    /// Why the webhook endpoints could not be listed.
+    ListWebhooksError {
+        /// The caller's API key may not do this.
+        Forbidden {
+            /// What it asked and what would allow it.
+            reason: crate::Forbidden,
+        } => "{reason}",
+    }
+);
+
+operation_error!(
+    /// Why an operation on one webhook endpoint (removing it, rotating its secret, reading
+    /// its deliveries) failed: they fail in the same ways.
+    WebhookEndpointError {
+        /// The caller's API key may not do this.
+        Forbidden {
+            /// What it asked and what would allow it.
+            reason: crate::Forbidden,
+        } => "{reason}",
+        /// The organization has no such endpoint.
+        NotFound => "webhook endpoint not found",
+    }
+);
+
 /// Makes an operation error with a `Forbidden { reason }` variant buildable from
 /// [`Forbidden`](crate::Forbidden) with `?`: the use cases that an API key's missing scope
 /// can end.
@@ -192,5 +238,8 @@ crate::forbidden_from!(
     DeleteOrgError,
     CreateApiKeyError,
     ListApiKeysError,
-    RevokeApiKeyError
+    RevokeApiKeyError,
+    CreateWebhookError,
+    ListWebhooksError,
+    WebhookEndpointError
 );

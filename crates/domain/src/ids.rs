@@ -158,3 +158,34 @@ id_type!(
     /// ```
     ApiKeyId
 );
+
+id_type!(
+    /// The id of a webhook endpoint.
+    ///
+    /// ```
+    /// use domain::WebhookId;
+    /// let id = WebhookId::new();
+    /// assert_eq!(WebhookId::parse(&id.to_string()), Ok(id));
+    /// ```
+    WebhookId
+);
+
+id_type!(
+    /// The id of an event sent to webhooks: the `webhook-id` of every delivery of it, the
+    /// same on every retry so receivers can drop duplicates. Time-ordered like [`EventId`].
+    ///
+    /// ```
+    /// use chrono::Utc;
+    /// use domain::MessageId;
+    /// let now = Utc::now();
+    /// assert!(MessageId::at(now) < MessageId::at(now));
+    /// ```
+    MessageId
+);
+
+impl MessageId {
+    /// A new time-ordered id for an event that happened at `at` (see [`EventId::at`]).
+    pub fn at(at: DateTime<Utc>) -> Self {
+        Self(EventId::at(at).as_uuid())
+    }
+}

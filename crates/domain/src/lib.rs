@@ -22,6 +22,7 @@ mod credentials;
 mod email;
 mod entities;
 mod errors;
+mod events;
 mod ids;
 mod jobs;
 mod lockout;
@@ -44,10 +45,11 @@ pub use credentials::{
 pub use email::{Email, EmailError, MAX_EMAIL_BYTES};
 pub use entities::{Admin, NewAdmin, NewOrganization, Organization, OrganizationChanges, Rename};
 pub use errors::{
-    CreateApiKeyError, CreateOrgError, DeleteOrgError, GetOrgError, ListApiKeysError, RevokeApiKeyError, StoreError,
-    UpdateOrgError,
+    CreateApiKeyError, CreateOrgError, CreateWebhookError, DeleteOrgError, GetOrgError, ListApiKeysError,
+    ListWebhooksError, RevokeApiKeyError, StoreError, UpdateOrgError, WebhookEndpointError,
 };
-pub use ids::{AdminId, ApiKeyId, CheckId, EventId, IdError, JobId, OrgId, SessionId};
+pub use events::{AttemptResult, Endpoint, Event, NextStep};
+pub use ids::{AdminId, ApiKeyId, CheckId, EventId, IdError, JobId, MessageId, OrgId, SessionId, WebhookId};
 pub use jobs::{
     JobFieldError, JobKind, JobLease, JobProgress, JobState, MoveError, MoveMode, MovePhase, MovePlan, Recovery,
     TieringPolicy, TieringPolicyError,

@@ -54,6 +54,12 @@ pub enum AuditAction {
     ApiKeyCreated,
     /// `api_key.revoked`
     ApiKeyRevoked,
+    /// `webhook.created`: a webhook endpoint was registered.
+    WebhookCreated,
+    /// `webhook.deleted`
+    WebhookDeleted,
+    /// `webhook.secret_rotated`
+    WebhookSecretRotated,
 }
 
 /// The text is not one of the audit actions.
@@ -63,7 +69,7 @@ pub struct AuditActionError;
 
 impl AuditAction {
     /// Every action, in a stable order.
-    pub const ALL: [AuditAction; 13] = [
+    pub const ALL: [AuditAction; 16] = [
         Self::OrganizationCreated,
         Self::OrganizationRenamed,
         Self::OrganizationDeleted,
@@ -77,6 +83,9 @@ impl AuditAction {
         Self::DatabaseCredentialsRotated,
         Self::ApiKeyCreated,
         Self::ApiKeyRevoked,
+        Self::WebhookCreated,
+        Self::WebhookDeleted,
+        Self::WebhookSecretRotated,
     ];
 
     /// The dotted name used in the API and in storage.
@@ -102,6 +111,9 @@ impl AuditAction {
             Self::DatabaseCredentialsRotated => "database_credentials.rotated",
             Self::ApiKeyCreated => "api_key.created",
             Self::ApiKeyRevoked => "api_key.revoked",
+            Self::WebhookCreated => "webhook.created",
+            Self::WebhookDeleted => "webhook.deleted",
+            Self::WebhookSecretRotated => "webhook.secret_rotated",
         }
     }
 }

@@ -194,6 +194,13 @@ pub struct EndpointPolicy {
     pub allow_private: bool,
 }
 
+impl Default for EndpointPolicy {
+    /// The production policy: https only, public addresses only.
+    fn default() -> Self {
+        Self { require_https: true, allow_private: false }
+    }
+}
+
 impl EndpointPolicy {
     /// Whether a delivery may connect to `ip`: any public address, and internal ones only
     /// where the policy allows them. Applied to the URL's literal address when the endpoint
@@ -312,6 +319,16 @@ impl WebhookUrl {
     /// The URL.
     pub fn as_str(&self) -> &str {
         self.0.as_str()
+    }
+
+    /// The address written in the URL, if its host is an address rather than a name:
+    /// such a host is never resolved, so it is checked on its own at delivery time.
+    pub fn ip_address(&self) -> Option<IpAddr> {
+        match self.0.host()? {
+            url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+            url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+            url::Host::Domain(_) => None,
+        }
     }
 
     /// The host name, if the URL names one rather than an address: what a delivery

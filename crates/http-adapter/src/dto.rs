@@ -3,10 +3,14 @@
 //! Bodies that hold passwords do not implement `Debug`, so they cannot be logged.
 
 use chrono::{DateTime, Utc};
-use domain::{ApiKey, ApiKeyName, AuditAction, Email, EventId, OrganizationName, Password, Scopes};
+use domain::{
+    ApiKey, ApiKeyName, AttemptResult, AuditAction, Email, Endpoint, EventFilter, EventId, NextStep, OrganizationName,
+    Password, Scopes,
+};
 use ports::{
-    AuditPage, AuditQuery, CreateApiKeyRequest, CreateOrganizationRequest, CreatedApiKey, CreatedOrganization,
-    LoginRequest, OrganizationView, SessionTokens, UpdateOrganizationRequest,
+    AuditPage, AuditQuery, CreateApiKeyRequest, CreateOrganizationRequest, CreateWebhookRequest, CreatedApiKey,
+    CreatedOrganization, CreatedWebhook, DeliveryRecord, LoginRequest, OrganizationView, SessionTokens,
+    UpdateOrganizationRequest,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -653,4 +657,172 @@ pub(crate) mod timestamp {
             check(999_999_999, "2026-11-26T12:00:34.999Z");
         }
     }
+}
+
+/// `POST /org/webhooks` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"url": "https://hooks.example.com/orgsvc", "events": ["organization.renamed", "organization.deleted"]}))]
+pub struct CreateWebhookBody {
+    /// Where deliveries go: an https URL (http only where the deployment allows private
+    /// addresses) on a public address, without credentials or a fragment; at most 2048
+    /// characters.
+    #[schema(required = true, nullable = false)]
+    pub url: Option<String>,
+    /// The event types it receives (dotted names such as `organization.renamed`), or
+    /// `["*"]` for all, including types added later.
+    #[schema(required = true, nullable = false, min_items = 1)]
+    pub events: Option<Vec<String>>,
+}
+
+impl CreateWebhookBody {
+    pub(crate) fn parse(self) -> Result<CreateWebhookRequest, ApiError> {
+        let mut errors = FieldErrors::default();
+        let url = errors.required("url", self.url, Ok::<_, std::convert::Infallible>);
+        let events = match self.events {
+            None => {
+                errors.push("events", "is required");
+                None
+            }
+            Some(names) => match EventFilter::parse(names.iter().map(String::as_str)) {
+                Ok(filter) => Some(filter),
+                Err(error) => {
+                    errors.push("events", &error.to_string());
+                    None
+                }
+            },
+        };
+        errors.finish(url.zip(events).map(|(url, events)| CreateWebhookRequest { url, events }))
+    }
+}
+
+/// A webhook endpoint, without its signing secret.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WebhookResponse {
+    /// The endpoint's id.
+    pub id: Uuid,
+    /// Where deliveries go.
+    pub url: String,
+    /// The event types it receives, or `["*"]`.
+    #[schema(example = json!(["organization.renamed"]))]
+    pub events: Vec<String>,
+    /// When it was registered.
+    #[serde(with = "timestamp")]
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Endpoint> for WebhookResponse {
+    fn from(endpoint: Endpoint) -> Self {
+        Self {
+            id: endpoint.id.as_uuid(),
+            url: endpoint.url.as_str().to_owned(),
+            events: endpoint.events.names().into_iter().map(str::to_owned).collect(),
+            created_at: endpoint.created_at,
+        }
+    }
+}
+
+/// `GET /org/webhooks` response.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WebhookListResponse {
+    /// The endpoints, oldest first.
+    pub webhooks: Vec<WebhookResponse>,
+}
+
+/// `POST /org/webhooks` response: the endpoint and its signing secret, shown this once.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct CreatedWebhookResponse {
+    /// The Standard Webhooks signing secret (`whsec_` and base64), to verify the
+    /// `webhook-signature` header of every delivery. It cannot be shown again.
+    #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
+    pub secret: String,
+    /// The endpoint as lists show it.
+    #[serde(flatten)]
+    pub details: WebhookResponse,
+}
+
+impl std::fmt::Debug for CreatedWebhookResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedWebhookResponse").field("details", &self.details).finish_non_exhaustive()
+    }
+}
+
+impl From<CreatedWebhook> for CreatedWebhookResponse {
+    fn from(created: CreatedWebhook) -> Self {
+        Self {
+            secret: created.secret.expose().expose_secret().to_owned(),
+            details: WebhookResponse::from(created.endpoint),
+        }
+    }
+}
+
+/// `POST /org/webhooks/{id}/rotate-secret` response.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct WebhookSecretResponse {
+    /// The new signing secret, shown this once; the next delivery is signed with it.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for WebhookSecretResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSecretResponse").finish_non_exhaustive()
+    }
+}
+
+/// One delivery attempt.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryResponse {
+    /// The event's id: the `webhook-id` header sent.
+    pub event_id: Uuid,
+    /// The event's type.
+    pub event_type: String,
+    /// Which attempt at this event it was, from 1.
+    pub attempt: u32,
+    /// When it was made.
+    #[serde(with = "timestamp")]
+    pub at: DateTime<Utc>,
+    /// The HTTP status the endpoint answered, if it answered.
+    pub status: Option<u16>,
+    /// Why there was no answer (refused address, timeout, connection refused), if there
+    /// was none.
+    pub error: Option<String>,
+    /// `delivered`, `retrying` or `failed` (given up after about a day of retries).
+    #[schema(example = "delivered")]
+    pub outcome: String,
+    /// When the next attempt is due, while retrying.
+    #[serde(with = "optional_timestamp")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// How long the request took, in milliseconds.
+    pub duration_ms: u64,
+}
+
+impl From<DeliveryRecord> for DeliveryResponse {
+    fn from(record: DeliveryRecord) -> Self {
+        let (status, error) = match record.result {
+            AttemptResult::Status(status) => (Some(status), None),
+            AttemptResult::Failed(reason) => (None, Some(reason)),
+        };
+        Self {
+            event_id: record.event_id.as_uuid(),
+            event_type: record.event_type.as_str().to_owned(),
+            attempt: record.attempt,
+            at: record.at,
+            status,
+            error,
+            outcome: record.next.as_str().to_owned(),
+            next_attempt_at: match record.next {
+                NextStep::RetryAt(at) => Some(at),
+                NextStep::Delivered | NextStep::GaveUp => None,
+            },
+            duration_ms: record.duration_ms,
+        }
+    }
+}
+
+/// `GET /org/webhooks/{id}/deliveries` response.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryListResponse {
+    /// The latest attempts (at most 100), newest first.
+    pub deliveries: Vec<DeliveryResponse>,
 }

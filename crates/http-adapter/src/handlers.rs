@@ -4,17 +4,19 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use domain::{
-    ApiKeyId, CreateApiKeyError, CreateOrgError, CredentialsError, DeleteOrgError, GetOrgError, ListApiKeysError,
-    RevokeApiKeyError, UpdateOrgError,
+    ApiKeyId, CreateApiKeyError, CreateOrgError, CreateWebhookError, CredentialsError, DeleteOrgError, GetOrgError,
+    ListApiKeysError, ListWebhooksError, RevokeApiKeyError, UpdateOrgError, WebhookEndpointError, WebhookId,
 };
 use ports::{AuditError, AuthError, LoginError, LogoutError, RefreshError};
 
 use crate::auth::{Authenticated, MaybeAuthenticated};
 use crate::dto::{
     ApiKeyListResponse, ApiKeyResponse, AuditPageResponse, AuditQueryParams, ConnectionResponse, CreateApiKeyBody,
-    CreateOrganizationBody, CreatedApiKeyResponse, CreatedOrganizationResponse, DatabaseCredentialsResponse,
-    DeleteOrganizationBody, HealthResponse, LoginBody, OrganizationNameQuery, OrganizationResponse, RefreshBody,
-    TokenResponse, UpdateOrganizationBody, parse_delete_target, parse_organization_name,
+    CreateOrganizationBody, CreateWebhookBody, CreatedApiKeyResponse, CreatedOrganizationResponse,
+    CreatedWebhookResponse, DatabaseCredentialsResponse, DeleteOrganizationBody, DeliveryListResponse,
+    DeliveryResponse, HealthResponse, LoginBody, OrganizationNameQuery, OrganizationResponse, RefreshBody,
+    TokenResponse, UpdateOrganizationBody, WebhookListResponse, WebhookResponse, WebhookSecretResponse,
+    parse_delete_target, parse_organization_name,
 };
 use crate::extract::{JsonBody, OptionalJsonBody};
 use crate::problem::{ApiError, ProblemField};
@@ -31,6 +33,10 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/org/connection/credentials", "POST").post(rotate_credentials))
         .service(resource("/org/api-keys", "GET, POST").get(list_api_keys).post(create_api_key))
         .service(resource("/org/api-keys/{id}", "DELETE").delete(revoke_api_key))
+        .service(resource("/org/webhooks", "GET, POST").get(list_webhooks).post(create_webhook))
+        .service(resource("/org/webhooks/{id}", "DELETE").delete(delete_webhook))
+        .service(resource("/org/webhooks/{id}/rotate-secret", "POST").post(rotate_webhook_secret))
+        .service(resource("/org/webhooks/{id}/deliveries", "GET").get(webhook_deliveries))
         .service(resource("/admin/login", "POST").post(login))
         .service(resource("/admin/refresh", "POST").post(refresh))
         .service(resource("/admin/logout", "POST").post(logout))
@@ -185,7 +191,39 @@ macro_rules! from_scope_and_dependency_errors {
         }
     )*};
 }
-from_scope_and_dependency_errors!(LogoutError, AuditError, ListApiKeysError);
+from_scope_and_dependency_errors!(LogoutError, AuditError, ListApiKeysError, ListWebhooksError);
+
+impl From<CreateWebhookError> for ApiError {
+    fn from(error: CreateWebhookError) -> Self {
+        match error {
+            CreateWebhookError::Forbidden { reason } => Self::InsufficientScope(reason),
+            CreateWebhookError::Url { reason } => Self::Validation(vec![ProblemField::new("url", reason.to_string())]),
+            CreateWebhookError::TooMany { limit } => Self::Conflict {
+                slug: "too-many-webhooks",
+                detail: format!("an organization may have at most {limit} webhook endpoints; remove one first"),
+            },
+            CreateWebhookError::Unavailable(e) => Self::Unavailable(e),
+            CreateWebhookError::Unknown(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<WebhookEndpointError> for ApiError {
+    fn from(error: WebhookEndpointError) -> Self {
+        match error {
+            WebhookEndpointError::Forbidden { reason } => Self::InsufficientScope(reason),
+            WebhookEndpointError::NotFound => {
+                Self::NotFound("the organization has no webhook endpoint with this id".to_owned())
+            }
+            WebhookEndpointError::Unavailable(e) => Self::Unavailable(e),
+            WebhookEndpointError::Unknown(e) => Self::Internal(e),
+        }
+    }
+}
+
+fn webhook_id(id: &str) -> Result<WebhookId, ApiError> {
+    WebhookId::parse(id).map_err(|e| ApiError::Validation(vec![ProblemField::new("path.id", e.to_string())]))
+}
 
 impl From<CreateApiKeyError> for ApiError {
     fn from(error: CreateApiKeyError) -> Self {
@@ -428,6 +466,133 @@ pub(crate) async fn revoke_api_key(
         ApiKeyId::parse(&id).map_err(|e| ApiError::Validation(vec![ProblemField::new("path.id", e.to_string())]))?;
     state.api.revoke_api_key(&caller.0, id, &state.context(&req)).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Register a webhook endpoint: the organization's events (`organization.created`,
+/// `organization.renamed`, `organization.deleted`, `admin.email_changed`,
+/// `admin.password_changed`, ...) are POSTed to it as they commit, in order, at least once,
+/// signed as the Standard Webhooks specification says (`webhook-id`, `webhook-timestamp`,
+/// `webhook-signature`). A failed delivery is retried with exponential backoff for about a
+/// day; later events wait for it. The signing secret is in this answer only.
+#[utoipa::path(
+    post, path = "/org/webhooks", tag = "webhooks",
+    request_body = CreateWebhookBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The endpoint and its signing secret, shown this once", body = CreatedWebhookResponse),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "Missing, invalid or expired token"),
+        (status = 403, description = "Called with an API key: only the admin's session manages webhooks"),
+        (status = 409, description = "The organization has 10 endpoints already"),
+        (status = 415, description = "Body is not JSON"),
+        (status = 422, description = "Invalid URL (not https, internal address, credentials, fragment) or event types"),
+        (status = 503, description = "Store unavailable"),
+    )
+)]
+pub(crate) async fn create_webhook(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Authenticated,
+    JsonBody(body): JsonBody<CreateWebhookBody>,
+) -> Result<HttpResponse, ApiError> {
+    let created = state.api.create_webhook(&caller.0, body.parse()?, &state.context(&req)).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(CreatedWebhookResponse::from(created)))
+}
+
+/// The caller's organization's webhook endpoints, oldest first, without their secrets.
+#[utoipa::path(
+    get, path = "/org/webhooks", tag = "webhooks",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The endpoints", body = WebhookListResponse),
+        (status = 401, description = "Missing, invalid or expired token"),
+        (status = 403, description = "Called with an API key: only the admin's session manages webhooks"),
+        (status = 503, description = "Store unavailable"),
+    )
+)]
+pub(crate) async fn list_webhooks(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
+    let endpoints = state.api.list_webhooks(&caller.0).await?;
+    Ok(HttpResponse::Ok()
+        .json(WebhookListResponse { webhooks: endpoints.into_iter().map(WebhookResponse::from).collect() }))
+}
+
+/// Remove a webhook endpoint: nothing more is sent to it.
+#[utoipa::path(
+    delete, path = "/org/webhooks/{id}", tag = "webhooks",
+    params(("id" = Uuid, Path, description = "The endpoint's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "Missing, invalid or expired token"),
+        (status = 403, description = "Called with an API key: only the admin's session manages webhooks"),
+        (status = 404, description = "The organization has no endpoint with this id"),
+        (status = 422, description = "The id is not a UUID"),
+        (status = 503, description = "Store unavailable"),
+    )
+)]
+pub(crate) async fn delete_webhook(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.api.delete_webhook(&caller.0, webhook_id(&id)?, &state.context(&req)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Give a webhook endpoint a new signing secret, shown in this answer only; the next
+/// delivery is signed with it and the old one signs nothing more.
+#[utoipa::path(
+    post, path = "/org/webhooks/{id}/rotate-secret", tag = "webhooks",
+    params(("id" = Uuid, Path, description = "The endpoint's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The new secret, shown this once", body = WebhookSecretResponse),
+        (status = 401, description = "Missing, invalid or expired token"),
+        (status = 403, description = "Called with an API key: only the admin's session manages webhooks"),
+        (status = 404, description = "The organization has no endpoint with this id"),
+        (status = 422, description = "The id is not a UUID"),
+        (status = 503, description = "Store unavailable"),
+    )
+)]
+pub(crate) async fn rotate_webhook_secret(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let secret = state.api.rotate_webhook_secret(&caller.0, webhook_id(&id)?, &state.context(&req)).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(WebhookSecretResponse { secret: secret.expose().expose_secret().to_owned() }))
+}
+
+/// A webhook endpoint's latest delivery attempts (at most 100), newest first: the event,
+/// the attempt number, the status the endpoint answered or why it did not, and whether the
+/// event was delivered, will be retried (and when) or failed for good.
+#[utoipa::path(
+    get, path = "/org/webhooks/{id}/deliveries", tag = "webhooks",
+    params(("id" = Uuid, Path, description = "The endpoint's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The attempts", body = DeliveryListResponse),
+        (status = 401, description = "Missing, invalid or expired token"),
+        (status = 403, description = "Called with an API key: only the admin's session manages webhooks"),
+        (status = 404, description = "The organization has no endpoint with this id"),
+        (status = 422, description = "The id is not a UUID"),
+        (status = 503, description = "Store unavailable"),
+    )
+)]
+pub(crate) async fn webhook_deliveries(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let records = state.api.webhook_deliveries(&caller.0, webhook_id(&id)?).await?;
+    Ok(HttpResponse::Ok()
+        .json(DeliveryListResponse { deliveries: records.into_iter().map(DeliveryResponse::from).collect() }))
 }
 
 /// Where the caller's organization's data lives and how its applications reach it: the

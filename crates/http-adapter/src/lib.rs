@@ -14,6 +14,9 @@ mod observe;
 mod openapi;
 mod problem;
 mod ratelimit;
+#[cfg(feature = "test-support")]
+pub mod receiver;
+mod sender;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -32,6 +35,7 @@ pub use observe::{HttpMetrics, store_latency};
 pub use openapi::ApiDoc;
 pub use problem::{Problem, ProblemField};
 pub use ratelimit::{Limited, RateLimiter, RateLimits};
+pub use sender::{DELIVERY_TIMEOUT, HttpWebhookSender};
 
 /// The largest request body accepted, in bytes; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

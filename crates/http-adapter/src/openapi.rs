@@ -7,9 +7,10 @@ use utoipa::{Modify, OpenApi};
 use crate::dto::NAME_PATTERN;
 use crate::dto::{
     AdminSummary, ApiKeyListResponse, ApiKeyResponse, AuditEventResponse, AuditPageResponse, ConnectionResponse,
-    CreateApiKeyBody, CreateOrganizationBody, CreatedApiKeyResponse, CreatedOrganizationResponse,
-    DatabaseCredentialsResponse, DeleteOrganizationBody, HealthResponse, LoginBody, OrganizationResponse,
-    PlacementSummary, RefreshBody, TokenResponse, UpdateOrganizationBody,
+    CreateApiKeyBody, CreateOrganizationBody, CreateWebhookBody, CreatedApiKeyResponse, CreatedOrganizationResponse,
+    CreatedWebhookResponse, DatabaseCredentialsResponse, DeleteOrganizationBody, DeliveryListResponse,
+    DeliveryResponse, HealthResponse, LoginBody, OrganizationResponse, PlacementSummary, RefreshBody, TokenResponse,
+    UpdateOrganizationBody, WebhookListResponse, WebhookResponse, WebhookSecretResponse,
 };
 use crate::handlers;
 use crate::problem::{Problem, ProblemField};
@@ -33,6 +34,11 @@ use crate::problem::{Problem, ProblemField};
         handlers::create_api_key,
         handlers::list_api_keys,
         handlers::revoke_api_key,
+        handlers::create_webhook,
+        handlers::list_webhooks,
+        handlers::delete_webhook,
+        handlers::rotate_webhook_secret,
+        handlers::webhook_deliveries,
         handlers::login,
         handlers::refresh,
         handlers::logout,
@@ -44,13 +50,16 @@ use crate::problem::{Problem, ProblemField};
         CreateOrganizationBody, CreatedOrganizationResponse, AdminSummary, OrganizationResponse, UpdateOrganizationBody,
         DeleteOrganizationBody, LoginBody, TokenResponse, RefreshBody, AuditPageResponse, AuditEventResponse,
         HealthResponse, Problem, ProblemField, ConnectionResponse, DatabaseCredentialsResponse, PlacementSummary,
-        CreateApiKeyBody, CreatedApiKeyResponse, ApiKeyResponse, ApiKeyListResponse,
+        CreateApiKeyBody, CreatedApiKeyResponse, ApiKeyResponse, ApiKeyListResponse, CreateWebhookBody,
+        CreatedWebhookResponse, WebhookResponse, WebhookListResponse, WebhookSecretResponse, DeliveryResponse,
+        DeliveryListResponse,
     )),
     modifiers(&BearerScheme, &Constraints, &ProblemBodies),
     tags(
         (name = "organizations", description = "Create, read, update and delete organizations"),
         (name = "admin", description = "Admin authentication"),
         (name = "api-keys", description = "API keys for service-to-service calls, managed by the admin's session"),
+        (name = "webhooks", description = "Signed deliveries of the organization's events, managed by the admin's session"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]

@@ -12,14 +12,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     Admin, AdminId, ApiKey, ApiKeyHash, ApiKeyId, AuditEvent, CollectionName, CreateOrgError, DatabasePassword,
-    DatabaseUser, DeleteOrgError, Email, EventId, LoginThrottle, NewOrganization, OrgId, OrgKey, Organization,
-    OrganizationChanges, PasswordHash, Placement, PlacementKind, RefreshState, Session, SessionId, Skeleton,
-    StoreError, TenantLocation, UpdateOrgError,
+    DatabaseUser, DeleteOrgError, Email, Endpoint, Event, EventId, LoginThrottle, MessageId, NewOrganization, NextStep,
+    OrgId, OrgKey, Organization, OrganizationChanges, PasswordHash, Placement, PlacementKind, RefreshState, Session,
+    SessionId, Skeleton, StoreError, TenantLocation, UpdateOrgError, WebhookId, WebhookSecret,
 };
 use ports::{
-    AccountLockout, AdminRepository, ApiKeyRepository, AuditLog, AuditQuery, NewSession, OrganizationRepository,
-    REMEMBERED_ROTATIONS, RefreshHash, SessionRepository, StoredSession, StoredThrottle, TenantStore, ThrottleKey,
+    AccountLockout, AdminRepository, ApiKeyRepository, AuditLog, AuditQuery, DeliveryRecord, DeliveryTask, NewSession,
+    OrganizationRepository, REMEMBERED_ROTATIONS, RefreshHash, SessionRepository, StoredSession, StoredThrottle,
+    TenantStore, ThrottleKey, WebhookRepository,
 };
+use secrecy::ExposeSecret;
 
 /// Throttles kept before forgotten ones are swept out.
 const MAX_THROTTLES_BEFORE_SWEEP: usize = 10_000;
@@ -57,6 +59,42 @@ struct State {
     events: BTreeMap<EventId, StoredEvent>,
     api_keys: HashMap<ApiKeyId, ApiKey>,
     api_key_hashes: HashMap<ApiKeyHash, ApiKeyId>,
+    /// Each organization's published events, in commit order.
+    published: HashMap<OrgId, Published>,
+    webhooks: HashMap<WebhookId, WebhookEntry>,
+}
+
+/// An organization's events: the sequence numbers run on from `first`, and events every
+/// endpoint is done with are dropped.
+#[derive(Debug)]
+struct Published {
+    /// The sequence number of `events[0]` (numbers start at 1).
+    first: u64,
+    events: VecDeque<Event>,
+}
+
+impl Published {
+    /// The sequence number of the latest event (0 before any).
+    fn head(&self) -> u64 {
+        self.first + self.events.len() as u64 - 1
+    }
+
+    fn get(&self, seq: u64) -> Option<&Event> {
+        seq.checked_sub(self.first).and_then(|i| self.events.get(usize::try_from(i).ok()?))
+    }
+}
+
+#[derive(Debug)]
+struct WebhookEntry {
+    endpoint: Endpoint,
+    secret: String,
+    /// The sequence number of the last event this endpoint is done with.
+    cursor: u64,
+    attempts: u32,
+    first_attempt_at: Option<DateTime<Utc>>,
+    retry_at: Option<DateTime<Utc>>,
+    lease: Option<(String, DateTime<Utc>)>,
+    log: VecDeque<DeliveryRecord>,
 }
 
 #[derive(Debug)]
@@ -80,6 +118,33 @@ struct StoredEvent {
 }
 
 impl State {
+    /// Publishes events with the change that commits them (the caller holds the lock).
+    fn publish(&mut self, events: Vec<Event>) {
+        for event in events {
+            let published = self
+                .published
+                .entry(event.organization_id())
+                .or_insert_with(|| Published { first: 1, events: VecDeque::new() });
+            published.events.push_back(event);
+        }
+    }
+
+    /// Drops the events of `org` that every endpoint of it is done with: an endpoint
+    /// registered later starts after the latest one anyway.
+    fn trim_published(&mut self, org: OrgId) {
+        let Some(published) = self.published.get_mut(&org) else { return };
+        let done = self
+            .webhooks
+            .values()
+            .filter(|w| w.endpoint.organization_id == org)
+            .map(|w| w.cursor)
+            .min()
+            .unwrap_or_else(|| published.head());
+        while published.first <= done && published.events.pop_front().is_some() {
+            published.first += 1;
+        }
+    }
+
     /// Whether an organization other than `except` holds the key or one of its skeletons.
     fn name_taken(&self, key: &OrgKey, except: Option<OrgId>) -> bool {
         let other = |holder: &OrgId| Some(*holder) != except;
@@ -146,6 +211,8 @@ impl OrganizationRepository for InMemoryStore {
         }
         state.admins.insert(admin.id, admin);
         state.organizations.insert(organization.id, organization.clone());
+        state.publish(vec![Event::organization_created(MessageId::at(organization.created_at), &organization)]);
+        state.trim_published(organization.id);
         Ok(organization)
     }
 
@@ -185,6 +252,7 @@ impl OrganizationRepository for InMemoryStore {
             return Err(UpdateOrgError::EmailTaken);
         }
 
+        let events = Event::of_changes(&current, &changes, || MessageId::at(changes.at));
         let mut organization = current.clone();
         if let Some(rename) = changes.rename {
             let (name, collection) = rename.into_parts();
@@ -212,12 +280,17 @@ impl OrganizationRepository for InMemoryStore {
             state.admins.insert(admin.id, admin);
         }
         state.organizations.insert(id, organization.clone());
+        state.publish(events);
+        state.trim_published(id);
         Ok(organization)
     }
 
     async fn delete(&self, id: OrgId) -> Result<(), DeleteOrgError> {
         let mut state = self.state();
         let organization = state.organizations.remove(&id).ok_or(DeleteOrgError::NotFound)?;
+        let now = Utc::now();
+        state.publish(vec![Event::organization_deleted(MessageId::at(now), id, &organization.name, now)]);
+        state.trim_published(id);
         state.release_name(organization.name.key());
         state.collections.remove(&organization.collection);
         state.shared.remove(&organization.id);
@@ -398,9 +471,19 @@ impl SessionRepository for InMemoryStore {
         Ok(true)
     }
 
-    async fn revoke_session(&self, id: SessionId, _now: DateTime<Utc>) -> Result<(), StoreError> {
-        if let Some(stored) = self.state().sessions.get_mut(&id) {
-            stored.refresh.revoked = true;
+    async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let revoked = match state.sessions.get_mut(&id) {
+            Some(stored) if !stored.refresh.revoked => {
+                stored.refresh.revoked = true;
+                Some(Event::session_revoked(MessageId::at(now), &stored.session, now))
+            }
+            _ => None,
+        };
+        if let Some(event) = revoked {
+            let org = event.organization_id();
+            state.publish(vec![event]);
+            state.trim_published(org);
         }
         Ok(())
     }
@@ -409,12 +492,20 @@ impl SessionRepository for InMemoryStore {
         &self,
         admin: AdminId,
         except: Option<SessionId>,
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        for stored in self.state().sessions.values_mut() {
-            if stored.session.admin_id == admin && Some(stored.session.id) != except {
+        let mut state = self.state();
+        let mut events = Vec::new();
+        for stored in state.sessions.values_mut() {
+            if stored.session.admin_id == admin && Some(stored.session.id) != except && !stored.refresh.revoked {
                 stored.refresh.revoked = true;
+                events.push(Event::session_revoked(MessageId::at(now), &stored.session, now));
             }
+        }
+        let orgs: Vec<OrgId> = events.iter().map(Event::organization_id).collect();
+        state.publish(events);
+        for org in orgs {
+            state.trim_published(org);
         }
         Ok(())
     }
@@ -466,7 +557,10 @@ impl ApiKeyRepository for InMemoryStore {
     async fn create_api_key(&self, key: ApiKey, hash: ApiKeyHash) -> Result<(), StoreError> {
         let mut state = self.state();
         state.api_key_hashes.insert(hash, key.id);
+        let org = key.org_id;
+        state.publish(vec![Event::api_key_created(MessageId::at(key.created_at), &key)]);
         state.api_keys.insert(key.id, key);
+        state.trim_published(org);
         Ok(())
     }
 
@@ -488,6 +582,9 @@ impl ApiKeyRepository for InMemoryStore {
         }
         state.api_keys.remove(&id);
         state.api_key_hashes.retain(|_, held| *held != id);
+        let now = Utc::now();
+        state.publish(vec![Event::api_key_revoked(MessageId::at(now), org, id, now)]);
+        state.trim_published(org);
         Ok(true)
     }
 
@@ -504,5 +601,138 @@ impl ApiKeyRepository for InMemoryStore {
             key.last_used_at = Some(at);
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl WebhookRepository for InMemoryStore {
+    async fn create_endpoint(&self, endpoint: &Endpoint, secret: &WebhookSecret) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let cursor = state.published.get(&endpoint.organization_id).map_or(0, Published::head);
+        let entry = WebhookEntry {
+            endpoint: endpoint.clone(),
+            secret: secret.expose().expose_secret().to_owned(),
+            cursor,
+            attempts: 0,
+            first_attempt_at: None,
+            retry_at: None,
+            lease: None,
+            log: VecDeque::new(),
+        };
+        state.webhooks.insert(endpoint.id, entry);
+        Ok(())
+    }
+
+    async fn list_endpoints(&self, org: OrgId) -> Result<Vec<Endpoint>, StoreError> {
+        let state = self.state();
+        let mut endpoints: Vec<Endpoint> =
+            state.webhooks.values().filter(|w| w.endpoint.organization_id == org).map(|w| w.endpoint.clone()).collect();
+        endpoints.sort_by_key(|e| (e.created_at, e.id));
+        Ok(endpoints)
+    }
+
+    async fn delete_endpoint(&self, org: OrgId, id: WebhookId) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        if state.webhooks.get(&id).is_none_or(|w| w.endpoint.organization_id != org) {
+            return Ok(false);
+        }
+        state.webhooks.remove(&id);
+        state.trim_published(org);
+        Ok(true)
+    }
+
+    async fn rotate_endpoint_secret(
+        &self,
+        org: OrgId,
+        id: WebhookId,
+        secret: &WebhookSecret,
+    ) -> Result<bool, StoreError> {
+        match self.state().webhooks.get_mut(&id) {
+            Some(entry) if entry.endpoint.organization_id == org => {
+                entry.secret = secret.expose().expose_secret().to_owned();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn delivery_log(
+        &self,
+        org: OrgId,
+        id: WebhookId,
+        limit: usize,
+    ) -> Result<Option<Vec<DeliveryRecord>>, StoreError> {
+        Ok(self
+            .state()
+            .webhooks
+            .get(&id)
+            .filter(|w| w.endpoint.organization_id == org)
+            .map(|w| w.log.iter().take(limit).cloned().collect()))
+    }
+
+    async fn next_delivery(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<Option<DeliveryTask>, StoreError> {
+        let mut guard = self.state();
+        let State { webhooks, published, .. } = &mut *guard;
+        let due = webhooks.values_mut().find_map(|entry| {
+            let free = entry.lease.as_ref().is_none_or(|(_, until)| *until <= now);
+            let ready = entry.retry_at.is_none_or(|at| at <= now);
+            let event = published.get(&entry.endpoint.organization_id)?.get(entry.cursor + 1)?;
+            (free && ready).then(|| (entry, event.clone()))
+        });
+        let Some((entry, event)) = due else { return Ok(None) };
+        let token = uuid::Uuid::new_v4().to_string();
+        let until = now + chrono::Duration::from_std(lease).map_err(|e| StoreError::Unknown(e.into()))?;
+        entry.lease = Some((token.clone(), until));
+        let secret = WebhookSecret::parse(&entry.secret).map_err(|e| StoreError::Unknown(e.into()))?;
+        Ok(Some(DeliveryTask {
+            endpoint: entry.endpoint.clone(),
+            secret,
+            event,
+            attempts_before: entry.attempts,
+            first_attempt_at: entry.first_attempt_at,
+            lease: token,
+        }))
+    }
+
+    async fn finish_delivery(
+        &self,
+        task: &DeliveryTask,
+        record: Option<DeliveryRecord>,
+        _now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let Some(entry) = state.webhooks.get_mut(&task.endpoint.id) else { return Ok(false) };
+        if entry.lease.as_ref().is_none_or(|(token, _)| *token != task.lease) {
+            return Ok(false);
+        }
+        entry.lease = None;
+        let next = record.as_ref().map_or(NextStep::Delivered, |r| r.next);
+        let attempted_at = record.as_ref().map(|r| r.at);
+        if let Some(record) = record {
+            entry.log.push_front(record);
+            entry.log.truncate(ports::DELIVERY_LOG_LENGTH);
+        }
+        match next {
+            NextStep::RetryAt(at) => {
+                entry.attempts += 1;
+                entry.first_attempt_at = entry.first_attempt_at.or(attempted_at);
+                entry.retry_at = Some(at);
+            }
+            NextStep::Delivered | NextStep::GaveUp => {
+                entry.cursor += 1;
+                entry.attempts = 0;
+                entry.first_attempt_at = None;
+                entry.retry_at = None;
+                if task.event.is_final() {
+                    state.webhooks.remove(&task.endpoint.id);
+                }
+            }
+        }
+        state.trim_published(task.endpoint.organization_id);
+        Ok(true)
     }
 }

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{AdminId, ApiKey, ApiKeyHash, ApiKeyId, ApiKeyName, OrgId, Scopes, StoreError};
+use domain::{AdminId, ApiKey, ApiKeyHash, ApiKeyId, ApiKeyName, Event, MessageId, OrgId, Scopes, StoreError};
 use mongodb::bson::{self, doc};
 use ports::ApiKeyRepository;
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::MongoStore;
 use crate::documents::{from_bson_time, to_bson_time};
 use crate::errors::{db, unknown};
+use crate::webhooks::{EventDoc, merged, publishing_carried};
 
 /// The collection of API keys in the master database.
 pub(crate) const API_KEYS: &str = "api_keys";
@@ -31,6 +32,12 @@ struct ApiKeyDoc {
     expires_at: Option<bson::DateTime>,
     #[serde(default)]
     last_used_at: Option<bson::DateTime>,
+    /// Set when revoked: the document stays until its `api_key.revoked` event is relayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revoked_at: Option<bson::DateTime>,
+    /// Its events until relayed (see `webhooks`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    outbox: Vec<crate::webhooks::EventDoc>,
 }
 
 impl ApiKeyDoc {
@@ -46,6 +53,8 @@ impl ApiKeyDoc {
             created_at: to_bson_time(key.created_at),
             expires_at: key.expires_at.map(to_bson_time),
             last_used_at: key.last_used_at.map(to_bson_time),
+            revoked_at: None,
+            outbox: Vec::new(),
         }
     }
 
@@ -73,17 +82,26 @@ impl MongoStore {
 #[async_trait]
 impl ApiKeyRepository for MongoStore {
     async fn create_api_key(&self, key: ApiKey, hash: ApiKeyHash) -> Result<(), StoreError> {
-        db(self.api_keys().insert_one(ApiKeyDoc::from_domain(&key, &hash)).await)?;
+        // The key and its `api_key.created` event, in one insert.
+        let mut stored = ApiKeyDoc::from_domain(&key, &hash);
+        stored.outbox = vec![EventDoc::from_domain(&Event::api_key_created(MessageId::at(key.created_at), &key))];
+        db(self.api_keys().insert_one(&stored).await)?;
+        self.relay_after_carrying(API_KEYS, &stored.id).await;
         Ok(())
     }
 
     async fn find_api_key(&self, hash: &ApiKeyHash) -> Result<Option<ApiKey>, StoreError> {
-        db(self.api_keys().find_one(doc! {"hash": hash.as_hex()}).await)?.map(|found| found.to_domain()).transpose()
+        db(self.api_keys().find_one(doc! {"hash": hash.as_hex(), "revoked_at": null}).await)?
+            .map(|found| found.to_domain())
+            .transpose()
     }
 
     async fn list_api_keys(&self, org: OrgId) -> Result<Vec<ApiKey>, StoreError> {
-        let mut cursor =
-            db(self.api_keys().find(doc! {"org_id": org.to_string()}).sort(doc! {"created_at": 1, "_id": 1}).await)?;
+        let mut cursor = db(self
+            .api_keys()
+            .find(doc! {"org_id": org.to_string(), "revoked_at": null})
+            .sort(doc! {"created_at": 1, "_id": 1})
+            .await)?;
         let mut keys = Vec::new();
         while db(cursor.advance().await)? {
             keys.push(db(cursor.deserialize_current())?.to_domain()?);
@@ -92,8 +110,17 @@ impl ApiKeyRepository for MongoStore {
     }
 
     async fn revoke_api_key(&self, org: OrgId, id: ApiKeyId) -> Result<bool, StoreError> {
-        let deleted = db(self.api_keys().delete_one(doc! {"_id": id.to_string(), "org_id": org.to_string()}).await)?;
-        Ok(deleted.deleted_count == 1)
+        // Marked revoked with its `api_key.revoked` event in one write; the relay removes the
+        // document once the event is in its organization's sequence.
+        let now = Utc::now();
+        let event = EventDoc::from_domain(&Event::api_key_revoked(MessageId::at(now), org, id, now));
+        let update = merged(doc! {"$set": {"revoked_at": to_bson_time(now)}}, publishing_carried(&[event])?);
+        let filter = doc! {"_id": id.to_string(), "org_id": org.to_string(), "revoked_at": null};
+        let revoked = db(self.api_keys().update_one(filter, update).await)?;
+        if revoked.matched_count == 1 {
+            self.relay_after_carrying(API_KEYS, &id.to_string()).await;
+        }
+        Ok(revoked.matched_count == 1)
     }
 
     async fn revoke_organization_api_keys(&self, org: OrgId) -> Result<(), StoreError> {

@@ -52,6 +52,9 @@ pub(crate) struct OpDoc {
     pub new_password_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<bson::DateTime>,
+    /// The events the operation publishes when it commits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<crate::webhooks::EventDoc>,
 }
 
 impl OpDoc {
@@ -66,6 +69,7 @@ impl OpDoc {
             new_email: None,
             new_password_hash: None,
             at: None,
+            events: Vec::new(),
         }
     }
 
@@ -127,6 +131,12 @@ pub(crate) struct OrgDoc {
     pub moving: Option<crate::moves::MovingDoc>,
     pub created_at: bson::DateTime,
     pub updated_at: bson::DateTime,
+    /// How many events the organization has published; the latest one's number.
+    #[serde(default)]
+    pub event_seq: i64,
+    /// Published events not relayed to the `outbox` collection yet (see `webhooks`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbox: Vec<crate::webhooks::EventDoc>,
 }
 
 /// An admin in the master database.
@@ -171,6 +181,8 @@ pub(crate) fn stored(new: &domain::NewOrganization, tenant_database: &str) -> (O
         moving: None,
         created_at,
         updated_at: created_at,
+        event_seq: 0,
+        outbox: Vec::new(),
     };
     let admin = AdminDoc {
         id: new.admin().id.to_string(),

@@ -30,6 +30,7 @@ mod sweep;
 mod tenant_jobs;
 mod tenants;
 mod tiering;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1010,6 +1010,19 @@ impl Mover<'_> {
         if !unset.is_empty() {
             update.insert("$unset", unset);
         }
+        // The switch publishes `organization.moved` in the same write.
+        let from = &self.job().from;
+        let from = Placement {
+            kind: from.kind.parse().map_err(|e| anyhow!("source kind: {e}"))?,
+            cluster: ClusterName::parse(&from.cluster).map_err(|e| anyhow!("source cluster: {e}"))?,
+        };
+        let now = Utc::now();
+        let org_id = domain::OrgId::parse(&self.job().organization).map_err(|e| anyhow!("organization id: {e}"))?;
+        let moved = domain::Event::organization_moved(domain::MessageId::at(now), org_id, &from, &placement, now);
+        let update = crate::webhooks::merged(
+            update,
+            crate::webhooks::publishing(&[crate::webhooks::EventDoc::from_domain(&moved)])?,
+        );
         let filter = doc! {"_id": &self.job().organization, "state": "active", "op": {"$exists": false}, "moving.job": &self.job().id};
         let mut attempts = 0;
         loop {
@@ -1034,6 +1047,7 @@ impl Mover<'_> {
             ensure!(busy == 1 && attempts < SWITCH_ATTEMPTS, "the organization changed during the cut-over");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        self.store.relay_after_commit(&self.job().organization).await;
         let fence_ms = self
             .job()
             .fence_started_at

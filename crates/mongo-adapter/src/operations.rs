@@ -8,8 +8,8 @@
 use anyhow::anyhow;
 use async_trait::async_trait;
 use domain::{
-    Admin, AdminId, CreateOrgError, DeleteOrgError, Email, NewOrganization, OrgId, OrgKey, Organization,
-    OrganizationChanges, PlacementKind, StoreError, UpdateOrgError,
+    Admin, AdminId, CreateOrgError, DeleteOrgError, Email, Event, MessageId, NewOrganization, OrgId, OrgKey,
+    Organization, OrganizationChanges, PlacementKind, StoreError, UpdateOrgError,
 };
 use mongodb::bson::{self, Document, doc};
 use ports::{AdminRepository, OrganizationRepository};
@@ -20,6 +20,7 @@ use crate::documents::{AdminDoc, OpDoc, OpKind, OrgDoc, State, name_reservations
 use crate::errors::{
     EMAIL_INDEX, KEYS_INDEX, db, is_duplicate_in, is_retryable_transaction_error, store_error, unknown,
 };
+use crate::webhooks::{EventDoc, merged, publishing};
 
 /// How many times a metadata transaction is retried after a transient error (a write
 /// conflict with a concurrent transaction) before giving up.
@@ -141,10 +142,8 @@ impl MongoStore {
             "collection": op.to_collection.clone().unwrap_or_else(|| org.collection.clone()),
             "updated_at": op.at.unwrap_or_else(bson::DateTime::now),
         };
-        let result = db(self
-            .organizations
-            .update_one(doc! {"_id": &org.id, "op.token": token}, doc! {"$set": set, "$unset": {"op": ""}})
-            .await)?;
+        let update = merged(doc! {"$set": set, "$unset": {"op": ""}}, publishing(&op.events)?);
+        let result = db(self.organizations.update_one(doc! {"_id": &org.id, "op.token": token}, update).await)?;
         Ok(result.matched_count == 1)
     }
 
@@ -155,6 +154,10 @@ impl MongoStore {
         self.step("delete:after_drop_collection").await?;
         db(self.admins.delete_many(doc! {"organization_id": &org.id}).await)?;
         self.step("delete:after_delete_admins").await?;
+        // The document carries the organization's last events until they are relayed.
+        if let Some(current) = db(self.organizations.find_one(doc! {"_id": &org.id, "op.token": token}).await)? {
+            self.relay_events(&current).await?;
+        }
         db(self.organizations.delete_one(doc! {"_id": &org.id, "op.token": token}).await)?;
         Ok(())
     }
@@ -198,6 +201,8 @@ impl OrganizationRepository for MongoStore {
         };
         let token = Uuid::new_v4().to_string();
         let (mut org, admin) = crate::documents::stored(&new, cluster.tenants.name());
+        let created = org.to_domain().map_err(unknown)?;
+        let events = [EventDoc::from_domain(&Event::organization_created(MessageId::at(created.created_at), &created))];
         org.state = State::Creating;
         org.op = Some(OpDoc::new(OpKind::Create, &token));
         match self.insert_metadata(&org, &admin).await? {
@@ -228,12 +233,11 @@ impl OrganizationRepository for MongoStore {
         };
         self.step("create:after_create_collection").await?;
 
+        let activate =
+            doc! {"$set": {"state": state(State::Active), "tenant_migrations": migrated}, "$unset": {"op": ""}};
         let activated = db(self
             .organizations
-            .update_one(
-                doc! {"_id": &org.id, "op.token": &token},
-                doc! {"$set": {"state": state(State::Active), "tenant_migrations": migrated}, "$unset": {"op": ""}},
-            )
+            .update_one(doc! {"_id": &org.id, "op.token": &token}, merged(activate, publishing(&events)?))
             .await)?;
         if activated.matched_count == 0 {
             // The reconciler took this create over and is rolling it back; undo our own DDL
@@ -243,6 +247,7 @@ impl OrganizationRepository for MongoStore {
             }
             return Err(taken_over().into());
         }
+        self.relay_after_commit(&org.id).await;
         Ok(OrgDoc { state: State::Active, op: None, ..org }.to_domain().map_err(unknown)?)
     }
 
@@ -276,6 +281,11 @@ impl OrganizationRepository for MongoStore {
             op.to_key = Some(rename.name().key().as_str().to_owned());
             op.to_collection = Some(rename.collection().as_str().to_owned());
         }
+        let before = org.to_domain().map_err(unknown)?;
+        op.events = Event::of_changes(&before, &changes, || MessageId::at(changes.at))
+            .iter()
+            .map(EventDoc::from_domain)
+            .collect();
         op.new_email = changes.email.map(|e| e.as_str().to_owned());
         op.new_password_hash = changes.password_hash.map(|h| h.as_phc().to_owned());
 
@@ -359,6 +369,7 @@ impl OrganizationRepository for MongoStore {
             }
             other => other?,
         }
+        self.relay_after_commit(&id).await;
         self.active(doc! {"_id": &id}).await?.ok_or(UpdateOrgError::NotFound)
     }
 
@@ -366,11 +377,21 @@ impl OrganizationRepository for MongoStore {
         let id = id.to_string();
         let token = Uuid::new_v4().to_string();
         let op = OpDoc::new(OpKind::Delete, &token);
+        // The event names the organization as it was; read first, and published only if the
+        // mark applies to the organization read (same name: the filter checks the key).
+        let Some(current) = db(self.organizations.find_one(doc! {"_id": &id}).await)? else {
+            return Err(DeleteOrgError::NotFound);
+        };
+        let name = domain::OrganizationName::parse(&current.name).map_err(unknown)?;
+        let now = chrono::Utc::now();
+        let org_id = domain::OrgId::parse(&id).map_err(unknown)?;
+        let events = [EventDoc::from_domain(&Event::organization_deleted(MessageId::at(now), org_id, &name, now))];
+        let mark = doc! {"$set": {"state": state(State::Deleting), "op": bson::to_bson(&op).map_err(unknown)?}};
         let marked = db(self
             .organizations
             .update_one(
-                doc! {"_id": &id, "state": state(State::Active), "op": {"$exists": false}},
-                doc! {"$set": {"state": state(State::Deleting), "op": bson::to_bson(&op).map_err(unknown)?}},
+                doc! {"_id": &id, "state": state(State::Active), "op": {"$exists": false}, "key": &current.key},
+                merged(mark, publishing(&events)?),
             )
             .await)?;
         let org = db(self.organizations.find_one(doc! {"_id": &id}).await)?;

@@ -40,6 +40,9 @@ pub struct ReconcileReport {
     /// Interrupted renames whose old collection had been recreated (both collections
     /// existed), merged by `_id`.
     pub collections_merged: Vec<String>,
+    /// Organizations whose published events were still on their document (the operation's
+    /// own relay was cut short), relayed.
+    pub events_relayed: Vec<String>,
     /// What an operator should look at: documents kept in quarantine because their `_id`
     /// was on both sides of a rename with different contents, and renames whose collections
     /// had both vanished. The operations themselves are resolved.
@@ -84,6 +87,7 @@ impl ReconcileReport {
             orphan_shared_tenants_removed,
             orphan_admins_removed,
             collections_merged,
+            events_relayed,
             needs_attention,
         } = other;
         self.creates_rolled_back.extend(creates_rolled_back);
@@ -95,6 +99,7 @@ impl ReconcileReport {
         self.orphan_shared_tenants_removed.extend(orphan_shared_tenants_removed);
         self.orphan_admins_removed.extend(orphan_admins_removed);
         self.collections_merged.extend(collections_merged);
+        self.events_relayed.extend(events_relayed);
         self.needs_attention.extend(needs_attention);
     }
 }
@@ -111,6 +116,7 @@ impl std::fmt::Display for ReconcileReport {
             ("orphan shared tenants removed", &self.orphan_shared_tenants_removed),
             ("orphan admins removed", &self.orphan_admins_removed),
             ("collections merged", &self.collections_merged),
+            ("events relayed for", &self.events_relayed),
             ("NEEDS ATTENTION", &self.needs_attention),
         ];
         for (label, items) in lines {
@@ -157,6 +163,7 @@ impl MongoStore {
             tracing::warn!(organization_id = %org.id, kind = ?op.kind, "reconciled an interrupted operation");
         }
         self.clear_tombstoned(&mut report).await?;
+        report.events_relayed = self.relay_waiting_events().await.context("relaying published events")?;
         if !report.needs_attention.is_empty() {
             tracing::error!(items = ?report.needs_attention, "reconciliation found operations it cannot resolve");
         }
@@ -224,6 +231,7 @@ impl MongoStore {
                             self.move_tenant_collection(&org, from, to, &mut report).await?;
                         }
                         self.commit_update(&org, &op, &token).await?;
+                        self.relay_after_commit(organization_id).await;
                     }
                 }
             }
@@ -412,6 +420,8 @@ impl MongoStore {
             moving: None,
             created_at: now,
             updated_at: now,
+            event_seq: 0,
+            outbox: Vec::new(),
         };
         match self.organizations.insert_one(&placeholder).await {
             Err(e) if is_duplicate_in(&e, KEYS_INDEX) => return Ok(false),

@@ -12,6 +12,7 @@ use domain::{
     AdminId, ApiKeyId, AuditAction, AuditEvent, AuditOutcome, CheckId, EventId, LoginThrottle, OrgId, PasswordHash,
     PendingCheck, RefreshState, Session, SessionId, StoreError,
 };
+use futures::TryStreamExt;
 use mongodb::bson::{self, Document, doc};
 use ports::{
     AccountLockout, AuditLog, AuditQuery, NewSession, REMEMBERED_ROTATIONS, RefreshHash, SessionRepository,
@@ -45,6 +46,9 @@ pub(crate) struct SessionDoc {
     retired: Vec<String>,
     #[serde(default)]
     revoked_at: Option<bson::DateTime>,
+    /// Its `session.revoked` event until relayed (see `webhooks`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    outbox: Vec<crate::webhooks::EventDoc>,
 }
 
 impl SessionDoc {
@@ -183,6 +187,21 @@ impl MongoStore {
         self.master.collection("login_throttles")
     }
 
+    /// Revokes a live session and publishes `session.revoked` in the same write.
+    async fn revoke_one(&self, session: &SessionDoc, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let event = domain::Event::session_revoked(domain::MessageId::at(now), &session.to_domain()?, now);
+        let events = [crate::webhooks::EventDoc::from_domain(&event)];
+        let update = crate::webhooks::merged(
+            doc! {"$set": {"revoked_at": to_bson_time(now)}},
+            crate::webhooks::publishing_carried(&events)?,
+        );
+        let revoked = db(self.sessions().update_one(doc! {"_id": &session.id, "revoked_at": null}, update).await)?;
+        if revoked.matched_count == 1 {
+            self.relay_after_carrying(crate::webhooks::SESSIONS, &session.id).await;
+        }
+        Ok(())
+    }
+
     fn sessions(&self) -> mongodb::Collection<SessionDoc> {
         self.master.collection("sessions")
     }
@@ -258,6 +277,7 @@ impl SessionRepository for MongoStore {
             rotated_at: None,
             retired: Vec::new(),
             revoked_at: None,
+            outbox: Vec::new(),
         };
         db(self.sessions().insert_one(document).await)?;
         Ok(())
@@ -299,13 +319,9 @@ impl SessionRepository for MongoStore {
     }
 
     async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<(), StoreError> {
-        db(self
-            .sessions()
-            .update_one(
-                doc! {"_id": id.to_string(), "revoked_at": null},
-                doc! {"$set": {"revoked_at": to_bson_time(now)}},
-            )
-            .await)?;
+        if let Some(session) = db(self.sessions().find_one(doc! {"_id": id.to_string(), "revoked_at": null}).await)? {
+            self.revoke_one(&session, now).await?;
+        }
         Ok(())
     }
 
@@ -319,7 +335,11 @@ impl SessionRepository for MongoStore {
         if let Some(except) = except {
             filter.insert("_id", doc! {"$ne": except.to_string()});
         }
-        db(self.sessions().update_many(filter, doc! {"$set": {"revoked_at": to_bson_time(now)}}).await)?;
+        // One write per session, each with its own event: an admin has few live sessions.
+        let sessions: Vec<SessionDoc> = db(db(self.sessions().find(filter).await)?.try_collect().await)?;
+        for session in sessions {
+            self.revoke_one(&session, now).await?;
+        }
         Ok(())
     }
 

@@ -204,3 +204,57 @@ impl<S: ApiKeyRepository> ApiKeyRepository for Instrumented<S> {
         self.timed("api_key.record_use", self.inner.record_api_key_use(id, at)).await
     }
 }
+
+#[async_trait]
+impl<S: ports::WebhookRepository> ports::WebhookRepository for Instrumented<S> {
+    async fn create_endpoint(
+        &self,
+        endpoint: &domain::Endpoint,
+        secret: &domain::WebhookSecret,
+    ) -> Result<(), StoreError> {
+        self.timed("webhook.create", self.inner.create_endpoint(endpoint, secret)).await
+    }
+
+    async fn list_endpoints(&self, org: OrgId) -> Result<Vec<domain::Endpoint>, StoreError> {
+        self.timed("webhook.list", self.inner.list_endpoints(org)).await
+    }
+
+    async fn delete_endpoint(&self, org: OrgId, id: domain::WebhookId) -> Result<bool, StoreError> {
+        self.timed("webhook.delete", self.inner.delete_endpoint(org, id)).await
+    }
+
+    async fn rotate_endpoint_secret(
+        &self,
+        org: OrgId,
+        id: domain::WebhookId,
+        secret: &domain::WebhookSecret,
+    ) -> Result<bool, StoreError> {
+        self.timed("webhook.rotate_secret", self.inner.rotate_endpoint_secret(org, id, secret)).await
+    }
+
+    async fn delivery_log(
+        &self,
+        org: OrgId,
+        id: domain::WebhookId,
+        limit: usize,
+    ) -> Result<Option<Vec<ports::DeliveryRecord>>, StoreError> {
+        self.timed("webhook.deliveries", self.inner.delivery_log(org, id, limit)).await
+    }
+
+    async fn next_delivery(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<Option<ports::DeliveryTask>, StoreError> {
+        self.timed("webhook.next_delivery", self.inner.next_delivery(now, lease)).await
+    }
+
+    async fn finish_delivery(
+        &self,
+        task: &ports::DeliveryTask,
+        record: Option<ports::DeliveryRecord>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.timed("webhook.finish_delivery", self.inner.finish_delivery(task, record, now)).await
+    }
+}

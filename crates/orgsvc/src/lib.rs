@@ -37,6 +37,8 @@ pub struct Application {
     organizations: Arc<dyn OrganizationRepository>,
     /// The MongoDB store and its background reconciler, closed after the server stops.
     mongo: Option<(Arc<MongoStore>, Option<tokio::task::JoinHandle<()>>)>,
+    /// The webhook delivery workers, stopped with the server.
+    deliveries: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -82,8 +84,10 @@ impl Application {
             policy: settings.security,
             placement: settings.placement.clone(),
             tenant_credentials: settings.tenant_credentials,
+            endpoint_policy: settings.endpoint_policy(),
+            webhooks: settings.webhooks,
         };
-        let (api, tenants, organizations, mongo) = match settings.storage {
+        let ((api, deliveries), tenants, organizations, mongo) = match settings.storage {
             Storage::Memory => {
                 let store = Arc::new(InMemoryStore::new());
                 (
@@ -143,7 +147,7 @@ impl Application {
             "listening on http://{host}:{port}, Swagger UI at http://{host}:{port}/docs/",
             host = settings.http_addr.ip(),
         );
-        Ok(Self { port, server, metrics, tenants, organizations, mongo })
+        Ok(Self { port, server, metrics, tenants, organizations, mongo, deliveries })
     }
 
     /// The port of the metrics listener, when `ORGSVC_METRICS_ADDR` gives it one.
@@ -197,6 +201,10 @@ impl Application {
             (handle, tokio::spawn(server))
         });
         let served = self.server.await.context("HTTP server failed");
+        for worker in self.deliveries {
+            // A delivery cut short is made again by the next worker to lease its endpoint.
+            worker.abort();
+        }
         if let Some((handle, task)) = metrics {
             handle.stop(true).await;
             let _ = task.await;
@@ -241,23 +249,25 @@ struct Parts {
     policy: SecurityPolicy,
     placement: domain::Placement,
     tenant_credentials: bool,
+    endpoint_policy: domain::EndpointPolicy,
+    webhooks: settings::WebhookSettings,
 }
 
+/// The use cases, and the webhook delivery workers running beside them.
+type Service = (Arc<dyn ports::OrganizationApi>, Vec<tokio::task::JoinHandle<()>>);
+
 impl Parts {
-    /// The use cases on one store (which also keeps sessions, lockout counters and the audit
-    /// trail), measured.
-    fn service<S>(
-        self,
-        store: Arc<S>,
-        registry: &prometheus::Registry,
-    ) -> anyhow::Result<Arc<dyn ports::OrganizationApi>>
+    /// The use cases on one store (which also keeps sessions, lockout counters, the audit
+    /// trail and webhooks), measured, and the webhook delivery workers.
+    fn service<S>(self, store: Arc<S>, registry: &prometheus::Registry) -> anyhow::Result<Service>
     where
         S: ports::OrganizationRepository
             + ports::AdminRepository
             + SessionRepository
             + AccountLockout
             + AuditLog
-            + ports::ApiKeyRepository,
+            + ports::ApiKeyRepository
+            + ports::WebhookRepository,
     {
         let store = Arc::new(Instrumented::new(store, registry)?);
         let ports = ports::Ports {
@@ -265,21 +275,56 @@ impl Parts {
             admins: store.clone(),
             hasher: Arc::new(self.hasher),
             tokens: Arc::new(self.tokens),
-            clock: self.clock,
+            clock: Arc::clone(&self.clock),
             sessions: store.clone(),
             lockout: store.clone(),
             audit: store.clone(),
-            api_keys: store,
+            api_keys: store.clone(),
+            webhooks: store.clone(),
         };
+        let sender = http_adapter::HttpWebhookSender::new(self.endpoint_policy, self.webhooks.timeout)?;
+        let delivery = ports::DeliverySettings {
+            retry: domain::RetryPolicy { base: self.webhooks.retry_base, ..domain::RetryPolicy::default() },
+            // Longer than any request may take, so a live worker never loses its lease.
+            lease: self.webhooks.timeout * 3,
+        };
+        let worker = Arc::new(ports::WebhookDelivery::new(store, Arc::new(sender), Arc::clone(&self.clock), delivery));
+        let deliveries = deliver_webhooks(worker, self.webhooks);
         let settings = ports::ServiceSettings {
             naming: self.naming,
             throttle_keyer: self.throttle_keyer,
             policy: self.policy,
             placement: self.placement,
             tenant_credentials: self.tenant_credentials,
+            webhook_policy: self.endpoint_policy,
         };
-        Ok(Arc::new(OrgService::new(ports, settings)))
+        Ok((Arc::new(OrgService::new(ports, settings)), deliveries))
     }
+}
+
+/// Starts the webhook delivery workers: each makes one delivery at a time, back to back
+/// while deliveries are due, and looks again every poll interval when none is.
+fn deliver_webhooks(
+    worker: Arc<ports::WebhookDelivery>,
+    settings: settings::WebhookSettings,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..settings.workers)
+        .map(|_| {
+            let worker = Arc::clone(&worker);
+            tokio::spawn(async move {
+                loop {
+                    match worker.deliver_next().await {
+                        Ok(true) => {}
+                        Ok(false) => tokio::time::sleep(settings.poll).await,
+                        Err(error) => {
+                            tracing::warn!(error = %error, "webhook delivery worker failed; will retry");
+                            tokio::time::sleep(settings.poll).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
 }
 
 /// Runs the full orphan sweep in the background, right after startup and then every

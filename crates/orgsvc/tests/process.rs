@@ -594,3 +594,164 @@ async fn moves_killed_at_random_points_complete_or_roll_back_after_a_restart() {
     assert!(killed_mid_move >= 10, "{killed_mid_move} kills hit a running move: {killed_in_phase:?}");
     assert!(killed_in_phase.contains_key("fenced"), "no kill hit the cut-over: {killed_in_phase:?}");
 }
+
+/// Kill -9 the service while deliveries are in flight (the receiver holds each answer for a
+/// while) and while renames are in flight, restart it, and check that no event was lost:
+/// every rename that was answered 200 reaches the receiver, in commit order, each under one
+/// `webhook-id` however often it was sent; a rename cut short by the kill is delivered if
+/// and only if it committed (the last name delivered is the organization's name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_deliveries_survive_kill_9() {
+    use http_adapter::receiver::{Received, Receiver};
+    use serde_json::{Value, json};
+
+    let receiver = Receiver::start_answering_after(0, Duration::from_millis(300)).await;
+    let (config, port) = mongodb_config(
+        // A fixed signing key, so that the token outlives each restart; a short lease, so
+        // that a rename cut short by a kill is resolved within seconds of the restart.
+        "jwt_secret = \"a signing key of more than thirty-two bytes\"\nwebhooks_allow_private = true\n\
+         webhooks_retry_base_ms = 50\nwebhooks_poll_ms = 20\nwebhooks_timeout_seconds = 1\n\
+         reconcile_lease_seconds = 3\nreconcile_interval_seconds = 1\nmongodb_command_timeout_ms = 1000\n",
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut child = serve(&config.0, port).await;
+    let created = client
+        .post(format!("{base}/org/create"))
+        .json(&json!({"organization_name": "Org 0", "email": "a@acme.test", "password": "correct horse"}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+    let login = client
+        .post(format!("{base}/admin/login"))
+        .json(&json!({"email": "a@acme.test", "password": "correct horse"}))
+        .send()
+        .await
+        .expect("login");
+    let token = login.json::<Value>().await.expect("json")["access_token"].as_str().expect("token").to_owned();
+    let hook = client
+        .post(format!("{base}/org/webhooks"))
+        .bearer_auth(&token)
+        .json(&json!({"url": receiver.url, "events": ["organization.renamed"]}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(hook.status(), 201);
+    let secret = hook.json::<Value>().await.expect("json")["secret"].as_str().expect("secret").to_owned();
+
+    let rename = |n: usize| {
+        client
+            .put(format!("{base}/org/update"))
+            .bearer_auth(&token)
+            .json(&json!({"organization_name": format!("Org {n}")}))
+            .send()
+    };
+    // A rename the last kill cut short holds the organization until the reconciler resolves
+    // it (503, as a client would retry).
+    let rename_retrying = async |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let answered = rename(n).await.expect("rename");
+            if answered.status() != 503 || Instant::now() >= deadline {
+                return answered;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let mut committed = Vec::new();
+    let mut next = 1;
+    let mut random = {
+        let mut seed = u64::from(std::process::id()) | 1;
+        move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        }
+    };
+    for round in 0..6 {
+        for _ in 0..3 {
+            let answered = rename_retrying(next).await;
+            assert_eq!(answered.status(), 200, "round {round}");
+            committed.push(next);
+            next += 1;
+        }
+        if round % 2 == 0 {
+            // Mid-delivery: a request has reached the receiver, whose answer is still held.
+            let before = receiver.arrived();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while receiver.arrived() == before {
+                assert!(Instant::now() < deadline, "round {round}: nothing was delivered");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        } else {
+            // Mid-rename: the kill lands at a random point of one more rename.
+            let in_flight = tokio::spawn(rename(next));
+            tokio::time::sleep(Duration::from_millis(random(40))).await;
+            signal(&child, "KILL");
+            if let Ok(Ok(answered)) = in_flight.await
+                && answered.status() == 200
+            {
+                committed.push(next);
+            }
+            next += 1;
+        }
+        signal(&child, "KILL");
+        let _ = child.wait();
+        child = serve(&config.0, port).await;
+    }
+
+    // The restarted service resolved any rename the last kill cut short before it listened:
+    // the organization's name now is the last committed one, or the cut-short one.
+    let cut_short = client
+        .get(format!("{base}/org/get"))
+        .query(&[("organization_name", format!("Org {}", next - 1))])
+        .send()
+        .await
+        .expect("get");
+    let current_name = if cut_short.status() == 200 {
+        format!("Org {}", next - 1)
+    } else {
+        format!("Org {}", committed.last().expect("renames"))
+    };
+    // Every committed rename arrives, in order, once per webhook-id.
+    let name_of = |r: &Received| {
+        let body: Value = serde_json::from_str(&r.body).expect("json");
+        body["data"]["name"].as_str().expect("name").to_owned()
+    };
+    let received = receiver.wait_for(Duration::from_secs(60), |r| r.iter().any(|r| name_of(r) == current_name)).await;
+    signal(&child, "TERM");
+    let _ = child.wait();
+
+    let mut first_seen = Vec::new();
+    let mut ids = std::collections::HashMap::new();
+    for request in &received {
+        let name = name_of(request);
+        let id = request.header("webhook-id").to_owned();
+        let secret = domain::WebhookSecret::parse(&secret).expect("secret");
+        let timestamp: i64 = request.header("webhook-timestamp").parse().expect("timestamp");
+        assert!(secret.verify(
+            &id,
+            timestamp,
+            request.body.as_bytes(),
+            request.header("webhook-signature"),
+            chrono::Utc::now()
+        ));
+        // A duplicate is the same event: the same id for the same name, and back to back
+        // with its first sending (later events waited for it).
+        if let Some(earlier) = ids.insert(name.clone(), id.clone()) {
+            assert_eq!(earlier, id, "{name} was sent under two ids");
+        } else {
+            first_seen.push(name);
+        }
+    }
+    let numbers: Vec<usize> =
+        first_seen.iter().map(|n| n.trim_start_matches("Org ").parse().expect("a number")).collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "in commit order: {numbers:?}");
+    for n in &committed {
+        assert!(numbers.contains(n), "the committed rename to Org {n} was lost: {numbers:?}");
+    }
+    assert_eq!(first_seen.last(), Some(&current_name), "the last event delivered is the organization's name");
+    eprintln!("renames committed {}, events delivered {}, requests {}", committed.len(), numbers.len(), received.len());
+}

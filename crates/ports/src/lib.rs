@@ -15,6 +15,7 @@ mod sessions;
 mod throttle;
 mod token;
 mod usecases;
+mod webhooks;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use domain::{RefreshHash, SecurityPolicy};
@@ -27,7 +28,9 @@ pub use sessions::RefreshToken;
 pub use throttle::{CheckPermit, LoginThrottles, StoredThrottle, ThrottleKey, ThrottleKeyer};
 pub use token::{AccessToken, TokenClaims, TokenError, TokenIssuer};
 pub use usecases::{
-    AuditError, AuditPage, AuthError, CreateApiKeyRequest, CreateOrganizationRequest, CreatedApiKey,
-    CreatedOrganization, LoginError, LoginRequest, LogoutError, OrgService, OrganizationApi, OrganizationView, Ports,
-    Principal, RefreshError, RequestContext, ServiceSettings, SessionTokens, UpdateOrganizationRequest,
+    AuditError, AuditPage, AuthError, CreateApiKeyRequest, CreateOrganizationRequest, CreateWebhookRequest,
+    CreatedApiKey, CreatedOrganization, CreatedWebhook, DELIVERY_LOG_LENGTH, LoginError, LoginRequest, LogoutError,
+    MAX_WEBHOOKS_PER_ORGANIZATION, OrgService, OrganizationApi, OrganizationView, Ports, Principal, RefreshError,
+    RequestContext, ServiceSettings, SessionTokens, UpdateOrganizationRequest,
 };
+pub use webhooks::{DeliveryRecord, DeliverySettings, DeliveryTask, WebhookDelivery, WebhookRepository, WebhookSender};

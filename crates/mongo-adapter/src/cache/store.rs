@@ -377,6 +377,62 @@ impl ApiKeyRepository for CachedStore {
     }
 }
 
+// Webhooks are read by the delivery workers only, never on a request's hot path: nothing
+// of them is cached.
+#[async_trait]
+impl ports::WebhookRepository for CachedStore {
+    async fn create_endpoint(
+        &self,
+        endpoint: &domain::Endpoint,
+        secret: &domain::WebhookSecret,
+    ) -> Result<(), StoreError> {
+        self.inner.create_endpoint(endpoint, secret).await
+    }
+
+    async fn list_endpoints(&self, org: OrgId) -> Result<Vec<domain::Endpoint>, StoreError> {
+        self.inner.list_endpoints(org).await
+    }
+
+    async fn delete_endpoint(&self, org: OrgId, id: domain::WebhookId) -> Result<bool, StoreError> {
+        self.inner.delete_endpoint(org, id).await
+    }
+
+    async fn rotate_endpoint_secret(
+        &self,
+        org: OrgId,
+        id: domain::WebhookId,
+        secret: &domain::WebhookSecret,
+    ) -> Result<bool, StoreError> {
+        self.inner.rotate_endpoint_secret(org, id, secret).await
+    }
+
+    async fn delivery_log(
+        &self,
+        org: OrgId,
+        id: domain::WebhookId,
+        limit: usize,
+    ) -> Result<Option<Vec<ports::DeliveryRecord>>, StoreError> {
+        self.inner.delivery_log(org, id, limit).await
+    }
+
+    async fn next_delivery(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<Option<ports::DeliveryTask>, StoreError> {
+        self.inner.next_delivery(now, lease).await
+    }
+
+    async fn finish_delivery(
+        &self,
+        task: &ports::DeliveryTask,
+        record: Option<ports::DeliveryRecord>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.finish_delivery(task, record, now).await
+    }
+}
+
 #[async_trait]
 impl AuditLog for CachedStore {
     async fn record(&self, event: AuditEvent) -> Result<(), StoreError> {

@@ -128,6 +128,11 @@ impl Settings {
             ("ORGSVC_RATE_LIMIT_REFRESH_PER_MINUTE", h.rate_limits.refresh_per_minute.to_string()),
             ("ORGSVC_TRUSTED_PROXIES", list(h.trusted_proxies.iter().map(ToString::to_string))),
             ("ORGSVC_CORS_ALLOWED_ORIGINS", h.cors_allowed_origins.join(",")),
+            ("ORGSVC_WEBHOOKS_RETRY_BASE_MS", millis(self.webhooks.retry_base)),
+            ("ORGSVC_WEBHOOKS_ALLOW_PRIVATE", self.webhooks.allow_private.to_string()),
+            ("ORGSVC_WEBHOOKS_WORKERS", self.webhooks.workers.to_string()),
+            ("ORGSVC_WEBHOOKS_POLL_MS", millis(self.webhooks.poll)),
+            ("ORGSVC_WEBHOOKS_TIMEOUT_SECONDS", seconds(self.webhooks.timeout)),
         ];
         // One list of names: the order (and completeness) of VARIABLES wins.
         values.sort_by_key(|(name, _)| super::VARIABLES.iter().position(|v| v == name));

@@ -52,6 +52,48 @@ pub enum Environment {
     Production,
 }
 
+/// How webhook deliveries are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// The first retry's delay, doubled for each later one (`ORGSVC_WEBHOOKS_RETRY_BASE_MS`).
+    pub retry_base: Duration,
+    /// Whether endpoints may be on loopback, link-local and private addresses
+    /// (`ORGSVC_WEBHOOKS_ALLOW_PRIVATE`; off: server-side request forgery).
+    pub allow_private: bool,
+    /// Deliveries this instance makes at once (`ORGSVC_WEBHOOKS_WORKERS`; 0: none, another
+    /// instance delivers).
+    pub workers: usize,
+    /// How often an idle worker looks for due deliveries (`ORGSVC_WEBHOOKS_POLL_MS`).
+    pub poll: Duration,
+    /// How long a delivery may take before it counts as failed
+    /// (`ORGSVC_WEBHOOKS_TIMEOUT_SECONDS`); a worker that dies mid-delivery holds its
+    /// endpoint for three times this, then another takes over.
+    pub timeout: Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            retry_base: domain::RetryPolicy::default().base,
+            allow_private: false,
+            workers: 4,
+            poll: Duration::from_secs(1),
+            timeout: http_adapter::DELIVERY_TIMEOUT,
+        }
+    }
+}
+
+impl Settings {
+    /// Where webhook endpoints may be: https only in production, internal addresses only
+    /// where allowed.
+    pub fn endpoint_policy(&self) -> domain::EndpointPolicy {
+        domain::EndpointPolicy {
+            require_https: self.environment == Environment::Production,
+            allow_private: self.webhooks.allow_private,
+        }
+    }
+}
+
 /// Argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Argon2Settings {
@@ -133,6 +175,8 @@ pub struct Settings {
     /// `ORGSVC_LOCKOUT_THRESHOLD`, `ORGSVC_LOCKOUT_BASE_SECONDS`, `ORGSVC_LOCKOUT_MAX_SECONDS`,
     /// `ORGSVC_AUDIT_RETENTION_DAYS`).
     pub security: SecurityPolicy,
+    /// Webhook deliveries (`ORGSVC_WEBHOOKS_*`).
+    pub webhooks: WebhookSettings,
     /// Rate limits, trusted proxies and CORS (`ORGSVC_RATE_LIMIT_*_PER_MINUTE`,
     /// `ORGSVC_TRUSTED_PROXIES`, `ORGSVC_CORS_ALLOWED_ORIGINS`).
     pub http: HttpPolicy,
@@ -160,6 +204,7 @@ impl Default for Settings {
             mongodb: MongoSettings::new("mongodb://127.0.0.1:27017", "orgsvc_master"),
             reconcile_interval: Duration::from_secs(30),
             orphan_sweep_interval: Duration::from_secs(3600),
+            webhooks: WebhookSettings::default(),
             jobs_interval: Duration::from_secs(5),
             tiering_interval: Duration::ZERO,
             tiering: domain::TieringPolicy::default(),

@@ -134,6 +134,7 @@ impl Settings {
         s.tiering = domain::TieringPolicy::new(shared_below, database_above)
             .map_err(|e| anyhow::anyhow!("ORGSVC_TIERING_SHARED_BELOW: {e}"))?;
         s.read_security(raw)?;
+        s.read_webhooks(raw)?;
         s.validate()?;
         Ok(s)
     }
@@ -170,6 +171,35 @@ impl Settings {
         }
         if let Some(v) = get(&raw.tenant_credentials) {
             self.tenant_credentials = boolean("ORGSVC_TENANT_CREDENTIALS", &v)?;
+        }
+        Ok(())
+    }
+
+    fn read_webhooks(&mut self, raw: &Raw) -> anyhow::Result<()> {
+        let w = &mut self.webhooks;
+        if let Some(v) = get(&raw.webhooks_retry_base_ms) {
+            w.retry_base = Duration::from_millis(number("ORGSVC_WEBHOOKS_RETRY_BASE_MS", &v)?);
+            if w.retry_base.is_zero() {
+                bail!("ORGSVC_WEBHOOKS_RETRY_BASE_MS: must be positive");
+            }
+        }
+        if let Some(v) = get(&raw.webhooks_allow_private) {
+            w.allow_private = boolean("ORGSVC_WEBHOOKS_ALLOW_PRIVATE", &v)?;
+        }
+        if let Some(v) = get(&raw.webhooks_workers) {
+            w.workers = number("ORGSVC_WEBHOOKS_WORKERS", &v)?;
+        }
+        if let Some(v) = get(&raw.webhooks_poll_ms) {
+            w.poll = Duration::from_millis(number("ORGSVC_WEBHOOKS_POLL_MS", &v)?);
+            if w.poll.is_zero() {
+                bail!("ORGSVC_WEBHOOKS_POLL_MS: must be positive");
+            }
+        }
+        if let Some(v) = get(&raw.webhooks_timeout_seconds) {
+            w.timeout = Duration::from_secs(number("ORGSVC_WEBHOOKS_TIMEOUT_SECONDS", &v)?);
+            if w.timeout.is_zero() {
+                bail!("ORGSVC_WEBHOOKS_TIMEOUT_SECONDS: must be positive");
+            }
         }
         Ok(())
     }

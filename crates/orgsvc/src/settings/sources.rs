@@ -74,6 +74,11 @@ pub const VARIABLES: &[&str] = &[
     "ORGSVC_RATE_LIMIT_REFRESH_PER_MINUTE",
     "ORGSVC_TRUSTED_PROXIES",
     "ORGSVC_CORS_ALLOWED_ORIGINS",
+    "ORGSVC_WEBHOOKS_RETRY_BASE_MS",
+    "ORGSVC_WEBHOOKS_ALLOW_PRIVATE",
+    "ORGSVC_WEBHOOKS_WORKERS",
+    "ORGSVC_WEBHOOKS_POLL_MS",
+    "ORGSVC_WEBHOOKS_TIMEOUT_SECONDS",
 ];
 
 /// The variable a configuration key or flag names: `mongodb.uri`, `mongodb_uri` and
@@ -273,6 +278,11 @@ pub(super) struct Raw {
     pub(super) revocation_bound_seconds: Option<String>,
     pub(super) lockout_threshold: Option<String>,
     pub(super) lockout_base_seconds: Option<String>,
+    pub(super) webhooks_retry_base_ms: Option<String>,
+    pub(super) webhooks_allow_private: Option<String>,
+    pub(super) webhooks_workers: Option<String>,
+    pub(super) webhooks_poll_ms: Option<String>,
+    pub(super) webhooks_timeout_seconds: Option<String>,
     pub(super) lockout_max_seconds: Option<String>,
     pub(super) audit_retention_days: Option<String>,
     pub(super) rate_limit_login_per_minute: Option<String>,

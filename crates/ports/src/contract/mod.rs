@@ -7,10 +7,12 @@
 mod api_keys;
 mod organizations;
 mod security;
+mod webhooks;
 
 pub use api_keys::*;
 pub use organizations::*;
 pub use security::*;
+pub use webhooks::*;
 
 use std::sync::Arc;
 
@@ -28,7 +30,7 @@ use serde_json::json;
 use crate::{
     AccountLockout, AdminRepository, ApiKeyRepository, AuditLog, AuditQuery, CheckPermit, LoginThrottles, NewSession,
     OrganizationRepository, RefreshToken, Rotation, SessionRepository, SystemClock, TenantStore, ThrottleKey,
-    ThrottleKeyer,
+    ThrottleKeyer, WebhookRepository,
 };
 
 /// Everything a store under contract implements.
@@ -40,6 +42,7 @@ pub trait Store:
     + SessionRepository
     + AuditLog
     + ApiKeyRepository
+    + WebhookRepository
 {
 }
 impl<S> Store for S where
@@ -50,6 +53,7 @@ impl<S> Store for S where
         + SessionRepository
         + AuditLog
         + ApiKeyRepository
+        + WebhookRepository
 {
 }
 
@@ -73,7 +77,9 @@ macro_rules! repository_contract_tests {
             parallel_refreshes_of_one_token_rotate_once, sessions_are_revoked_by_admin_and_organization,
             audit_events_page_newest_first_per_organization, deleted_organizations_events_expire,
             list_and_count_show_active_organizations, api_keys_are_found_by_hash_listed_and_revoked,
-            api_key_uses_are_recorded_and_keys_revoked_per_organization);
+            api_key_uses_are_recorded_and_keys_revoked_per_organization, committed_changes_are_delivered_in_order,
+            an_expired_lease_is_taken_over_and_logged, endpoints_belong_to_their_organization,
+            keys_and_sessions_publish_their_events);
     };
     (@cases $factory:expr; $($case:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -149,7 +149,11 @@ pub async fn hash_upgrade_is_conditional<S: Store>(store: Arc<S>) {
     assert_eq!(admin.password_hash, phc("bmV3"));
 }
 
-async fn open_session<S: Store>(store: &S, org: &Organization, at: DateTime<Utc>) -> (Session, RefreshToken) {
+pub(super) async fn open_session<S: Store>(
+    store: &S,
+    org: &Organization,
+    at: DateTime<Utc>,
+) -> (Session, RefreshToken) {
     let session = Session {
         id: SessionId::new(),
         admin_id: org.admin_id,

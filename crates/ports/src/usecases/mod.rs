@@ -20,6 +20,7 @@ mod refresh;
 #[cfg(test)]
 mod test_support;
 mod update;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -28,9 +29,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     AdminId, ApiKey, ApiKeyId, AuditAction, AuditEvent, AuditOutcome, CollectionNaming, CreateApiKeyError,
-    CreateOrgError, Credential, CredentialsError, DatabaseCredentials, DeleteOrgError, Email, EventId, GetOrgError,
-    ListApiKeysError, OrgId, OrganizationName, Placement, RevokeApiKeyError, SessionId, StoreError, TenantLocation,
-    UpdateOrgError,
+    CreateOrgError, CreateWebhookError, Credential, CredentialsError, DatabaseCredentials, DeleteOrgError, Email,
+    Endpoint, EndpointPolicy, EventId, GetOrgError, ListApiKeysError, ListWebhooksError, OrgId, OrganizationName,
+    Placement, RevokeApiKeyError, SessionId, StoreError, TenantLocation, UpdateOrgError, WebhookEndpointError,
+    WebhookId, WebhookSecret,
 };
 use secrecy::SecretString;
 
@@ -43,11 +45,13 @@ pub use login::{LoginError, LoginRequest, SessionTokens};
 pub use logout::LogoutError;
 pub use refresh::RefreshError;
 pub use update::UpdateOrganizationRequest;
+pub use webhooks::{CreateWebhookRequest, CreatedWebhook, DELIVERY_LOG_LENGTH, MAX_WEBHOOKS_PER_ORGANIZATION};
 
 use crate::SecurityPolicy;
 use crate::{
-    AccountLockout, AdminRepository, ApiKeyRepository, AuditLog, AuditQuery, Clock, HashError, LoginThrottles,
-    OrganizationRepository, PasswordHasher, SessionRepository, ThrottleKeyer, TokenError, TokenIssuer,
+    AccountLockout, AdminRepository, ApiKeyRepository, AuditLog, AuditQuery, Clock, DeliveryRecord, HashError,
+    LoginThrottles, OrganizationRepository, PasswordHasher, SessionRepository, ThrottleKeyer, TokenError, TokenIssuer,
+    WebhookRepository,
 };
 
 /// Where a request came from, for the audit trail.
@@ -157,6 +161,42 @@ pub trait OrganizationApi: Send + Sync + 'static {
         context: &RequestContext,
     ) -> Result<(), RevokeApiKeyError>;
 
+    /// Registers a webhook endpoint for the caller's organization; its signing secret is
+    /// shown this once.
+    async fn create_webhook(
+        &self,
+        caller: &Principal,
+        request: CreateWebhookRequest,
+        context: &RequestContext,
+    ) -> Result<CreatedWebhook, CreateWebhookError>;
+
+    /// The caller's organization's webhook endpoints, oldest first, without their secrets.
+    async fn list_webhooks(&self, caller: &Principal) -> Result<Vec<Endpoint>, ListWebhooksError>;
+
+    /// Removes one of the caller's organization's webhook endpoints.
+    async fn delete_webhook(
+        &self,
+        caller: &Principal,
+        id: WebhookId,
+        context: &RequestContext,
+    ) -> Result<(), WebhookEndpointError>;
+
+    /// Gives one of the caller's organization's endpoints a new signing secret, shown this
+    /// once; the old one stops signing at once.
+    async fn rotate_webhook_secret(
+        &self,
+        caller: &Principal,
+        id: WebhookId,
+        context: &RequestContext,
+    ) -> Result<WebhookSecret, WebhookEndpointError>;
+
+    /// An endpoint's latest delivery attempts, newest first.
+    async fn webhook_deliveries(
+        &self,
+        caller: &Principal,
+        id: WebhookId,
+    ) -> Result<Vec<DeliveryRecord>, WebhookEndpointError>;
+
     /// How many organizations are active, for metrics.
     async fn organization_count(&self) -> Result<u64, StoreError>;
 
@@ -185,6 +225,8 @@ pub struct Ports {
     pub audit: Arc<dyn AuditLog>,
     /// API keys.
     pub api_keys: Arc<dyn ApiKeyRepository>,
+    /// Webhook endpoints and their delivery logs.
+    pub webhooks: Arc<dyn WebhookRepository>,
 }
 
 /// What the use cases decide with, besides their ports.
@@ -201,6 +243,8 @@ pub struct ServiceSettings {
     /// Whether organizations placed in a database of their own may get database users of
     /// their own (`ORGSVC_TENANT_CREDENTIALS`).
     pub tenant_credentials: bool,
+    /// Where webhook deliveries may go.
+    pub webhook_policy: EndpointPolicy,
 }
 
 /// The use cases, written against the ports.
@@ -214,6 +258,8 @@ pub struct OrgService {
     lockout: Arc<dyn AccountLockout>,
     audit_log: Arc<dyn AuditLog>,
     api_keys: Arc<dyn ApiKeyRepository>,
+    webhooks: Arc<dyn WebhookRepository>,
+    webhook_policy: EndpointPolicy,
     naming: CollectionNaming,
     placement: Placement,
     tenant_credentials: bool,
@@ -236,6 +282,8 @@ impl OrgService {
             lockout: ports.lockout,
             audit_log: ports.audit,
             api_keys: ports.api_keys,
+            webhooks: ports.webhooks,
+            webhook_policy: settings.webhook_policy,
             naming: settings.naming,
             placement: settings.placement,
             tenant_credentials: settings.tenant_credentials,
@@ -386,6 +434,45 @@ impl OrganizationApi for OrgService {
         context: &RequestContext,
     ) -> Result<(), RevokeApiKeyError> {
         self.revoke_key(caller, id, context).await
+    }
+
+    async fn create_webhook(
+        &self,
+        caller: &Principal,
+        request: CreateWebhookRequest,
+        context: &RequestContext,
+    ) -> Result<CreatedWebhook, CreateWebhookError> {
+        self.register_webhook(caller, request, context).await
+    }
+
+    async fn list_webhooks(&self, caller: &Principal) -> Result<Vec<Endpoint>, ListWebhooksError> {
+        self.webhooks_of(caller).await
+    }
+
+    async fn delete_webhook(
+        &self,
+        caller: &Principal,
+        id: WebhookId,
+        context: &RequestContext,
+    ) -> Result<(), WebhookEndpointError> {
+        self.remove_webhook(caller, id, context).await
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        caller: &Principal,
+        id: WebhookId,
+        context: &RequestContext,
+    ) -> Result<WebhookSecret, WebhookEndpointError> {
+        self.rotate_webhook(caller, id, context).await
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        caller: &Principal,
+        id: WebhookId,
+    ) -> Result<Vec<DeliveryRecord>, WebhookEndpointError> {
+        self.deliveries_of(caller, id).await
     }
 
     async fn organization_count(&self) -> Result<u64, StoreError> {

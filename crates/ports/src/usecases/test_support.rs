@@ -20,6 +20,7 @@ pub(super) use crate::repository::{
     MockSessionRepository,
 };
 pub(super) use crate::token::MockTokenIssuer;
+pub(super) use crate::webhooks::MockWebhookRepository;
 pub(super) use crate::{AccessToken, StoredThrottle, TokenClaims};
 
 pub(super) struct FixedClock;
@@ -41,6 +42,7 @@ pub(super) struct Mocks {
     pub(super) lockout: MockAccountLockout,
     pub(super) audit: MockAuditLog,
     pub(super) api_keys: MockApiKeyRepository,
+    pub(super) webhooks: MockWebhookRepository,
 }
 
 impl Mocks {
@@ -54,6 +56,7 @@ impl Mocks {
             lockout: MockAccountLockout::new(),
             audit: MockAuditLog::new(),
             api_keys: MockApiKeyRepository::new(),
+            webhooks: MockWebhookRepository::new(),
         }
     }
 
@@ -81,6 +84,7 @@ impl Mocks {
             lockout: Arc::new(self.lockout),
             audit: Arc::new(self.audit),
             api_keys: Arc::new(self.api_keys),
+            webhooks: Arc::new(self.webhooks),
         };
         let settings = ServiceSettings {
             naming,
@@ -88,6 +92,7 @@ impl Mocks {
             policy: SecurityPolicy::default(),
             placement: domain::Placement::default(),
             tenant_credentials,
+            webhook_policy: domain::EndpointPolicy::default(),
         };
         OrgService::new(ports, settings)
     }
