@@ -111,6 +111,11 @@ pub async fn events_arrive_signed_in_order_despite_failures(backend: Backend) {
     assert_eq!(of_rename[2]["outcome"], "retrying");
     assert!(of_rename[2]["next_attempt_at"].is_string(), "{log:?}");
 
+    // The attempts are on /metrics by result.
+    let metrics = app.request(Method::GET, "/metrics").send().await.expect("request").text().await.expect("text");
+    assert!(metrics.contains("orgsvc_webhook_attempts_total{result=\"5xx\"} 2"), "{metrics}");
+    assert!(metrics.contains("orgsvc_webhook_attempts_total{result=\"2xx\"} 3"), "{metrics}");
+
     // A rotated secret signs the next delivery; the old one no longer does.
     let rotated = app
         .request(Method::POST, &format!("/org/webhooks/{id}/rotate-secret"))

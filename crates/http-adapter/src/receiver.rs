@@ -41,6 +41,7 @@ pub struct Receiver {
     received: Arc<Mutex<Vec<Received>>>,
     failures_left: Arc<AtomicUsize>,
     arrived: Arc<AtomicUsize>,
+    answered: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -64,21 +65,24 @@ impl Receiver {
         let received = Arc::new(Mutex::new(Vec::new()));
         let failures_left = Arc::new(AtomicUsize::new(failures));
         let arrived = Arc::new(AtomicUsize::new(0));
-        let (log, left, count) = (Arc::clone(&received), Arc::clone(&failures_left), Arc::clone(&arrived));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let counts = (Arc::clone(&arrived), Arc::clone(&answered));
+        let (log, left) = (Arc::clone(&received), Arc::clone(&failures_left));
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (log, left, count) = (Arc::clone(&log), Arc::clone(&left), Arc::clone(&count));
+                let (log, left) = (Arc::clone(&log), Arc::clone(&left));
+                let counts = (Arc::clone(&counts.0), Arc::clone(&counts.1));
                 tokio::spawn(async move {
-                    let _ = serve(stream, &log, &left, &count, delay).await;
+                    let _ = serve(stream, &log, &left, (&counts.0, &counts.1), delay).await;
                 });
             }
         });
-        Self { url, received, failures_left, arrived, task }
+        Self { url, received, failures_left, arrived, answered, task }
     }
 
-    /// How many requests arrived so far, answered or not.
-    pub fn arrived(&self) -> usize {
-        self.arrived.load(Ordering::SeqCst)
+    /// How many requests have arrived and not been answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.arrived.load(Ordering::SeqCst).saturating_sub(self.answered.load(Ordering::SeqCst))
     }
 
     /// Makes the next `failures` requests fail.
@@ -119,7 +123,7 @@ async fn serve(
     mut stream: TcpStream,
     log: &Mutex<Vec<Received>>,
     failures_left: &AtomicUsize,
-    arrived: &AtomicUsize,
+    (arrived, answered): (&AtomicUsize, &AtomicUsize),
     delay: Duration,
 ) -> std::io::Result<()> {
     let mut buffer = Vec::new();
@@ -150,17 +154,20 @@ async fn serve(
         }
         body.extend_from_slice(&chunk[..n]);
     }
-    arrived.fetch_add(1, Ordering::SeqCst);
-    tokio::time::sleep(delay).await;
+    // Recorded as it arrives, so the record is in arrival order (a sender that answers a
+    // 500 with a quick retry must not see the retry recorded first).
     let fail = failures_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
     let status = if fail { 500 } else { 204 };
-    let reason = if fail { "Internal Server Error" } else { "No Content" };
-    stream
-        .write_all(format!("HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes())
-        .await?;
-    stream.shutdown().await?;
-    // Recorded once answered: the sender may have died before it could read the answer,
-    // which is the duplicate a restart then sends again.
     log.lock().expect("lock").push(Received { headers, body: String::from_utf8_lossy(&body).into_owned(), status });
-    Ok(())
+    arrived.fetch_add(1, Ordering::SeqCst);
+    // A sender killed meanwhile never reads the answer, and sends the event again later.
+    tokio::time::sleep(delay).await;
+    let reason = if fail { "Internal Server Error" } else { "No Content" };
+    let written = stream
+        .write_all(format!("HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes())
+        .await;
+    // Done with, whether or not the sender was still there to read the answer.
+    answered.fetch_add(1, Ordering::SeqCst);
+    written?;
+    stream.shutdown().await
 }

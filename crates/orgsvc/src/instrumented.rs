@@ -258,3 +258,53 @@ impl<S: ports::WebhookRepository> ports::WebhookRepository for Instrumented<S> {
         self.timed("webhook.finish_delivery", self.inner.finish_delivery(task, record, now)).await
     }
 }
+
+/// A webhook sender whose attempts are counted by result class (`2xx`, `3xx`, `4xx`, `5xx`,
+/// `failed` for no answer) and timed, so operators see failing endpoints on `/metrics`.
+pub struct InstrumentedSender<S> {
+    inner: S,
+    attempts: IntCounterVec,
+    latency: prometheus::Histogram,
+}
+
+impl<S> InstrumentedSender<S> {
+    /// Wraps a sender, registering its metrics.
+    pub fn new(inner: S, registry: &Registry) -> prometheus::Result<Self> {
+        let attempts = IntCounterVec::new(
+            Opts::new("orgsvc_webhook_attempts_total", "Webhook delivery attempts by result."),
+            &["result"],
+        )?;
+        let latency = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new("orgsvc_webhook_attempt_seconds", "Time of webhook delivery attempts.")
+                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        )?;
+        registry.register(Box::new(attempts.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        Ok(Self { inner, attempts, latency })
+    }
+}
+
+#[async_trait]
+impl<S: ports::WebhookSender> ports::WebhookSender for InstrumentedSender<S> {
+    async fn send(
+        &self,
+        url: &domain::WebhookUrl,
+        headers: Vec<(&'static str, String)>,
+        body: String,
+    ) -> domain::AttemptResult {
+        let started = Instant::now();
+        let result = self.inner.send(url, headers, body).await;
+        self.latency.observe(started.elapsed().as_secs_f64());
+        let class = match &result {
+            domain::AttemptResult::Status(status) => match status / 100 {
+                2 => "2xx",
+                3 => "3xx",
+                4 => "4xx",
+                _ => "5xx",
+            },
+            domain::AttemptResult::Failed(_) => "failed",
+        };
+        self.attempts.with_label_values(&[class]).inc();
+        result
+    }
+}

@@ -288,6 +288,7 @@ impl Parts {
             // Longer than any request may take, so a live worker never loses its lease.
             lease: self.webhooks.timeout * 3,
         };
+        let sender = instrumented::InstrumentedSender::new(sender, registry)?;
         let worker = Arc::new(ports::WebhookDelivery::new(store, Arc::new(sender), Arc::clone(&self.clock), delivery));
         let deliveries = deliver_webhooks(worker, self.webhooks);
         let settings = ports::ServiceSettings {

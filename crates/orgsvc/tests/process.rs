@@ -595,6 +595,16 @@ async fn moves_killed_at_random_points_complete_or_roll_back_after_a_restart() {
     assert!(killed_in_phase.contains_key("fenced"), "no kill hit the cut-over: {killed_in_phase:?}");
 }
 
+/// A running service, killed when dropped: a test that fails leaves no process behind.
+struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Kill -9 the service while deliveries are in flight (the receiver holds each answer for a
 /// while) and while renames are in flight, restart it, and check that no event was lost:
 /// every rename that was answered 200 reaches the receiver, in commit order, each under one
@@ -615,7 +625,7 @@ async fn webhook_deliveries_survive_kill_9() {
     );
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let mut child = serve(&config.0, port).await;
+    let mut child = Service(serve(&config.0, port).await);
     let created = client
         .post(format!("{base}/org/create"))
         .json(&json!({"organization_name": "Org 0", "email": "a@acme.test", "password": "correct horse"}))
@@ -677,29 +687,30 @@ async fn webhook_deliveries_survive_kill_9() {
             committed.push(next);
             next += 1;
         }
+        // One more rename, and the kill: in even rounds as soon as a request has reached the
+        // receiver, which holds each answer for 300 ms (polling every 5 ms from before the
+        // rename cannot miss one), so mid-delivery; in odd rounds at a random point of the
+        // rename.
+        let in_flight = tokio::spawn(rename(next));
         if round % 2 == 0 {
-            // Mid-delivery: a request has reached the receiver, whose answer is still held.
-            let before = receiver.arrived();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while receiver.arrived() == before {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while receiver.in_flight() == 0 {
                 assert!(Instant::now() < deadline, "round {round}: nothing was delivered");
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         } else {
-            // Mid-rename: the kill lands at a random point of one more rename.
-            let in_flight = tokio::spawn(rename(next));
             tokio::time::sleep(Duration::from_millis(random(40))).await;
-            signal(&child, "KILL");
-            if let Ok(Ok(answered)) = in_flight.await
-                && answered.status() == 200
-            {
-                committed.push(next);
-            }
-            next += 1;
         }
-        signal(&child, "KILL");
-        let _ = child.wait();
-        child = serve(&config.0, port).await;
+        signal(&child.0, "KILL");
+        if let Ok(Ok(answered)) = in_flight.await
+            && answered.status() == 200
+        {
+            committed.push(next);
+        }
+        next += 1;
+        signal(&child.0, "KILL");
+        let _ = child.0.wait();
+        child = Service(serve(&config.0, port).await);
     }
 
     // The restarted service resolved any rename the last kill cut short before it listened:
@@ -721,8 +732,8 @@ async fn webhook_deliveries_survive_kill_9() {
         body["data"]["name"].as_str().expect("name").to_owned()
     };
     let received = receiver.wait_for(Duration::from_secs(60), |r| r.iter().any(|r| name_of(r) == current_name)).await;
-    signal(&child, "TERM");
-    let _ = child.wait();
+    signal(&child.0, "TERM");
+    let _ = child.0.wait();
 
     let mut first_seen = Vec::new();
     let mut ids = std::collections::HashMap::new();
