@@ -76,6 +76,18 @@ async fn serve_logging(config: &Path, port: u16, filter: &str) -> Child {
     }
 }
 
+/// Pseudo-random numbers below a bound (xorshift), seeded by the process id so that runs
+/// differ; for where kill tests strike.
+fn random_below() -> impl FnMut(u64) -> u64 {
+    let mut seed = u64::from(std::process::id()) | 1;
+    move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    }
+}
+
 fn signal(child: &Child, signal: &str) {
     let status = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().expect("kill");
     assert!(status.success());
@@ -486,15 +498,7 @@ async fn moves_killed_at_random_points_complete_or_roll_back_after_a_restart() {
     let on =
         |kind, second: bool| Placement { kind, cluster: if second { second_cluster() } else { ClusterName::main() } };
     let (c, d, s) = (PlacementKind::Collection, PlacementKind::Database, PlacementKind::Shared);
-    let mut random = {
-        let mut seed = u64::from(std::process::id()) | 1;
-        move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        }
-    };
+    let mut random = random_below();
     let rounds = [
         (on(s, true), KillAt::Phase(MovePhase::Copying)),
         (on(d, false), KillAt::After(random(2_500))),
@@ -671,15 +675,7 @@ async fn webhook_deliveries_survive_kill_9() {
     };
     let mut committed = Vec::new();
     let mut next = 1;
-    let mut random = {
-        let mut seed = u64::from(std::process::id()) | 1;
-        move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        }
-    };
+    let mut random = random_below();
     for round in 0..6 {
         for _ in 0..3 {
             let answered = rename_retrying(next).await;
