@@ -118,14 +118,21 @@ struct StoredEvent {
 }
 
 impl State {
-    /// Publishes events with the change that commits them (the caller holds the lock).
+    /// Publishes events with the change that commits them (the caller holds the lock), and
+    /// drops what no endpoint of their organizations will be sent.
     fn publish(&mut self, events: Vec<Event>) {
+        let mut orgs = Vec::new();
         for event in events {
-            let published = self
-                .published
-                .entry(event.organization_id())
-                .or_insert_with(|| Published { first: 1, events: VecDeque::new() });
+            let org = event.organization_id();
+            let published =
+                self.published.entry(org).or_insert_with(|| Published { first: 1, events: VecDeque::new() });
             published.events.push_back(event);
+            if !orgs.contains(&org) {
+                orgs.push(org);
+            }
+        }
+        for org in orgs {
+            self.trim_published(org);
         }
     }
 
@@ -212,7 +219,6 @@ impl OrganizationRepository for InMemoryStore {
         state.admins.insert(admin.id, admin);
         state.organizations.insert(organization.id, organization.clone());
         state.publish(vec![Event::organization_created(MessageId::at(organization.created_at), &organization)]);
-        state.trim_published(organization.id);
         Ok(organization)
     }
 
@@ -281,7 +287,6 @@ impl OrganizationRepository for InMemoryStore {
         }
         state.organizations.insert(id, organization.clone());
         state.publish(events);
-        state.trim_published(id);
         Ok(organization)
     }
 
@@ -290,7 +295,6 @@ impl OrganizationRepository for InMemoryStore {
         let organization = state.organizations.remove(&id).ok_or(DeleteOrgError::NotFound)?;
         let now = Utc::now();
         state.publish(vec![Event::organization_deleted(MessageId::at(now), id, &organization.name, now)]);
-        state.trim_published(id);
         state.release_name(organization.name.key());
         state.collections.remove(&organization.collection);
         state.shared.remove(&organization.id);
@@ -480,11 +484,7 @@ impl SessionRepository for InMemoryStore {
             }
             _ => None,
         };
-        if let Some(event) = revoked {
-            let org = event.organization_id();
-            state.publish(vec![event]);
-            state.trim_published(org);
-        }
+        state.publish(revoked.into_iter().collect());
         Ok(())
     }
 
@@ -502,11 +502,7 @@ impl SessionRepository for InMemoryStore {
                 events.push(Event::session_revoked(MessageId::at(now), &stored.session, now));
             }
         }
-        let orgs: Vec<OrgId> = events.iter().map(Event::organization_id).collect();
         state.publish(events);
-        for org in orgs {
-            state.trim_published(org);
-        }
         Ok(())
     }
 
@@ -557,10 +553,8 @@ impl ApiKeyRepository for InMemoryStore {
     async fn create_api_key(&self, key: ApiKey, hash: ApiKeyHash) -> Result<(), StoreError> {
         let mut state = self.state();
         state.api_key_hashes.insert(hash, key.id);
-        let org = key.org_id;
         state.publish(vec![Event::api_key_created(MessageId::at(key.created_at), &key)]);
         state.api_keys.insert(key.id, key);
-        state.trim_published(org);
         Ok(())
     }
 
@@ -584,7 +578,6 @@ impl ApiKeyRepository for InMemoryStore {
         state.api_key_hashes.retain(|_, held| *held != id);
         let now = Utc::now();
         state.publish(vec![Event::api_key_revoked(MessageId::at(now), org, id, now)]);
-        state.trim_published(org);
         Ok(true)
     }
 
