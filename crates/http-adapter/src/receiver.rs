@@ -39,7 +39,6 @@ pub struct Receiver {
     /// `http://127.0.0.1:<port>/hook`.
     pub url: String,
     received: Arc<Mutex<Vec<Received>>>,
-    failures_left: Arc<AtomicUsize>,
     arrived: Arc<AtomicUsize>,
     answered: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
@@ -67,7 +66,7 @@ impl Receiver {
         let arrived = Arc::new(AtomicUsize::new(0));
         let answered = Arc::new(AtomicUsize::new(0));
         let counts = (Arc::clone(&arrived), Arc::clone(&answered));
-        let (log, left) = (Arc::clone(&received), Arc::clone(&failures_left));
+        let (log, left) = (Arc::clone(&received), failures_left);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let (log, left) = (Arc::clone(&log), Arc::clone(&left));
@@ -77,7 +76,7 @@ impl Receiver {
                 });
             }
         });
-        Self { url, received, failures_left, arrived, answered, task }
+        Self { url, received, arrived, answered, task }
     }
 
     /// How many requests have arrived and not been answered yet.
@@ -85,19 +84,9 @@ impl Receiver {
         self.arrived.load(Ordering::SeqCst).saturating_sub(self.answered.load(Ordering::SeqCst))
     }
 
-    /// Makes the next `failures` requests fail.
-    pub fn fail_next(&self, failures: usize) {
-        self.failures_left.store(failures, Ordering::SeqCst);
-    }
-
     /// Every request so far, in arrival order.
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().expect("lock").clone()
-    }
-
-    /// The requests answered 2xx, in arrival order.
-    pub fn accepted(&self) -> Vec<Received> {
-        self.received().into_iter().filter(|r| r.status < 300).collect()
     }
 
     /// Waits (up to `limit`) until `done` holds of what was received; panics with what was
