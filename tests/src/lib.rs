@@ -105,7 +105,8 @@ impl TestApp {
     /// Starts the application with these settings on this clock.
     pub async fn spawn_with_clock(settings: Settings, clock: std::sync::Arc<dyn ports::Clock>) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
-            orgsvc::telemetry::init(settings.log_format);
+            // Traces are not exported from API tests (the process tests check them).
+            let _ = orgsvc::telemetry::init(settings.log_format, &orgsvc::settings::TracingSettings::default());
         }
         let app = Application::build_with_clock(settings, clock).await.expect("build application");
         let address = format!("http://127.0.0.1:{}", app.port());

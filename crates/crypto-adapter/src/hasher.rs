@@ -103,8 +103,12 @@ impl HashPool {
 
     async fn run<R: Send + 'static>(&self, work: impl FnOnce() -> R + Send + 'static) -> anyhow::Result<R> {
         let (done, result) = tokio::sync::oneshot::channel();
+        // The span starts when a thread takes the job, so a trace shows the wait for a
+        // thread and the hashing apart; it belongs to the caller's span.
+        let caller = tracing::Span::current();
         let job: Job = Box::new(move || {
-            let _ = done.send(work());
+            let span = tracing::debug_span!(parent: &caller, "password_hash");
+            let _ = done.send(span.in_scope(work));
         });
         self.jobs
             .lock()

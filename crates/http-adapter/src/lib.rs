@@ -17,6 +17,7 @@ mod ratelimit;
 #[cfg(feature = "test-support")]
 pub mod receiver;
 mod sender;
+mod trace;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub use openapi::ApiDoc;
 pub use problem::{Problem, ProblemField};
 pub use ratelimit::{Limited, RateLimiter, RateLimits};
 pub use sender::{DELIVERY_TIMEOUT, HttpWebhookSender};
+pub use trace::{TraceHeaders, TracePropagation};
 
 /// The largest request body accepted, in bytes; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -95,6 +97,8 @@ pub struct AppState {
     policy: Arc<HttpPolicy>,
     pub(crate) registry: prometheus::Registry,
     pub(crate) metrics: HttpMetrics,
+    /// Continues callers' traces, when tracing is on.
+    pub(crate) trace: Option<Arc<dyn TracePropagation>>,
 }
 
 impl AppState {
@@ -124,7 +128,15 @@ impl AppState {
             policy: Arc::new(policy),
             registry,
             metrics,
+            trace: None,
         })
+    }
+
+    /// The same state, with every request continuing its caller's trace (`traceparent`)
+    /// and logging the trace's id beside the request's.
+    pub fn with_tracing(mut self, trace: Arc<dyn TracePropagation>) -> Self {
+        self.trace = Some(trace);
+        self
     }
 
     /// The audit context of a request.

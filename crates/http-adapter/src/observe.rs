@@ -1,6 +1,7 @@
 //! What every request leaves behind: a request id (the client's `X-Request-Id` if it is
 //! plain and short, else a new one) echoed on the response and in problem bodies, one
-//! tracing span with method, route template, status, latency and request id, and the
+//! tracing span with method, route template, status, latency, request id and (when tracing
+//! is on) the trace id, which continues the caller's `traceparent`, and the
 //! Prometheus metrics of the HTTP layer. Metric labels are route templates (never raw
 //! paths or names), methods and status classes, so their number is bounded.
 
@@ -14,6 +15,7 @@ use tracing::Instrument;
 
 use crate::AppState;
 use crate::client::{REQUEST_ID_HEADER, RequestId, acceptable_request_id};
+use crate::trace::TraceHeaders;
 
 tokio::task_local! {
     /// The id of the request this task is serving, for problem bodies.
@@ -99,7 +101,20 @@ where
     let method = req.method().as_str().to_owned();
     // The span names the request; its outcome is in the "request served" line, not
     // recorded on the span (each record re-encodes the span's fields).
-    let span = tracing::info_span!("request", method = %method, route = %route, request_id = %id);
+    let span = tracing::info_span!(
+        "request",
+        method = %method,
+        route = %route,
+        request_id = %id,
+        trace_id = tracing::field::Empty,
+    );
+    if let Some(trace) = state.as_ref().and_then(|state| state.trace.as_deref()) {
+        let header = |name: &str| req.headers().get(name).and_then(|value| value.to_str().ok());
+        let headers = TraceHeaders { traceparent: header("traceparent"), tracestate: header("tracestate") };
+        if let Some(trace_id) = trace.continue_trace(&span, headers) {
+            span.record("trace_id", trace_id);
+        }
+    }
     if let Some(state) = &state {
         state.metrics.in_flight.inc();
     }

@@ -7,6 +7,7 @@
 //! no proxy from the environment is used (it would resolve names where we cannot check).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,15 +15,25 @@ use domain::{AttemptResult, EndpointPolicy, WebhookUrl};
 use ports::WebhookSender;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
+use crate::trace::TracePropagation;
+
 /// How long a delivery may take by default, connection included, before it counts as
 /// failed.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Sends deliveries with one pooled HTTP client.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpWebhookSender {
     client: reqwest::Client,
     policy: EndpointPolicy,
+    /// Sends the delivery's trace along, when tracing is on.
+    trace: Option<Arc<dyn TracePropagation>>,
+}
+
+impl std::fmt::Debug for HttpWebhookSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpWebhookSender").field("policy", &self.policy).finish_non_exhaustive()
+    }
 }
 
 /// Resolves names and keeps only the addresses the policy allows.
@@ -54,13 +65,20 @@ impl HttpWebhookSender {
     /// `timeout`.
     pub fn new(policy: EndpointPolicy, timeout: Duration) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
-            .dns_resolver(std::sync::Arc::new(CheckedResolver { policy }))
+            .dns_resolver(Arc::new(CheckedResolver { policy }))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .timeout(timeout)
             .user_agent(concat!("orgsvc-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { client, policy })
+        Ok(Self { client, policy, trace: None })
+    }
+
+    /// The same sender, with every delivery carrying the trace it is made in
+    /// (`traceparent`), so the receiver's work joins the delivery's trace.
+    pub fn with_tracing(mut self, trace: Arc<dyn TracePropagation>) -> Self {
+        self.trace = Some(trace);
+        self
     }
 }
 
@@ -102,6 +120,11 @@ impl WebhookSender for HttpWebhookSender {
         let mut request = self.client.post(url.as_str()).body(body);
         for (name, value) in headers {
             request = request.header(name, value);
+        }
+        if let Some(trace) = &self.trace {
+            for (name, value) in trace.outgoing_headers(&tracing::Span::current()) {
+                request = request.header(name, value);
+            }
         }
         match request.send().await {
             Ok(response) => AttemptResult::Status(response.status().as_u16()),

@@ -169,12 +169,21 @@ pub async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(settings.log_format);
+    let telemetry = match telemetry::init(settings.log_format, &settings.tracing) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("orgsvc: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
     let command = cli.command.unwrap_or(Command::Serve);
     // A failure is reported once: a serving process in its log (which a collector reads),
     // an operator's command on standard error.
     let serving = matches!(command, Command::Serve);
-    match run(command, settings, &sources).await {
+    let outcome = run(command, settings, &sources).await;
+    // The last traces are sent before the process ends; that blocks, so off the runtime.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) if serving => {
             tracing::error!(error = format!("{error:#}"), "orgsvc failed");

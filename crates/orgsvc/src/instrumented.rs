@@ -18,6 +18,7 @@ use ports::{
     RefreshHash, Rotation, SessionRepository, StoredSession, StoredThrottle, ThrottleKey,
 };
 use prometheus::{HistogramVec, IntCounterVec, Opts, Registry};
+use tracing::Instrument;
 
 /// A store whose operations are measured.
 pub struct Instrumented<S> {
@@ -40,8 +41,19 @@ impl<S> Instrumented<S> {
 
     async fn timed<T, E>(&self, operation: &'static str, call: impl Future<Output = Result<T, E>>) -> Result<T, E> {
         let started = Instant::now();
-        let result = call.await;
+        // Each store operation is a span of the trace it is part of, named after the
+        // operation (`otel.name`); off, unless tracing is.
+        let span = tracing::debug_span!(
+            "store",
+            otel.name = operation,
+            db.operation = operation,
+            otel.status_code = tracing::field::Empty,
+        );
+        let result = call.instrument(span.clone()).await;
         let outcome = if result.is_ok() { "ok" } else { "error" };
+        if result.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
         self.latency.with_label_values(&[operation, outcome]).observe(started.elapsed().as_secs_f64());
         result
     }

@@ -75,6 +75,13 @@ impl Application {
 
         let registry = prometheus::Registry::new();
         hasher.register_metrics(&registry)?;
+        // Traces continue callers' (`traceparent`) and reach webhook receivers only when
+        // they are exported at all.
+        let trace = settings
+            .tracing
+            .otlp_endpoint
+            .as_ref()
+            .map(|_| Arc::new(telemetry::OtelPropagation::new()) as Arc<dyn http_adapter::TracePropagation>);
         let parts = Parts {
             hasher,
             tokens,
@@ -86,6 +93,7 @@ impl Application {
             tenant_credentials: settings.tenant_credentials,
             endpoint_policy: settings.endpoint_policy(),
             webhooks: settings.webhooks,
+            trace: trace.clone(),
         };
         let ((api, deliveries), tenants, organizations, mongo) = match settings.storage {
             Storage::Memory => {
@@ -130,7 +138,10 @@ impl Application {
         let port = listener.local_addr()?.port();
         let mut http = settings.http.clone();
         http.metrics.on_api_listener = settings.metrics_addr.is_none();
-        let state = AppState::with_metrics(api, http, registry)?;
+        let mut state = AppState::with_metrics(api, http, registry)?;
+        if let Some(trace) = trace {
+            state = state.with_tracing(trace);
+        }
         let metrics = match settings.metrics_addr {
             Some(addr) => {
                 let listener =
@@ -251,6 +262,7 @@ struct Parts {
     tenant_credentials: bool,
     endpoint_policy: domain::EndpointPolicy,
     webhooks: settings::WebhookSettings,
+    trace: Option<Arc<dyn http_adapter::TracePropagation>>,
 }
 
 /// The use cases, and the webhook delivery workers running beside them.
@@ -282,7 +294,10 @@ impl Parts {
             api_keys: store.clone(),
             webhooks: store.clone(),
         };
-        let sender = http_adapter::HttpWebhookSender::new(self.endpoint_policy, self.webhooks.timeout)?;
+        let mut sender = http_adapter::HttpWebhookSender::new(self.endpoint_policy, self.webhooks.timeout)?;
+        if let Some(trace) = self.trace {
+            sender = sender.with_tracing(trace);
+        }
         let delivery = ports::DeliverySettings {
             retry: domain::RetryPolicy { base: self.webhooks.retry_base, ..domain::RetryPolicy::default() },
             // Longer than any request may take, so a live worker never loses its lease.

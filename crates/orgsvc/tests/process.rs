@@ -54,10 +54,16 @@ async fn serve(config: &Path, port: u16) -> Child {
 /// Starts `orgsvc serve` with this log filter. Its output is piped and read only when it
 /// exits, so a test that makes many requests must log little, or the pipe fills and the
 /// service blocks on its log.
-#[allow(clippy::zombie_processes)]
 async fn serve_logging(config: &Path, port: u16, filter: &str) -> Child {
+    serve_with_env(config, port, filter, &[]).await
+}
+
+/// Starts `orgsvc serve` with this log filter and these variables set.
+#[allow(clippy::zombie_processes)]
+async fn serve_with_env(config: &Path, port: u16, filter: &str, env: &[(&str, &str)]) -> Child {
     let mut child = orgsvc(&["--config", config.to_str().expect("path"), "serve"])
         .env("RUST_LOG", filter)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -761,4 +767,234 @@ async fn webhook_deliveries_survive_kill_9() {
     }
     assert_eq!(first_seen.last(), Some(&current_name), "the last event delivered is the organization's name");
     eprintln!("renames committed {}, events delivered {}, requests {}", committed.len(), numbers.len(), received.len());
+}
+
+/// An OTLP/HTTP collector on loopback: it keeps every span it is sent, with the name of the
+/// service that sent it, and stops when dropped.
+struct Collector {
+    /// Its base address, as `ORGSVC_OTLP_ENDPOINT` takes it.
+    url: String,
+    spans: std::sync::Arc<std::sync::Mutex<Vec<(String, opentelemetry_proto::tonic::trace::v1::Span)>>>,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl Collector {
+    async fn start() -> Self {
+        use actix_web::{App, HttpResponse, HttpServer, web};
+        use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        use prost::Message;
+
+        type Spans = std::sync::Mutex<Vec<(String, opentelemetry_proto::tonic::trace::v1::Span)>>;
+        async fn export(body: web::Bytes, spans: web::Data<Spans>) -> HttpResponse {
+            let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+                return HttpResponse::BadRequest().finish();
+            };
+            let mut kept = spans.lock().expect("lock");
+            for resource in request.resource_spans {
+                let service = resource
+                    .resource
+                    .iter()
+                    .flat_map(|r| &r.attributes)
+                    .find(|a| a.key == "service.name")
+                    .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+                        Value::StringValue(name) => Some(name.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                for scope in resource.scope_spans {
+                    kept.extend(scope.spans.into_iter().map(|span| (service.clone(), span)));
+                }
+            }
+            HttpResponse::Ok()
+                .content_type("application/x-protobuf")
+                .body(ExportTraceServiceResponse::default().encode_to_vec())
+        }
+
+        let spans = web::Data::new(Spans::default());
+        let kept = spans.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(spans.clone())
+                .app_data(web::PayloadConfig::new(16 << 20))
+                .route("/v1/traces", web::post().to(export))
+        })
+        .workers(1)
+        .bind(("127.0.0.1", 0))
+        .expect("bind");
+        let url = format!("http://127.0.0.1:{}", server.addrs()[0].port());
+        let server = server.run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Self { url, spans: kept.into_inner(), server: handle }
+    }
+
+    fn spans(&self) -> Vec<(String, opentelemetry_proto::tonic::trace::v1::Span)> {
+        self.spans.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        drop(self.server.stop(false));
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn string_attribute(span: &opentelemetry_proto::tonic::trace::v1::Span, key: &str) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    span.attributes.iter().find(|a| a.key == key).and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+        Value::StringValue(value) => Some(value.clone()),
+        _ => None,
+    })
+}
+
+/// With `ORGSVC_OTLP_ENDPOINT` set, a request that arrives with a W3C `traceparent` is
+/// exported to the collector as one span tree inside the caller's trace (request, use
+/// case, store operation and password hashing), its log lines carry its request id and
+/// trace id together, and a webhook delivery sends its own trace to the receiver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_continue_the_callers_and_reach_the_collector_as_one_tree() {
+    let collector = Collector::start().await;
+    let port = free_port();
+    let config = ConfigFile::new(&format!("http_addr = \"127.0.0.1:{port}\"\n{}", traced(&collector)));
+    one_traced_session(config, port, &collector).await;
+}
+
+/// The same on MongoDB, where the store's operations are the driver's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_continue_the_callers_and_reach_the_collector_as_one_tree_on_mongodb() {
+    let collector = Collector::start().await;
+    let (config, port) = mongodb_config(&traced(&collector));
+    one_traced_session(config, port, &collector).await;
+}
+
+/// The settings of a service that exports its traces to `collector` and may deliver
+/// webhooks to loopback.
+fn traced(collector: &Collector) -> String {
+    format!(
+        "log_format = \"json\"\notlp_endpoint = \"{}\"\nwebhooks_allow_private = true\nwebhooks_poll_ms = 20\n",
+        collector.url
+    )
+}
+
+/// Creates an organization with a `traceparent`, logs in without one, registers a webhook
+/// and renames the organization, then stops the service and checks what reached the
+/// collector, the logs and the receiver.
+async fn one_traced_session(config: ConfigFile, port: u16, collector: &Collector) {
+    use http_adapter::receiver::Receiver;
+    use serde_json::{Value, json};
+
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const CALLER: &str = "00f067aa0ba902b7";
+    let receiver = Receiver::start(0).await;
+    // Batches leave every 100 ms rather than every 5 s (an OpenTelemetry SDK variable).
+    let child = serve_with_env(&config.0, port, "info", &[("OTEL_BSP_SCHEDULE_DELAY", "100")]).await;
+    let mut child = Service(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("{base}/org/create"))
+        .header("traceparent", format!("00-{TRACE}-{CALLER}-01"))
+        .header("x-request-id", "traced-create")
+        .json(&json!({"organization_name": "Traced", "email": "a@acme.test", "password": "correct horse"}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+    // Without a traceparent, a request starts a trace of its own.
+    let login = client
+        .post(format!("{base}/admin/login"))
+        .header("x-request-id", "traced-login")
+        .json(&json!({"email": "a@acme.test", "password": "correct horse"}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), 200);
+    let token = login.json::<Value>().await.expect("json")["access_token"].as_str().expect("token").to_owned();
+    let hook = client
+        .post(format!("{base}/org/webhooks"))
+        .bearer_auth(&token)
+        .json(&json!({"url": receiver.url, "events": ["organization.renamed"]}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(hook.status(), 201);
+    let renamed = client
+        .put(format!("{base}/org/update"))
+        .bearer_auth(&token)
+        .json(&json!({"organization_name": "Traced Again"}))
+        .send()
+        .await
+        .expect("rename");
+    assert_eq!(renamed.status(), 200);
+    let delivered = receiver.wait_for(Duration::from_secs(30), |received| !received.is_empty()).await;
+
+    // SIGTERM: the service sends its last traces before it exits.
+    signal(&child.0, "TERM");
+    let stdout = child.0.stdout.take().expect("stdout");
+    let lines: Vec<Value> = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .map(|line| serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON line: {line}")))
+        .collect();
+    assert!(child.0.wait().expect("wait").success());
+    let spans = collector.spans();
+    let named = |name: &'static str| spans.iter().filter(move |(_, s)| s.name == name).map(|(_, s)| s);
+
+    // The request continues the caller's trace.
+    let request = named("request")
+        .find(|s| string_attribute(s, "request_id").as_deref() == Some("traced-create"))
+        .unwrap_or_else(|| panic!("no request span in {:#?}", spans.iter().map(|(_, s)| &s.name).collect::<Vec<_>>()));
+    assert_eq!(hex(&request.trace_id), TRACE);
+    assert_eq!(hex(&request.parent_span_id), CALLER);
+    assert_eq!(string_attribute(request, "route").as_deref(), Some("/org/create"));
+    assert!(spans.iter().all(|(service, _)| service == "orgsvc"), "the resource names the service");
+    // Below it, the use case; below that, the password's hashing and the store's create.
+    let child_of = |parent: &opentelemetry_proto::tonic::trace::v1::Span, name: &'static str| {
+        named(name)
+            .find(|s| s.parent_span_id == parent.span_id && s.trace_id == parent.trace_id)
+            .unwrap_or_else(|| panic!("no {name} span below {}", parent.name))
+            .clone()
+    };
+    let use_case = child_of(request, "use_case.create");
+    let hashing = child_of(&use_case, "password_hash");
+    let stored = child_of(&use_case, "organization.create");
+    assert!(hashing.end_time_unix_nano <= stored.start_time_unix_nano, "the password is hashed before the write");
+    for span in [&use_case, &hashing, &stored] {
+        assert!(request.start_time_unix_nano <= span.start_time_unix_nano);
+        assert!(span.end_time_unix_nano <= request.end_time_unix_nano);
+    }
+
+    // A request without a traceparent gets a trace of its own, verification included.
+    let login = named("request")
+        .find(|s| string_attribute(s, "request_id").as_deref() == Some("traced-login"))
+        .expect("the login's span");
+    assert!(login.parent_span_id.is_empty(), "a root span");
+    assert_ne!(hex(&login.trace_id), TRACE);
+    child_of(&child_of(login, "use_case.login"), "password_hash");
+
+    // The log lines of a request name its request id and trace id together.
+    let served = |request_id: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"] == "request served" && l["span"]["request_id"] == request_id)
+            .unwrap_or_else(|| panic!("no line for {request_id}"))
+            .clone()
+    };
+    assert_eq!(served("traced-create")["span"]["trace_id"], TRACE);
+    assert_eq!(served("traced-login")["span"]["trace_id"], hex(&login.trace_id));
+
+    // The delivery sends its trace along: the receiver's work would join it.
+    let traceparent = delivered[0].header("traceparent").to_owned();
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceparent}");
+    let delivery = named("webhook.delivery")
+        .find(|s| hex(&s.trace_id) == parts[1])
+        .unwrap_or_else(|| panic!("no delivery span in the trace of {traceparent}"));
+    assert_eq!(hex(&delivery.span_id), parts[2]);
+    assert_eq!(parts[3], "01", "sampled");
 }

@@ -16,6 +16,7 @@ use domain::{
     AttemptResult, Endpoint, Event, EventType, MessageId, NextStep, OrgId, RetryPolicy, StoreError, WebhookId,
     WebhookSecret, WebhookUrl,
 };
+use tracing::Instrument;
 
 use crate::Clock;
 
@@ -151,6 +152,20 @@ impl WebhookDelivery {
             self.store.finish_delivery(&task, None, now).await?;
             return Ok(true);
         }
+        // Each attempt is a trace of its own (the worker's loop is not a request), which the
+        // sender passes to the receiver.
+        let span = tracing::debug_span!(
+            parent: None,
+            "webhook.delivery",
+            webhook_id = %task.endpoint.id,
+            event_id = %task.event.id(),
+            event_type = %task.event.event_type(),
+        );
+        self.attempt(task, now).instrument(span).await
+    }
+
+    /// Sends a leased task's event once and records the outcome.
+    async fn attempt(&self, task: DeliveryTask, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let event = &task.event;
         let timestamp = now.timestamp();
         let id = event.id().to_string();

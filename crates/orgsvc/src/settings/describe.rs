@@ -133,6 +133,8 @@ impl Settings {
             ("ORGSVC_WEBHOOKS_WORKERS", self.webhooks.workers.to_string()),
             ("ORGSVC_WEBHOOKS_POLL_MS", millis(self.webhooks.poll)),
             ("ORGSVC_WEBHOOKS_TIMEOUT_SECONDS", seconds(self.webhooks.timeout)),
+            ("ORGSVC_OTLP_ENDPOINT", self.tracing.otlp_endpoint.clone().unwrap_or_default()),
+            ("ORGSVC_OTLP_SAMPLE_RATIO", self.tracing.sample_ratio.to_string()),
         ];
         // One list of names: the order (and completeness) of VARIABLES wins.
         values.sort_by_key(|(name, _)| super::VARIABLES.iter().position(|v| v == name));

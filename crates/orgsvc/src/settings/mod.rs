@@ -94,6 +94,23 @@ impl Settings {
     }
 }
 
+/// Where and how much of the service's traces go (OpenTelemetry over OTLP/HTTP).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingSettings {
+    /// The collector's OTLP/HTTP base address, like `http://otel-collector:4318`; traces are
+    /// posted to its `/v1/traces` (`ORGSVC_OTLP_ENDPOINT`; unset, the default: no tracing).
+    pub otlp_endpoint: Option<String>,
+    /// The share of new traces recorded, from 0 to 1 (`ORGSVC_OTLP_SAMPLE_RATIO`; 1 by
+    /// default). A request that arrives with a `traceparent` follows its caller's decision.
+    pub sample_ratio: f64,
+}
+
+impl Default for TracingSettings {
+    fn default() -> Self {
+        Self { otlp_endpoint: None, sample_ratio: 1.0 }
+    }
+}
+
 /// Argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Argon2Settings {
@@ -177,6 +194,8 @@ pub struct Settings {
     pub security: SecurityPolicy,
     /// Webhook deliveries (`ORGSVC_WEBHOOKS_*`).
     pub webhooks: WebhookSettings,
+    /// Distributed tracing (`ORGSVC_OTLP_*`).
+    pub tracing: TracingSettings,
     /// Rate limits, trusted proxies and CORS (`ORGSVC_RATE_LIMIT_*_PER_MINUTE`,
     /// `ORGSVC_TRUSTED_PROXIES`, `ORGSVC_CORS_ALLOWED_ORIGINS`).
     pub http: HttpPolicy,
@@ -205,6 +224,7 @@ impl Default for Settings {
             reconcile_interval: Duration::from_secs(30),
             orphan_sweep_interval: Duration::from_secs(3600),
             webhooks: WebhookSettings::default(),
+            tracing: TracingSettings::default(),
             jobs_interval: Duration::from_secs(5),
             tiering_interval: Duration::ZERO,
             tiering: domain::TieringPolicy::default(),

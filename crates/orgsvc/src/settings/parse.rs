@@ -135,6 +135,7 @@ impl Settings {
             .map_err(|e| anyhow::anyhow!("ORGSVC_TIERING_SHARED_BELOW: {e}"))?;
         s.read_security(raw)?;
         s.read_webhooks(raw)?;
+        s.read_tracing(raw)?;
         s.validate()?;
         Ok(s)
     }
@@ -200,6 +201,23 @@ impl Settings {
             if w.timeout.is_zero() {
                 bail!("ORGSVC_WEBHOOKS_TIMEOUT_SECONDS: must be positive");
             }
+        }
+        Ok(())
+    }
+
+    fn read_tracing(&mut self, raw: &Raw) -> anyhow::Result<()> {
+        if let Some(v) = get(&raw.otlp_endpoint) {
+            self.tracing.otlp_endpoint = Some(otlp_traces_url(v.trim())?);
+        }
+        if let Some(v) = get(&raw.otlp_sample_ratio) {
+            let ratio: f64 = v
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("ORGSVC_OTLP_SAMPLE_RATIO: {v:?} is not a number from 0 to 1"))?;
+            if !(0.0..=1.0).contains(&ratio) {
+                bail!("ORGSVC_OTLP_SAMPLE_RATIO: {v:?} is not a number from 0 to 1");
+            }
+            self.tracing.sample_ratio = ratio;
         }
         Ok(())
     }
@@ -411,6 +429,27 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// The traces address of an OTLP/HTTP collector given by its base address (as
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is) or by its traces address. Credentials in it are refused:
+/// the address is shown by `check-config` and in errors, so they belong in
+/// `OTEL_EXPORTER_OTLP_HEADERS`.
+fn otlp_traces_url(value: &str) -> anyhow::Result<String> {
+    const NAME: &str = "ORGSVC_OTLP_ENDPOINT";
+    let url =
+        url::Url::parse(value).map_err(|e| anyhow::anyhow!("{NAME}: not a URL like http://collector:4318 ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("{NAME}: the scheme must be http or https (OTLP over HTTP), not {:?}", url.scheme());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        bail!("{NAME}: must not hold credentials; give them as headers in OTEL_EXPORTER_OTLP_HEADERS");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        bail!("{NAME}: must not have a query or a fragment");
+    }
+    let base = url.as_str().trim_end_matches('/');
+    Ok(if base.ends_with("/v1/traces") { base.to_owned() } else { format!("{base}/v1/traces") })
 }
 
 fn boolean(name: &str, value: &str) -> anyhow::Result<bool> {

@@ -79,6 +79,8 @@ pub const VARIABLES: &[&str] = &[
     "ORGSVC_WEBHOOKS_WORKERS",
     "ORGSVC_WEBHOOKS_POLL_MS",
     "ORGSVC_WEBHOOKS_TIMEOUT_SECONDS",
+    "ORGSVC_OTLP_ENDPOINT",
+    "ORGSVC_OTLP_SAMPLE_RATIO",
 ];
 
 /// The variable a configuration key or flag names: `mongodb.uri`, `mongodb_uri` and
@@ -283,6 +285,8 @@ pub(super) struct Raw {
     pub(super) webhooks_workers: Option<String>,
     pub(super) webhooks_poll_ms: Option<String>,
     pub(super) webhooks_timeout_seconds: Option<String>,
+    pub(super) otlp_endpoint: Option<String>,
+    pub(super) otlp_sample_ratio: Option<String>,
     pub(super) lockout_max_seconds: Option<String>,
     pub(super) audit_retention_days: Option<String>,
     pub(super) rate_limit_login_per_minute: Option<String>,

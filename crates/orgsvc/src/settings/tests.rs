@@ -349,3 +349,32 @@ fn clusters_and_the_placement_policy_are_read_from_variables_and_tables() {
         assert!(error.contains(name) && !error.contains("hunter2"), "{error}");
     }
 }
+
+#[test]
+fn tracing_is_off_by_default_and_the_collector_is_a_plain_http_address() {
+    let s = from(&[]).expect("defaults");
+    assert_eq!(s.tracing, TracingSettings { otlp_endpoint: None, sample_ratio: 1.0 });
+    for (given, traces) in [
+        ("http://collector:4318", "http://collector:4318/v1/traces"),
+        ("https://collector.example/otlp/", "https://collector.example/otlp/v1/traces"),
+        ("http://127.0.0.1:4318/v1/traces", "http://127.0.0.1:4318/v1/traces"),
+    ] {
+        let s = from(&[("ORGSVC_OTLP_ENDPOINT", given), ("ORGSVC_OTLP_SAMPLE_RATIO", "0.25")]).expect(given);
+        assert_eq!(s.tracing.otlp_endpoint.as_deref(), Some(traces));
+        assert_eq!(s.tracing.sample_ratio, 0.25);
+    }
+    for (name, value, rule) in [
+        ("ORGSVC_OTLP_ENDPOINT", "collector:4318", "scheme"),
+        ("ORGSVC_OTLP_ENDPOINT", "grpc://collector:4317", "scheme"),
+        ("ORGSVC_OTLP_ENDPOINT", "not a url", "not a URL"),
+        ("ORGSVC_OTLP_ENDPOINT", "https://user:s3cret@collector:4318", "OTEL_EXPORTER_OTLP_HEADERS"),
+        ("ORGSVC_OTLP_ENDPOINT", "http://collector:4318/?a=b", "query"),
+        ("ORGSVC_OTLP_SAMPLE_RATIO", "1.5", "from 0 to 1"),
+        ("ORGSVC_OTLP_SAMPLE_RATIO", "NaN", "from 0 to 1"),
+        ("ORGSVC_OTLP_SAMPLE_RATIO", "half", "from 0 to 1"),
+    ] {
+        let error = format!("{:#}", from(&[(name, value)]).expect_err(value));
+        assert!(error.contains(name) && error.contains(rule), "{value}: {error}");
+        assert!(!error.contains("s3cret"), "{error}");
+    }
+}

@@ -352,6 +352,7 @@ impl OrgService {
 
 #[async_trait]
 impl OrganizationApi for OrgService {
+    #[tracing::instrument(name = "use_case.create", level = "debug", skip_all)]
     async fn create(
         &self,
         request: CreateOrganizationRequest,
@@ -360,26 +361,32 @@ impl OrganizationApi for OrgService {
         self.create_organization(request, context).await
     }
 
+    #[tracing::instrument(name = "use_case.get", level = "debug", skip_all)]
     async fn get(&self, name: &OrganizationName, viewer: Option<&Principal>) -> Result<OrganizationView, GetOrgError> {
         self.get_organization(name, viewer).await
     }
 
+    #[tracing::instrument(name = "use_case.login", level = "debug", skip_all)]
     async fn login(&self, request: LoginRequest, context: &RequestContext) -> Result<SessionTokens, LoginError> {
         self.log_in(request, context).await
     }
 
+    #[tracing::instrument(name = "use_case.refresh", level = "debug", skip_all)]
     async fn refresh(&self, token: SecretString, context: &RequestContext) -> Result<SessionTokens, RefreshError> {
         self.refresh_session(token, context).await
     }
 
+    #[tracing::instrument(name = "use_case.logout", level = "debug", skip_all)]
     async fn logout(&self, caller: &Principal, context: &RequestContext) -> Result<(), LogoutError> {
         self.log_out(caller, context).await
     }
 
+    #[tracing::instrument(name = "use_case.authenticate", level = "debug", skip_all)]
     async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
         self.authenticate_token(token).await
     }
 
+    #[tracing::instrument(name = "use_case.update", level = "debug", skip_all)]
     async fn update(
         &self,
         caller: &Principal,
@@ -389,6 +396,7 @@ impl OrganizationApi for OrgService {
         self.update_organization(caller, request, context).await
     }
 
+    #[tracing::instrument(name = "use_case.delete", level = "debug", skip_all)]
     async fn delete(
         &self,
         caller: &Principal,
@@ -398,14 +406,17 @@ impl OrganizationApi for OrgService {
         self.delete_organization(caller, name, context).await
     }
 
+    #[tracing::instrument(name = "use_case.audit", level = "debug", skip_all)]
     async fn audit(&self, caller: &Principal, query: AuditQuery) -> Result<AuditPage, AuditError> {
         self.read_audit(caller, query).await
     }
 
+    #[tracing::instrument(name = "use_case.connection", level = "debug", skip_all)]
     async fn connection(&self, caller: &Principal) -> Result<TenantLocation, GetOrgError> {
         self.connection_details(caller).await
     }
 
+    #[tracing::instrument(name = "use_case.rotate_credentials", level = "debug", skip_all)]
     async fn rotate_credentials(
         &self,
         caller: &Principal,
@@ -414,6 +425,7 @@ impl OrganizationApi for OrgService {
         self.rotate_database_credentials(caller, context).await
     }
 
+    #[tracing::instrument(name = "use_case.create_api_key", level = "debug", skip_all)]
     async fn create_api_key(
         &self,
         caller: &Principal,
@@ -423,10 +435,12 @@ impl OrganizationApi for OrgService {
         self.issue_api_key(caller, request, context).await
     }
 
+    #[tracing::instrument(name = "use_case.list_api_keys", level = "debug", skip_all)]
     async fn list_api_keys(&self, caller: &Principal) -> Result<Vec<ApiKey>, ListApiKeysError> {
         self.api_keys_of(caller).await
     }
 
+    #[tracing::instrument(name = "use_case.revoke_api_key", level = "debug", skip_all)]
     async fn revoke_api_key(
         &self,
         caller: &Principal,
@@ -436,6 +450,7 @@ impl OrganizationApi for OrgService {
         self.revoke_key(caller, id, context).await
     }
 
+    #[tracing::instrument(name = "use_case.create_webhook", level = "debug", skip_all)]
     async fn create_webhook(
         &self,
         caller: &Principal,
@@ -445,10 +460,12 @@ impl OrganizationApi for OrgService {
         self.register_webhook(caller, request, context).await
     }
 
+    #[tracing::instrument(name = "use_case.list_webhooks", level = "debug", skip_all)]
     async fn list_webhooks(&self, caller: &Principal) -> Result<Vec<Endpoint>, ListWebhooksError> {
         self.webhooks_of(caller).await
     }
 
+    #[tracing::instrument(name = "use_case.delete_webhook", level = "debug", skip_all)]
     async fn delete_webhook(
         &self,
         caller: &Principal,
@@ -458,6 +475,7 @@ impl OrganizationApi for OrgService {
         self.remove_webhook(caller, id, context).await
     }
 
+    #[tracing::instrument(name = "use_case.rotate_webhook_secret", level = "debug", skip_all)]
     async fn rotate_webhook_secret(
         &self,
         caller: &Principal,
@@ -467,6 +485,7 @@ impl OrganizationApi for OrgService {
         self.rotate_webhook(caller, id, context).await
     }
 
+    #[tracing::instrument(name = "use_case.webhook_deliveries", level = "debug", skip_all)]
     async fn webhook_deliveries(
         &self,
         caller: &Principal,
@@ -475,10 +494,12 @@ impl OrganizationApi for OrgService {
         self.deliveries_of(caller, id).await
     }
 
+    #[tracing::instrument(name = "use_case.organization_count", level = "debug", skip_all)]
     async fn organization_count(&self) -> Result<u64, StoreError> {
         self.organizations.count().await
     }
 
+    #[tracing::instrument(name = "use_case.ready", level = "debug", skip_all)]
     async fn ready(&self) -> Result<(), StoreError> {
         self.organizations.ping().await
     }
