@@ -229,6 +229,22 @@ impl AttemptResult {
     pub fn is_success(&self) -> bool {
         matches!(self, Self::Status(status) if (200..300).contains(status))
     }
+
+    /// The status the endpoint answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Status(status) => Some(*status),
+            Self::Failed(_) => None,
+        }
+    }
+
+    /// Why there was no answer, if there was none.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Self::Status(_) => None,
+            Self::Failed(reason) => Some(reason),
+        }
+    }
 }
 
 /// What happens to an endpoint's current event after an attempt.
@@ -249,6 +265,14 @@ impl NextStep {
             Self::Delivered => "delivered",
             Self::RetryAt(_) => "retrying",
             Self::GaveUp => "failed",
+        }
+    }
+
+    /// When the event is tried again, if it is.
+    pub fn retry_at(self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::RetryAt(at) => Some(at),
+            Self::Delivered | Self::GaveUp => None,
         }
     }
 }

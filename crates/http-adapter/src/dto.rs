@@ -4,8 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use domain::{
-    ApiKey, ApiKeyName, AttemptResult, AuditAction, Email, Endpoint, EventFilter, EventId, NextStep, OrganizationName,
-    Password, Scopes,
+    ApiKey, ApiKeyName, AuditAction, Email, Endpoint, EventFilter, EventId, OrganizationName, Password, Scopes,
 };
 use ports::{
     AuditPage, AuditQuery, CreateApiKeyRequest, CreateOrganizationRequest, CreateWebhookRequest, CreatedApiKey,
@@ -799,22 +798,15 @@ pub struct DeliveryResponse {
 
 impl From<DeliveryRecord> for DeliveryResponse {
     fn from(record: DeliveryRecord) -> Self {
-        let (status, error) = match record.result {
-            AttemptResult::Status(status) => (Some(status), None),
-            AttemptResult::Failed(reason) => (None, Some(reason)),
-        };
         Self {
             event_id: record.event_id.as_uuid(),
             event_type: record.event_type.as_str().to_owned(),
             attempt: record.attempt,
             at: record.at,
-            status,
-            error,
+            status: record.result.status(),
+            error: record.result.error().map(str::to_owned),
             outcome: record.next.as_str().to_owned(),
-            next_attempt_at: match record.next {
-                NextStep::RetryAt(at) => Some(at),
-                NextStep::Delivered | NextStep::GaveUp => None,
-            },
+            next_attempt_at: record.next.retry_at(),
             duration_ms: record.duration_ms,
         }
     }

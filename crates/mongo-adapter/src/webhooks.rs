@@ -547,10 +547,6 @@ impl WebhookRepository for MongoStore {
             NextStep::Delivered | NextStep::GaveUp => self.advance(&id, &task.lease, current.cursor + 1).await?,
         };
         if kept && let Some(record) = record {
-            let (status, error) = match &record.result {
-                AttemptResult::Status(status) => (Some(u32::from(*status)), None),
-                AttemptResult::Failed(reason) => (None, Some(reason.clone())),
-            };
             let logged = DeliveryDoc {
                 id: uuid::Uuid::new_v4().to_string(),
                 webhook_id: id,
@@ -558,13 +554,10 @@ impl WebhookRepository for MongoStore {
                 event_type: record.event_type.as_str().to_owned(),
                 attempt: record.attempt,
                 at: to_bson_time(record.at),
-                status,
-                error,
+                status: record.result.status().map(u32::from),
+                error: record.result.error().map(str::to_owned),
                 outcome: record.next.as_str().to_owned(),
-                next_attempt_at: match record.next {
-                    NextStep::RetryAt(at) => Some(to_bson_time(at)),
-                    NextStep::Delivered | NextStep::GaveUp => None,
-                },
+                next_attempt_at: record.next.retry_at().map(to_bson_time),
                 duration_ms: i64::try_from(record.duration_ms).unwrap_or(i64::MAX),
                 expires_at: to_bson_time(record.at + DELIVERY_RETENTION),
             };
