@@ -114,15 +114,22 @@ async fn moves_under_a_writer(
     jobs
 }
 
+/// A 20,000-document tenant through every ordered pair of placement kinds (collection to
+/// database, database to shared, shared to collection, collection to shared, shared to
+/// database, database to collection), four of the six moves across clusters.
 #[tokio::test]
-async fn a_tenant_of_twenty_thousand_documents_moves_across_kinds_and_clusters_under_a_writer() {
+async fn a_tenant_of_twenty_thousand_documents_moves_between_every_pair_of_kinds_and_across_clusters_under_a_writer() {
+    use PlacementKind::{Collection as C, Database as D, Shared as S};
     let store = MongoStore::open(&settings(Duration::from_millis(1500), 2000)).await.expect("store");
     let org = store.create(new_organization("Busy", "b@busy.test")).await.expect("create");
     let writes = seed(&store, &org, 20_000).await;
     let placements = [
-        placement(PlacementKind::Database, false),
-        placement(PlacementKind::Shared, true),
-        placement(PlacementKind::Collection, false),
+        placement(D, false),
+        placement(S, true),
+        placement(C, false),
+        placement(S, false),
+        placement(D, true),
+        placement(C, false),
     ];
     for job in moves_under_a_writer(&store, &org, writes, &placements).await {
         assert!(job.progress.total > 19_000 && job.progress.done * 10 >= job.progress.total * 9, "{job}");
