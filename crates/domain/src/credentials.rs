@@ -14,8 +14,9 @@ use crate::{OrgId, Placement, PlacementKind};
 /// The fewest characters a generated database password has.
 pub const MIN_DATABASE_PASSWORD_CHARS: usize = 32;
 
-/// A generated database password. It is shown once, to the organization's admin, and
-/// never stored or logged by the service; `Debug` does not show it.
+/// A generated database password. It is shown once, to the organization's admin, never
+/// logged, and never stored in clear (only sealed, when the service has a credentials key,
+/// so that a move can recreate the user elsewhere); `Debug` does not show it.
 #[derive(Clone)]
 pub struct DatabasePassword(SecretString);
 
@@ -53,6 +54,30 @@ impl DatabasePassword {
 impl fmt::Debug for DatabasePassword {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("DatabasePassword(..)")
+    }
+}
+
+/// A tenant user's password sealed under the service's credentials key (authenticated
+/// encryption bound to the user): what the master database keeps so that a move can
+/// recreate the user, with the same password, on another cluster. Only the key opens it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedPassword(Vec<u8>);
+
+impl SealedPassword {
+    /// Sealed bytes, as a vault made them or a store kept them.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    /// The sealed bytes, for storing.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SealedPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SealedPassword(..)")
     }
 }
 

@@ -6,12 +6,33 @@
 //! message could quote the command.
 
 use anyhow::anyhow;
-use domain::{DatabasePassword, DatabaseUser, Organization, StoreError};
-use mongodb::bson::{Document, doc};
+use domain::{DatabasePassword, DatabaseUser, Organization, SealedPassword, StoreError};
+use mongodb::bson::{self, Document, doc};
+use serde::{Deserialize, Serialize};
 
 use crate::MongoStore;
 use crate::clusters::Cluster;
-use crate::errors::{code, is_unreachable};
+use crate::documents::OrgDoc;
+use crate::errors::{code, db, is_unreachable};
+
+/// The organization's database user, as its record keeps it: the password sealed by the
+/// store's vault.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TenantUserDoc {
+    pub username: String,
+    pub sealed: bson::Binary,
+}
+
+impl TenantUserDoc {
+    fn sealed(&self) -> SealedPassword {
+        SealedPassword::from_bytes(self.sealed.bytes.clone())
+    }
+}
+
+/// The role of an organization's user: read and write its own database, nothing else.
+fn tenant_role(user: &DatabaseUser) -> Document {
+    doc! {"role": "readWrite", "db": &user.auth_source}
+}
 
 /// The user does not exist.
 const USER_NOT_FOUND: i32 = 11;
@@ -86,17 +107,66 @@ impl MongoStore {
     ) -> Result<DatabaseUser, StoreError> {
         let cluster = self.cluster(&org.placement.cluster)?;
         let user = DatabaseUser::of(org.id);
-        let roles = doc! {"role": "readWrite", "db": &user.auth_source};
-        cluster.upsert_user(&user, password, roles).await?;
-        // A delete that began meanwhile may have dropped the organization's users before
-        // this one was set: then drop it again, so that no user outlives its organization.
-        let active = crate::errors::db(
-            self.organizations.count_documents(doc! {"_id": org.id.to_string(), "state": "active"}).await,
-        )?;
-        if active == 0 {
-            cluster.drop_database_users(&user.auth_source).await?;
-            return Err(StoreError::Unavailable(anyhow!("the organization is being deleted")));
+        cluster.upsert_user(&user, password, tenant_role(&user)).await?;
+        let id = org.id.to_string();
+        let recorded = match &self.vault {
+            // The sealed password is recorded only where the user was set: a move that
+            // switched the organization to another cluster meanwhile must not carry a
+            // password its user there does not have.
+            Some(vault) => {
+                let (placement, cluster_field) = OrgDoc::placement_fields(&org.placement);
+                let sealed = bson::Binary {
+                    subtype: bson::spec::BinarySubtype::Generic,
+                    bytes: vault.seal(&user, password).as_bytes().to_vec(),
+                };
+                let kept = TenantUserDoc { username: user.username.clone(), sealed };
+                let filter = doc! {
+                    "_id": &id,
+                    "state": "active",
+                    "placement": placement.map_or(bson::Bson::Null, bson::Bson::from),
+                    "cluster": cluster_field.map_or(bson::Bson::Null, bson::Bson::from),
+                };
+                let update =
+                    doc! {"$set": {"tenant_user": bson::to_bson(&kept).map_err(|e| StoreError::Unknown(e.into()))?}};
+                db(self.organizations.update_one(filter, update).await)?.matched_count == 1
+            }
+            None => db(self.organizations.count_documents(doc! {"_id": &id, "state": "active"}).await)? == 1,
+        };
+        if !recorded {
+            // A delete that began meanwhile may have dropped the organization's users before
+            // this one was set: then drop it again, so that no user outlives its organization.
+            let active = db(self.organizations.count_documents(doc! {"_id": &id, "state": "active"}).await)?;
+            if active == 0 {
+                cluster.drop_database_users(&user.auth_source).await?;
+                return Err(StoreError::Unavailable(anyhow!("the organization is being deleted")));
+            }
+            return Err(StoreError::Unavailable(anyhow!("the organization moved meanwhile; rotate again")));
         }
         Ok(user)
+    }
+
+    /// Recreates the organization's database user on a move's target cluster, with the
+    /// password its record keeps sealed, when the target is a database of its own. Answers
+    /// the sealed password carried (the switch is conditional on it, so that a rotation made
+    /// meanwhile is not lost), or `None` when no user goes along: no vault, no user, a
+    /// target that shares its database, or a password sealed under another key.
+    pub(crate) async fn carry_tenant_user(
+        &self,
+        org: &OrgDoc,
+        target: &Cluster,
+        own_database: bool,
+    ) -> anyhow::Result<Option<bson::Binary>> {
+        let (Some(vault), Some(kept), true) = (&self.vault, &org.tenant_user, own_database) else { return Ok(None) };
+        let id = domain::OrgId::parse(&org.id).map_err(|e| anyhow!("organization id: {e}"))?;
+        let user = DatabaseUser::of(id);
+        let Some(password) = vault.open(&user, &kept.sealed()) else {
+            tracing::warn!(
+                organization_id = %org.id,
+                "the database user's password cannot be opened (another credentials key?): the user stays behind"
+            );
+            return Ok(None);
+        };
+        target.upsert_user(&user, &password, tenant_role(&user)).await.map_err(|e| anyhow!("{e}"))?;
+        Ok(Some(kept.sealed.clone()))
     }
 }

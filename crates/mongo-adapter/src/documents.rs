@@ -137,6 +137,10 @@ pub(crate) struct OrgDoc {
     /// Published events not relayed to the `outbox` collection yet (see `webhooks`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outbox: Vec<crate::webhooks::EventDoc>,
+    /// The organization's database user's password, sealed (see `credentials`): kept only
+    /// when the service has a credentials key, so that a move can recreate the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_user: Option<crate::credentials::TenantUserDoc>,
 }
 
 /// An admin in the master database.
@@ -183,6 +187,7 @@ pub(crate) fn stored(new: &domain::NewOrganization, tenant_database: &str) -> (O
         updated_at: created_at,
         event_seq: 0,
         outbox: Vec::new(),
+        tenant_user: None,
     };
     let admin = AdminDoc {
         id: new.admin().id.to_string(),

@@ -1026,14 +1026,35 @@ impl Mover<'_> {
         let filter = doc! {"_id": &self.job().organization, "state": "active", "op": {"$exists": false}, "moving.job": &self.job().id};
         let mut attempts = 0;
         loop {
-            let switched = self
-                .store
-                .organizations
-                .update_one(filter.clone(), update.clone())
-                .await
-                .context("switching the organization")?;
+            // The organization's database user goes along where the target is a database of
+            // its own (same name, same password); anywhere else it stays behind, dropped with
+            // the source, and the record forgets it.
+            let org = self.store.org_of(self.job()).await?.ok_or_else(|| anyhow!("the organization is gone"))?;
+            let target = self.target()?;
+            let carried = self.store.carry_tenant_user(&org, target.cluster, target.side.is_own_database()).await?;
+            let (mut filter, mut update) = (filter.clone(), update.clone());
+            match &carried {
+                // A rotation since the user was carried makes the switch miss, and the user
+                // is carried again with the new password.
+                Some(sealed) => {
+                    filter.insert("tenant_user.sealed", sealed.clone());
+                }
+                None => unset_field(&mut update, "tenant_user"),
+            }
+            let switched =
+                self.store.organizations.update_one(filter, update).await.context("switching the organization")?;
             if switched.matched_count == 1 {
                 break;
+            }
+            let rotated = self
+                .store
+                .org_of(self.job())
+                .await?
+                .is_some_and(|now| now.tenant_user.map(|u| u.sealed) != carried && carried.is_some());
+            if rotated {
+                attempts += 1;
+                ensure!(attempts < SWITCH_ATTEMPTS, "the database user's password kept changing during the cut-over");
+                continue;
             }
             // An admin's email or password change in flight holds the organization for a
             // moment: wait for it rather than roll the whole move back. Anything else (a
@@ -1186,6 +1207,18 @@ impl Mover<'_> {
         match source.cluster.command(&source.side.database, command).await {
             Err(e) if code(&e) == Some(NAMESPACE_NOT_FOUND) => Ok(()),
             other => other.map(drop).context("lifting the source's fence"),
+        }
+    }
+}
+
+/// Adds `field` to an update's `$unset`.
+fn unset_field(update: &mut Document, field: &str) {
+    match update.get_document_mut("$unset") {
+        Ok(unset) => {
+            unset.insert(field, "");
+        }
+        Err(_) => {
+            update.insert("$unset", doc! {field: ""});
         }
     }
 }

@@ -422,6 +422,7 @@ impl MongoStore {
             updated_at: now,
             event_seq: 0,
             outbox: Vec::new(),
+            tenant_user: None,
         };
         match self.organizations.insert_one(&placeholder).await {
             Err(e) if is_duplicate_in(&e, KEYS_INDEX) => return Ok(false),

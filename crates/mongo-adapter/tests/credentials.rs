@@ -1,11 +1,15 @@
 //! Per-tenant database credentials, proven on a test server that requires authentication
 //! (SecantusDB with `--auth`, the service connected as its root user): the tenant's user
 //! reads and writes its own database and nothing else, a rotation refuses the old password
-//! at once, and deleting the organization drops the user.
+//! at once, and deleting the organization drops the user. With a credentials key, the user
+//! moves with its tenant to another cluster, password and all.
 
 use domain::{ClusterName, DatabasePassword, DatabaseUser, Organization, Placement, PlacementKind};
-use mongo_adapter::MongoStore;
-use mongo_adapter::test_support::{AUTH_URI_VARIABLE, fresh_settings, new_organization};
+use mongo_adapter::test_support::{
+    AUTH_URI_VARIABLE, URI_VARIABLE, fresh_settings, fresh_settings_with_second_cluster, new_organization,
+    second_cluster,
+};
+use mongo_adapter::{MongoStore, RunUntil};
 use mongodb::Client;
 use mongodb::bson::{Document, doc};
 use mongodb::error::{Error, ErrorKind};
@@ -87,4 +91,96 @@ async fn a_tenant_user_reaches_only_its_own_database_and_rotation_refuses_the_ol
     assert!(authentication_refused(&refused), "{refused:?}");
     let users = store.client().database(&user.auth_source).run_command(doc! {"usersInfo": 1}).await.expect("usersInfo");
     assert!(users.get_array("users").expect("users").is_empty(), "{users}");
+}
+
+/// Moves the organization and waits for the move to complete.
+async fn move_to(store: &MongoStore, org: &Organization, to: Placement) -> Organization {
+    let id = store.start_move(org.name.key(), to.clone()).await.expect("start the move");
+    let job = store.run_job(id, "test", RunUntil::Finished).await.expect("run").expect("claimed");
+    assert_eq!(job.state, domain::JobState::Completed, "{job}");
+    let moved = store.find_by_id(org.id).await.expect("find").expect("exists");
+    assert_eq!(moved.placement, to);
+    moved
+}
+
+/// Whether `user` can write its own database with `password` where the organization is now.
+async fn can_write(store: &MongoStore, org: &Organization, user: &DatabaseUser, password: &str) -> bool {
+    let tenant = tenant_client(store, org, user, password).await;
+    let own = tenant.database(&user.auth_source).collection::<Document>(org.collection.as_str());
+    match own.insert_one(doc! {"written": "by the tenant"}).await {
+        Ok(_) => true,
+        Err(e) if authentication_refused(&e) => false,
+        Err(e) => panic!("neither written nor refused: {e}"),
+    }
+}
+
+/// The organization's record as stored, for what it keeps of the user.
+async fn raw_record(store: &MongoStore, org: &Organization) -> Document {
+    let organizations = store.master().collection::<Document>("organizations");
+    organizations.find_one(doc! {"_id": org.id.to_string()}).await.expect("read").expect("the record")
+}
+
+/// With a credentials key, a tenant's database user moves with it to a database of its own
+/// on another cluster: the same name and password work there, another password does not,
+/// and the source's user is gone with the source; a move to a placement that shares its
+/// database leaves the user behind and the record forgets it. (The servers check SCRAM
+/// credentials whether or not they require authentication, so a refusal is real.)
+#[tokio::test]
+async fn a_database_user_moves_with_its_tenant_to_another_cluster() {
+    let mut settings = fresh_settings_with_second_cluster(URI_VARIABLE);
+    settings.move_grace = std::time::Duration::ZERO;
+    let vault = crypto_adapter::AeadVault::new(b"a credentials key of more than thirty-two bytes").expect("vault");
+    let store = MongoStore::open(&settings).await.expect("open").with_vault(std::sync::Arc::new(vault));
+    let own = |cluster| Placement { kind: PlacementKind::Database, cluster };
+    let org = store
+        .create(new_organization("Carried", "c@carried.test").placed(own(ClusterName::main())))
+        .await
+        .expect("create");
+    let secret = password(7);
+    let user = store.set_database_user(&org, &secret).await.expect("create the user");
+    assert!(can_write(&store, &org, &user, secret.expose()).await);
+    let record = raw_record(&store, &org).await;
+    let kept = record.get_document("tenant_user").expect("the sealed password is kept");
+    assert_eq!(kept.get_str("username").expect("username"), user.username);
+    assert!(!format!("{record:?}").contains(secret.expose()), "never in clear: {record:?}");
+    let before = org.clone();
+
+    let org = move_to(&store, &org, own(second_cluster())).await;
+    assert!(can_write(&store, &org, &user, secret.expose()).await, "the same password on the new cluster");
+    assert!(!can_write(&store, &org, &user, password(8).expose()).await, "and no other");
+    assert!(!can_write(&store, &before, &user, secret.expose()).await, "the source's user is gone");
+    assert_eq!(raw_record(&store, &org).await.get_document("tenant_user").expect("still kept"), kept);
+
+    // A rotation on the new cluster is what the next move carries.
+    let rotated = password(9);
+    store.set_database_user(&org, &rotated).await.expect("rotate");
+    let org = move_to(&store, &org, own(ClusterName::main())).await;
+    assert!(can_write(&store, &org, &user, rotated.expose()).await);
+    assert!(!can_write(&store, &org, &user, secret.expose()).await);
+
+    // A collection in the shared tenant database cannot isolate a user: it stays behind.
+    let shared_database = move_to(&store, &org, Placement::default()).await;
+    assert!(raw_record(&store, &shared_database).await.get_document("tenant_user").is_err(), "forgotten");
+    assert!(!can_write(&store, &org, &user, rotated.expose()).await, "dropped with its database");
+}
+
+/// Without a credentials key nothing is kept, and a move leaves the user behind (the admin
+/// rotates to get one where the tenant went).
+#[tokio::test]
+async fn without_a_credentials_key_a_move_leaves_the_user_behind() {
+    let mut settings = fresh_settings_with_second_cluster(URI_VARIABLE);
+    settings.move_grace = std::time::Duration::ZERO;
+    let store = MongoStore::open(&settings).await.expect("open");
+    let own = |cluster| Placement { kind: PlacementKind::Database, cluster };
+    let org = store
+        .create(new_organization("Behind", "b@behind.test").placed(own(ClusterName::main())))
+        .await
+        .expect("create");
+    let secret = password(3);
+    let user = store.set_database_user(&org, &secret).await.expect("create the user");
+    assert!(raw_record(&store, &org).await.get_document("tenant_user").is_err(), "nothing kept");
+    let moved = move_to(&store, &org, own(second_cluster())).await;
+    assert!(!can_write(&store, &moved, &user, secret.expose()).await, "no user on the new cluster");
+    let user = store.set_database_user(&moved, &password(4)).await.expect("rotate there");
+    assert!(can_write(&store, &moved, &user, password(4).expose()).await);
 }

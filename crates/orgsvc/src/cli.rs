@@ -423,7 +423,12 @@ async fn mongo_store(settings: &Settings) -> anyhow::Result<MongoStore> {
             "ORGSVC_STORAGE is not mongodb: the memory storage lives inside a serving process and has nothing to show, migrate or reconcile"
         );
     }
-    MongoStore::connect(&settings.mongodb).await.context("connecting to MongoDB")
+    let store = MongoStore::connect(&settings.mongodb).await.context("connecting to MongoDB")?;
+    // Moves run from the command line carry tenant users as the service's would.
+    Ok(match settings.credential_vault()? {
+        Some(vault) => store.with_vault(vault),
+        None => store,
+    })
 }
 
 /// The effective settings as `check-config` prints them: one line per variable with its

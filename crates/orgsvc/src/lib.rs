@@ -106,7 +106,11 @@ impl Application {
                 )
             }
             Storage::MongoDb => {
-                let store = Arc::new(MongoStore::open(&settings.mongodb).await.context("opening the MongoDB store")?);
+                let mut store = MongoStore::open(&settings.mongodb).await.context("opening the MongoDB store")?;
+                if let Some(vault) = settings.credential_vault()? {
+                    store = store.with_vault(vault);
+                }
+                let store = Arc::new(store);
                 let reconciler = reconcile_now_and_then(Arc::clone(&store), settings.reconcile_interval).await?;
                 sweep_now_and_then(Arc::clone(&store), settings.orphan_sweep_interval);
                 run_jobs_now_and_then(Arc::clone(&store), settings.jobs_interval, &registry)?;

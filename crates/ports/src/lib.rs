@@ -15,6 +15,7 @@ mod sessions;
 mod throttle;
 mod token;
 mod usecases;
+mod vault;
 mod webhooks;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -33,4 +34,5 @@ pub use usecases::{
     MAX_WEBHOOKS_PER_ORGANIZATION, OrgService, OrganizationApi, OrganizationView, Ports, Principal, RefreshError,
     RequestContext, ServiceSettings, SessionTokens, UpdateOrganizationRequest,
 };
+pub use vault::CredentialVault;
 pub use webhooks::{DeliveryRecord, DeliverySettings, DeliveryTask, WebhookDelivery, WebhookRepository, WebhookSender};

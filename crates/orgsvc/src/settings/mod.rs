@@ -149,6 +149,11 @@ pub struct Settings {
     /// their own (`ORGSVC_TENANT_CREDENTIALS`); the service's MongoDB user then needs user
     /// administration rights.
     pub tenant_credentials: bool,
+    /// The key that seals tenant users' passwords in the master database, so that a move to
+    /// another cluster recreates the user there with the same password
+    /// (`ORGSVC_TENANT_CREDENTIALS_KEY`, at least 32 bytes; unset: the user stays behind and
+    /// the admin rotates after such a move).
+    pub tenant_credentials_key: Option<SecretString>,
     /// Development or production (`ORGSVC_ENV`).
     pub environment: Environment,
     /// Log format (`ORGSVC_LOG_FORMAT`: `text` or `json`; JSON by default in production).
@@ -211,6 +216,7 @@ impl Default for Settings {
             collection_naming: CollectionNaming::Key,
             placement: domain::Placement::default(),
             tenant_credentials: false,
+            tenant_credentials_key: None,
             environment: Environment::Development,
             log_format: LogFormat::Text,
             shutdown_grace: Duration::from_secs(30),
@@ -329,6 +335,14 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// The vault that seals tenant users' passwords, when a credentials key is set.
+    pub fn credential_vault(&self) -> anyhow::Result<Option<std::sync::Arc<dyn ports::CredentialVault>>> {
+        let Some(key) = &self.tenant_credentials_key else { return Ok(None) };
+        let vault = crypto_adapter::AeadVault::new(key.expose_secret().as_bytes())
+            .map_err(|e| anyhow::anyhow!("ORGSVC_TENANT_CREDENTIALS_KEY: {e}"))?;
+        Ok(Some(std::sync::Arc::new(vault)))
     }
 
     /// The argon2 parameters, checked.
