@@ -9,7 +9,8 @@
 mod json;
 mod otel;
 
-use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing::{Level, Metadata};
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -59,16 +60,26 @@ pub fn init(format: LogFormat, tracing: &TracingSettings) -> anyhow::Result<Tele
     };
     let traces = provider.as_ref().map(|provider| {
         use opentelemetry::trace::TracerProvider as _;
-        // The service's own spans at debug level, everybody else's from info up.
-        let ours = Targets::new().with_default(LevelFilter::INFO).with_targets(
-            ["orgsvc", "ports", "http_adapter", "crypto_adapter", "mongo_adapter", "memory_adapter", "domain"]
-                .map(|target| (target, LevelFilter::DEBUG)),
-        );
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("orgsvc"))
             .with_tracked_inactivity(false)
-            .with_filter(ours)
+            .with_filter(filter_fn(traced))
     });
     let _ = tracing_subscriber::registry().with(lines).with(traces).try_init();
     Ok(Telemetry { tracer: provider })
+}
+
+/// The crates whose debug-level spans are the trace's detail.
+const OWN_CRATES: [&str; 7] =
+    ["orgsvc", "ports", "http_adapter", "crypto_adapter", "mongo_adapter", "memory_adapter", "domain"];
+
+/// What the trace exporter records: the service's own spans down to debug level, and
+/// everything else (other crates' spans, and every event, which become span events) from
+/// info up, so that turning tracing on does not turn debug log events on.
+fn traced(metadata: &Metadata<'_>) -> bool {
+    let own = OWN_CRATES
+        .iter()
+        .any(|name| metadata.target().strip_prefix(name).is_some_and(|rest| rest.is_empty() || rest.starts_with("::")));
+    let floor = if metadata.is_span() && own { Level::DEBUG } else { Level::INFO };
+    *metadata.level() <= floor
 }
