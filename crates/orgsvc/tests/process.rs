@@ -157,6 +157,33 @@ async fn in_flight(port: u16) -> u64 {
         .unwrap_or(0)
 }
 
+/// Stops the service with SIGTERM, checks that it exited cleanly and answers its JSON log
+/// lines.
+fn stopped_json_lines(child: &mut Child) -> Vec<serde_json::Value> {
+    signal(child, "TERM");
+    let stdout = child.stdout.take().expect("stdout");
+    let lines = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .map(|line| serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON line: {line}")))
+        .collect();
+    assert!(child.wait().expect("wait").success());
+    lines
+}
+
+/// Registers a webhook endpoint for these events through the API; the answer's body.
+async fn register_webhook(base: &str, token: &str, url: &str, events: &[&str]) -> serde_json::Value {
+    let hook = reqwest::Client::new()
+        .post(format!("{base}/org/webhooks"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"url": url, "events": events}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(hook.status(), 201);
+    hook.json().await.expect("json")
+}
+
 #[tokio::test]
 async fn json_logs_carry_the_request_id_route_status_and_latency() {
     let port = free_port();
@@ -172,14 +199,7 @@ async fn json_logs_carry_the_request_id_route_status_and_latency() {
     assert_eq!(response.headers()["x-request-id"], "trace-me-42");
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body["request_id"], "trace-me-42", "the problem body names the request");
-    signal(&child, "TERM");
-    let stdout = child.stdout.take().expect("stdout");
-    let lines: Vec<serde_json::Value> = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .map(|line| serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON line: {line}")))
-        .collect();
-    assert!(child.wait().expect("wait").success());
+    let lines = stopped_json_lines(&mut child);
     let served = lines
         .iter()
         .find(|l| l["message"] == "request served" && l["span"]["request_id"] == "trace-me-42")
@@ -650,15 +670,8 @@ async fn webhook_deliveries_survive_kill_9() {
         .await
         .expect("login");
     let token = login.json::<Value>().await.expect("json")["access_token"].as_str().expect("token").to_owned();
-    let hook = client
-        .post(format!("{base}/org/webhooks"))
-        .bearer_auth(&token)
-        .json(&json!({"url": receiver.url, "events": ["organization.renamed"]}))
-        .send()
-        .await
-        .expect("register");
-    assert_eq!(hook.status(), 201);
-    let secret = hook.json::<Value>().await.expect("json")["secret"].as_str().expect("secret").to_owned();
+    let hook = register_webhook(&base, &token, &receiver.url, &["organization.renamed"]).await;
+    let secret = hook["secret"].as_str().expect("secret").to_owned();
 
     let rename = |n: usize| {
         client
@@ -915,14 +928,7 @@ async fn one_traced_session(config: ConfigFile, port: u16, collector: &Collector
         .expect("login");
     assert_eq!(login.status(), 200);
     let token = login.json::<Value>().await.expect("json")["access_token"].as_str().expect("token").to_owned();
-    let hook = client
-        .post(format!("{base}/org/webhooks"))
-        .bearer_auth(&token)
-        .json(&json!({"url": receiver.url, "events": ["organization.renamed"]}))
-        .send()
-        .await
-        .expect("register");
-    assert_eq!(hook.status(), 201);
+    register_webhook(&base, &token, &receiver.url, &["organization.renamed"]).await;
     let renamed = client
         .put(format!("{base}/org/update"))
         .bearer_auth(&token)
@@ -934,14 +940,7 @@ async fn one_traced_session(config: ConfigFile, port: u16, collector: &Collector
     let delivered = receiver.wait_for(Duration::from_secs(30), |received| !received.is_empty()).await;
 
     // SIGTERM: the service sends its last traces before it exits.
-    signal(&child.0, "TERM");
-    let stdout = child.0.stdout.take().expect("stdout");
-    let lines: Vec<Value> = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .map(|line| serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON line: {line}")))
-        .collect();
-    assert!(child.0.wait().expect("wait").success());
+    let lines = stopped_json_lines(&mut child.0);
     let spans = collector.spans();
     let named = |name: &'static str| spans.iter().filter(move |(_, s)| s.name == name).map(|(_, s)| s);
 
