@@ -35,6 +35,9 @@ pub fn test_settings() -> Settings {
     settings.argon2.iterations = 1;
     // Suites make many requests from one address; the rate-limit tests turn limits back on.
     settings.http.rate_limits = http_adapter::RateLimits::off();
+    // Secrets the MongoDB store reads back are sealed, as in a careful deployment (the
+    // repository contract suite runs without a key, which keeps them in clear).
+    settings.sealing_key = Some("a sealing key for the black-box API tests".to_owned().into());
     settings
 }
 

@@ -1,24 +1,25 @@
-//! The credential vault: AES-256-GCM under a key derived (HKDF-SHA256) from the service's
-//! credentials key, a random nonce per seal, and the user's name as associated data, so a
-//! sealed password opens only for the user it was sealed for.
+//! The vault: AES-256-GCM under a key derived (HKDF-SHA256) from the service's sealing key,
+//! a random nonce per seal, and the secret's context (what it belongs to) as associated
+//! data, so a sealed secret opens only for what it was sealed for.
 //!
-//! Layout of a sealed password: a version byte (1), the 12-byte nonce, the ciphertext and
-//! its 16-byte tag.
+//! Layout of a sealed secret: a version byte (1), the 12-byte nonce, the ciphertext and its
+//! 16-byte tag.
 
 use anyhow::{anyhow, bail};
-use domain::{DatabasePassword, DatabaseUser, SealedPassword};
+use domain::SealedSecret;
 use ports::CredentialVault;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::hkdf;
 use ring::rand::{SecureRandom, SystemRandom};
+use secrecy::SecretString;
 
 /// The layout's version.
 const VERSION: u8 = 1;
 
-/// The shortest credentials key accepted, in bytes.
+/// The shortest sealing key accepted, in bytes.
 pub const MIN_VAULT_KEY_BYTES: usize = 32;
 
-/// Seals tenant users' passwords under one key.
+/// Seals secrets under one key.
 pub struct AeadVault {
     key: LessSafeKey,
     random: SystemRandom,
@@ -45,41 +46,37 @@ impl AeadVault {
     /// secret opens what the others sealed.
     pub fn new(secret: &[u8]) -> anyhow::Result<Self> {
         if secret.len() < MIN_VAULT_KEY_BYTES {
-            bail!("the credentials key must be at least {MIN_VAULT_KEY_BYTES} bytes (got {})", secret.len());
+            bail!("the sealing key must be at least {MIN_VAULT_KEY_BYTES} bytes (got {})", secret.len());
         }
         let mut key = [0u8; 32];
-        hkdf::Salt::new(hkdf::HKDF_SHA256, b"orgsvc tenant credentials")
+        hkdf::Salt::new(hkdf::HKDF_SHA256, b"orgsvc sealed secrets")
             .extract(secret)
             .expand(&[b"aes-256-gcm v1"], KeyLength)
             .and_then(|okm| okm.fill(&mut key))
-            .map_err(|_| anyhow!("deriving the credentials key"))?;
-        let key = UnboundKey::new(&AES_256_GCM, &key).map_err(|_| anyhow!("the credentials key"))?;
+            .map_err(|_| anyhow!("deriving the sealing key"))?;
+        let key = UnboundKey::new(&AES_256_GCM, &key).map_err(|_| anyhow!("the sealing key"))?;
         Ok(Self { key: LessSafeKey::new(key), random: SystemRandom::new() })
     }
 }
 
 impl CredentialVault for AeadVault {
-    fn seal(&self, user: &DatabaseUser, password: &DatabasePassword) -> SealedPassword {
+    fn seal(&self, context: &str, secret: &str) -> SealedSecret {
         let mut nonce = [0u8; NONCE_LEN];
         // The operating system's generator does not fail on the platforms the service runs
         // on; a nonce must never repeat, so a failure is not papered over.
         self.random.fill(&mut nonce).unwrap_or_else(|_| panic!("the system's random generator failed"));
-        let mut sealed = Vec::with_capacity(1 + NONCE_LEN + password.expose().len() + AES_256_GCM.tag_len());
+        let mut sealed = Vec::with_capacity(1 + NONCE_LEN + secret.len() + AES_256_GCM.tag_len());
         sealed.push(VERSION);
         sealed.extend_from_slice(&nonce);
-        let mut text = password.expose().as_bytes().to_vec();
+        let mut text = secret.as_bytes().to_vec();
         self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(user.username.as_bytes()),
-                &mut text,
-            )
-            .unwrap_or_else(|_| panic!("a password is far shorter than AES-GCM's limit"));
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context.as_bytes()), &mut text)
+            .unwrap_or_else(|_| panic!("a secret is far shorter than AES-GCM's limit"));
         sealed.extend_from_slice(&text);
-        SealedPassword::from_bytes(sealed)
+        SealedSecret::from_bytes(sealed)
     }
 
-    fn open(&self, user: &DatabaseUser, sealed: &SealedPassword) -> Option<DatabasePassword> {
+    fn open(&self, context: &str, sealed: &SealedSecret) -> Option<SecretString> {
         let (&version, rest) = sealed.as_bytes().split_first()?;
         if version != VERSION || rest.len() < NONCE_LEN {
             return None;
@@ -87,49 +84,44 @@ impl CredentialVault for AeadVault {
         let (nonce, text) = rest.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
         let mut text = text.to_vec();
-        let opened = self.key.open_in_place(nonce, Aad::from(user.username.as_bytes()), &mut text).ok()?;
-        let password = String::from_utf8(opened.to_vec()).ok()?;
-        DatabasePassword::from_generated(password).ok()
+        let opened = self.key.open_in_place(nonce, Aad::from(context.as_bytes()), &mut text).ok()?;
+        String::from_utf8(opened.to_vec()).ok().map(SecretString::from)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use domain::OrgId;
+    use secrecy::ExposeSecret;
 
-    fn password() -> DatabasePassword {
-        DatabasePassword::from_generated("Tenant-password_0123456789abcdefghijkl".to_owned()).expect("password")
-    }
+    const SECRET: &str = "Tenant-password_0123456789abcdefghijkl";
 
     #[test]
-    fn a_sealed_password_opens_only_for_its_user_under_its_key_and_unaltered() {
+    fn a_sealed_secret_opens_only_in_its_context_under_its_key_and_unaltered() {
         let vault = AeadVault::new(&[7; 32]).expect("vault");
-        let (user, other) = (DatabaseUser::of(OrgId::new()), DatabaseUser::of(OrgId::new()));
-        let sealed = vault.seal(&user, &password());
-        assert_eq!(vault.open(&user, &sealed).expect("opens").expose(), password().expose());
+        let sealed = vault.seal("tenant user a", SECRET);
+        assert_eq!(vault.open("tenant user a", &sealed).expect("opens").expose_secret(), SECRET);
         // Every instance with the same key opens it.
-        assert!(AeadVault::new(&[7; 32]).expect("vault").open(&user, &sealed).is_some());
-        assert!(vault.open(&other, &sealed).is_none(), "bound to its user");
-        assert!(AeadVault::new(&[8; 32]).expect("vault").open(&user, &sealed).is_none(), "another key");
+        assert!(AeadVault::new(&[7; 32]).expect("vault").open("tenant user a", &sealed).is_some());
+        assert!(vault.open("tenant user b", &sealed).is_none(), "bound to its context");
+        assert!(AeadVault::new(&[8; 32]).expect("vault").open("tenant user a", &sealed).is_none(), "another key");
         for at in 0..sealed.as_bytes().len() {
             let mut altered = sealed.as_bytes().to_vec();
             altered[at] ^= 1;
-            assert!(vault.open(&user, &SealedPassword::from_bytes(altered)).is_none(), "byte {at} altered");
+            assert!(vault.open("tenant user a", &SealedSecret::from_bytes(altered)).is_none(), "byte {at} altered");
         }
-        assert!(vault.open(&user, &SealedPassword::from_bytes(Vec::new())).is_none());
-        assert!(vault.open(&user, &SealedPassword::from_bytes(sealed.as_bytes()[..20].to_vec())).is_none());
+        assert!(vault.open("tenant user a", &SealedSecret::from_bytes(Vec::new())).is_none());
+        assert!(vault.open("tenant user a", &SealedSecret::from_bytes(sealed.as_bytes()[..20].to_vec())).is_none());
     }
 
     #[test]
-    fn sealing_twice_differs_and_shows_nothing_of_the_password() {
-        let vault = AeadVault::new(b"a credentials key of thirty-two bytes!").expect("vault");
-        let user = DatabaseUser::of(OrgId::new());
-        let (a, b) = (vault.seal(&user, &password()), vault.seal(&user, &password()));
+    fn sealing_twice_differs_and_shows_nothing_of_the_secret() {
+        let vault = AeadVault::new(b"a sealing key of more than thirty-two bytes").expect("vault");
+        let (a, b) = (vault.seal("webhook x", SECRET), vault.seal("webhook x", SECRET));
         assert_ne!(a, b, "a fresh nonce each time");
         let text = String::from_utf8_lossy(a.as_bytes());
         assert!(!text.contains("Tenant-password"), "{text}");
-        assert_eq!(format!("{a:?}"), "SealedPassword(..)");
+        assert_eq!(format!("{a:?}"), "SealedSecret(..)");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::{OrgId, Placement, PlacementKind};
 pub const MIN_DATABASE_PASSWORD_CHARS: usize = 32;
 
 /// A generated database password. It is shown once, to the organization's admin, never
-/// logged, and never stored in clear (only sealed, when the service has a credentials key,
+/// logged, and never stored in clear (only sealed, when the service has a sealing key,
 /// so that a move can recreate the user elsewhere); `Debug` does not show it.
 #[derive(Clone)]
 pub struct DatabasePassword(SecretString);
@@ -57,13 +57,14 @@ impl fmt::Debug for DatabasePassword {
     }
 }
 
-/// A tenant user's password sealed under the service's credentials key (authenticated
-/// encryption bound to the user): what the master database keeps so that a move can
-/// recreate the user, with the same password, on another cluster. Only the key opens it.
+/// A secret the service must read back itself, sealed under its sealing key (authenticated
+/// encryption bound to what the secret belongs to): a tenant user's password, kept so that
+/// a move can recreate the user with it on another cluster; a webhook's signing secret.
+/// Only the key opens it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SealedPassword(Vec<u8>);
+pub struct SealedSecret(Vec<u8>);
 
-impl SealedPassword {
+impl SealedSecret {
     /// Sealed bytes, as a vault made them or a store kept them.
     pub fn from_bytes(bytes: Vec<u8>) -> Self {
         Self(bytes)
@@ -75,9 +76,9 @@ impl SealedPassword {
     }
 }
 
-impl fmt::Debug for SealedPassword {
+impl fmt::Debug for SealedSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SealedPassword(..)")
+        f.write_str("SealedSecret(..)")
     }
 }
 
@@ -103,6 +104,11 @@ impl DatabaseUser {
     /// ```
     pub fn of(id: OrgId) -> Self {
         Self { username: format!("orgsvc_u_{}", id.as_uuid().simple()), auth_source: Placement::database_of(id) }
+    }
+
+    /// What this user's sealed password is bound to: it opens for no other user.
+    pub fn sealing_context(&self) -> String {
+        format!("tenant user {}", self.username)
     }
 }
 

@@ -189,3 +189,10 @@ impl MessageId {
         Self(EventId::at(at).as_uuid())
     }
 }
+
+impl WebhookId {
+    /// What this endpoint's sealed signing secret is bound to: it opens for no other one.
+    pub fn sealing_context(&self) -> String {
+        format!("webhook {self}")
+    }
+}

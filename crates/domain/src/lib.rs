@@ -40,7 +40,7 @@ pub use api_keys::{
 pub use collection::{CollectionName, CollectionNameError, CollectionNaming};
 pub use credentials::{
     CredentialsError, DatabaseCredentials, DatabasePassword, DatabasePasswordError, DatabaseUser,
-    MIN_DATABASE_PASSWORD_CHARS, SealedPassword,
+    MIN_DATABASE_PASSWORD_CHARS, SealedSecret,
 };
 pub use email::{Email, EmailError, MAX_EMAIL_BYTES};
 pub use entities::{Admin, NewAdmin, NewOrganization, Organization, OrganizationChanges, Rename};

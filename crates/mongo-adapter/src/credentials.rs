@@ -6,8 +6,9 @@
 //! message could quote the command.
 
 use anyhow::anyhow;
-use domain::{DatabasePassword, DatabaseUser, Organization, SealedPassword, StoreError};
+use domain::{DatabasePassword, DatabaseUser, Organization, SealedSecret, StoreError};
 use mongodb::bson::{self, Document, doc};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::MongoStore;
@@ -24,8 +25,8 @@ pub(crate) struct TenantUserDoc {
 }
 
 impl TenantUserDoc {
-    fn sealed(&self) -> SealedPassword {
-        SealedPassword::from_bytes(self.sealed.bytes.clone())
+    fn sealed(&self) -> SealedSecret {
+        SealedSecret::from_bytes(self.sealed.bytes.clone())
     }
 }
 
@@ -117,7 +118,7 @@ impl MongoStore {
                 let (placement, cluster_field) = OrgDoc::placement_fields(&org.placement);
                 let sealed = bson::Binary {
                     subtype: bson::spec::BinarySubtype::Generic,
-                    bytes: vault.seal(&user, password).as_bytes().to_vec(),
+                    bytes: vault.seal(&user.sealing_context(), password.expose()).as_bytes().to_vec(),
                 };
                 let kept = TenantUserDoc { username: user.username.clone(), sealed };
                 let filter = doc! {
@@ -159,10 +160,12 @@ impl MongoStore {
         let (Some(vault), Some(kept), true) = (&self.vault, &org.tenant_user, own_database) else { return Ok(None) };
         let id = domain::OrgId::parse(&org.id).map_err(|e| anyhow!("organization id: {e}"))?;
         let user = DatabaseUser::of(id);
-        let Some(password) = vault.open(&user, &kept.sealed()) else {
+        let opened = vault.open(&user.sealing_context(), &kept.sealed());
+        let Some(password) = opened.and_then(|p| DatabasePassword::from_generated(p.expose_secret().to_owned()).ok())
+        else {
             tracing::warn!(
                 organization_id = %org.id,
-                "the database user's password cannot be opened (another credentials key?): the user stays behind"
+                "the database user's password cannot be opened (another sealing key?): the user stays behind"
             );
             return Ok(None);
         };

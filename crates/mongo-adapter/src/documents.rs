@@ -138,7 +138,7 @@ pub(crate) struct OrgDoc {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outbox: Vec<crate::webhooks::EventDoc>,
     /// The organization's database user's password, sealed (see `credentials`): kept only
-    /// when the service has a credentials key, so that a move can recreate the user.
+    /// when the service has a sealing key, so that a move can recreate the user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_user: Option<crate::credentials::TenantUserDoc>,
 }

@@ -81,8 +81,8 @@ pub struct MongoStore {
     move_batch: u32,
     /// How long a moved organization's source is kept, fenced, after the switch.
     move_grace: Duration,
-    /// Seals tenant users' passwords so that moves can carry the users to other clusters;
-    /// none without a credentials key.
+    /// Seals tenant users' passwords (so that moves can carry the users to other clusters)
+    /// and webhook signing secrets; none without a sealing key.
     vault: Option<Arc<dyn ports::CredentialVault>>,
     /// A placement every new organization gets whatever it asked for, so that the test
     /// suites written for the default placement run on every placement.
@@ -133,7 +133,8 @@ impl MongoStore {
 
     /// This store with a vault: tenant users' passwords are kept sealed, and a move to a
     /// database of the organization's own on another cluster recreates its user there with
-    /// the same password. Without one, a move drops the user with the source.
+    /// the same password (without one, a move drops the user with the source); webhook
+    /// signing secrets are stored sealed instead of in clear.
     pub fn with_vault(self, vault: Arc<dyn ports::CredentialVault>) -> Self {
         Self { vault: Some(vault), ..self }
     }

@@ -133,8 +133,13 @@ struct WebhookDoc {
     org_id: String,
     url: String,
     events: Vec<String>,
-    /// The signing secret: needed to sign, so kept (see docs/security.md).
-    secret: String,
+    /// The signing secret, in clear: kept so (it is needed to sign) only where the store
+    /// has no vault (see docs/security.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+    /// The signing secret sealed by the store's vault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sealed_secret: Option<bson::Binary>,
     created_at: bson::DateTime,
     cursor: i64,
     head: i64,
@@ -209,6 +214,44 @@ impl DeliveryDoc {
 }
 
 impl MongoStore {
+    /// How an endpoint's signing secret is kept: sealed by the vault if the store has one,
+    /// else in clear (as `(clear, sealed)`).
+    fn kept_secret(&self, id: WebhookId, secret: &WebhookSecret) -> (Option<String>, Option<bson::Binary>) {
+        let clear = secret.expose().expose_secret();
+        match &self.vault {
+            Some(vault) => {
+                let sealed = vault.seal(&id.sealing_context(), clear);
+                let bytes = sealed.as_bytes().to_vec();
+                (None, Some(bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes }))
+            }
+            None => (Some(clear.to_owned()), None),
+        }
+    }
+
+    /// An endpoint's signing secret, opened if sealed. A sealed one the vault cannot open
+    /// (no vault, or another key) fails the delivery loudly rather than sign with nothing.
+    fn signing_secret(&self, endpoint: &WebhookDoc) -> Result<WebhookSecret, StoreError> {
+        let clear = match (&endpoint.secret, &endpoint.sealed_secret) {
+            (Some(clear), _) => clear.clone(),
+            (None, Some(sealed)) => {
+                let id = WebhookId::parse(&endpoint.id).map_err(unknown)?;
+                let sealed = domain::SealedSecret::from_bytes(sealed.bytes.clone());
+                let opened = self.vault.as_ref().and_then(|vault| vault.open(&id.sealing_context(), &sealed));
+                let opened = opened.ok_or_else(|| {
+                    StoreError::Unknown(anyhow::anyhow!(
+                        "webhook {id}: its signing secret is sealed under a key this instance does not have \
+                         (ORGSVC_SEALING_KEY)"
+                    ))
+                })?;
+                opened.expose_secret().to_owned()
+            }
+            (None, None) => {
+                return Err(StoreError::Unknown(anyhow::anyhow!("webhook {}: no signing secret", endpoint.id)));
+            }
+        };
+        WebhookSecret::parse(&clear).map_err(unknown)
+    }
+
     fn outbox(&self) -> mongodb::Collection<OutboxDoc> {
         self.master.collection(OUTBOX)
     }
@@ -396,12 +439,14 @@ impl WebhookRepository for MongoStore {
         let org = endpoint.organization_id.to_string();
         // From now on: the endpoint starts after the latest event published so far.
         let head = db(self.organizations.find_one(doc! {"_id": &org}).await)?.map_or(0, |o| o.event_seq);
+        let (secret, sealed_secret) = self.kept_secret(endpoint.id, secret);
         let stored = WebhookDoc {
             id: endpoint.id.to_string(),
             org_id: org,
             url: endpoint.url.as_str().to_owned(),
             events: endpoint.events.names().into_iter().map(str::to_owned).collect(),
-            secret: secret.expose().expose_secret().to_owned(),
+            secret,
+            sealed_secret,
             created_at: to_bson_time(endpoint.created_at),
             cursor: head,
             head,
@@ -440,7 +485,10 @@ impl WebhookRepository for MongoStore {
             .webhooks()
             .update_one(
                 doc! {"_id": id.to_string(), "org_id": org.to_string()},
-                doc! {"$set": {"secret": secret.expose().expose_secret()}},
+                match self.kept_secret(id, secret) {
+                    (Some(clear), _) => doc! {"$set": {"secret": clear}, "$unset": {"sealed_secret": ""}},
+                    (None, sealed) => doc! {"$set": {"sealed_secret": sealed}, "$unset": {"secret": ""}},
+                },
             )
             .await)?;
         Ok(updated.matched_count == 1)
@@ -491,7 +539,7 @@ impl WebhookRepository for MongoStore {
                 Some(event) => {
                     return Ok(Some(DeliveryTask {
                         endpoint: endpoint.to_domain()?,
-                        secret: WebhookSecret::parse(&endpoint.secret).map_err(unknown)?,
+                        secret: self.signing_secret(&endpoint)?,
                         event: event.to_domain()?,
                         attempts_before: endpoint.attempts,
                         first_attempt_at: endpoint.first_attempt_at.map(from_bson_time).transpose().map_err(unknown)?,

@@ -1,8 +1,9 @@
 //! Per-tenant database credentials, proven on a test server that requires authentication
 //! (SecantusDB with `--auth`, the service connected as its root user): the tenant's user
 //! reads and writes its own database and nothing else, a rotation refuses the old password
-//! at once, and deleting the organization drops the user. With a credentials key, the user
-//! moves with its tenant to another cluster, password and all.
+//! at once, and deleting the organization drops the user. With a sealing key, the user
+//! moves with its tenant to another cluster, password and all, and webhook signing secrets
+//! are stored sealed.
 
 use domain::{ClusterName, DatabasePassword, DatabaseUser, Organization, Placement, PlacementKind};
 use mongo_adapter::test_support::{
@@ -120,7 +121,7 @@ async fn raw_record(store: &MongoStore, org: &Organization) -> Document {
     organizations.find_one(doc! {"_id": org.id.to_string()}).await.expect("read").expect("the record")
 }
 
-/// With a credentials key, a tenant's database user moves with it to a database of its own
+/// With a sealing key, a tenant's database user moves with it to a database of its own
 /// on another cluster: the same name and password work there, another password does not,
 /// and the source's user is gone with the source; a move to a placement that shares its
 /// database leaves the user behind and the record forgets it. (The servers check SCRAM
@@ -129,7 +130,7 @@ async fn raw_record(store: &MongoStore, org: &Organization) -> Document {
 async fn a_database_user_moves_with_its_tenant_to_another_cluster() {
     let mut settings = fresh_settings_with_second_cluster(URI_VARIABLE);
     settings.move_grace = std::time::Duration::ZERO;
-    let vault = crypto_adapter::AeadVault::new(b"a credentials key of more than thirty-two bytes").expect("vault");
+    let vault = crypto_adapter::AeadVault::new(b"a sealing key of more than thirty-two bytes").expect("vault");
     let store = MongoStore::open(&settings).await.expect("open").with_vault(std::sync::Arc::new(vault));
     let own = |cluster| Placement { kind: PlacementKind::Database, cluster };
     let org = store
@@ -164,10 +165,10 @@ async fn a_database_user_moves_with_its_tenant_to_another_cluster() {
     assert!(!can_write(&store, &org, &user, rotated.expose()).await, "dropped with its database");
 }
 
-/// Without a credentials key nothing is kept, and a move leaves the user behind (the admin
+/// Without a sealing key nothing is kept, and a move leaves the user behind (the admin
 /// rotates to get one where the tenant went).
 #[tokio::test]
-async fn without_a_credentials_key_a_move_leaves_the_user_behind() {
+async fn without_a_sealing_key_a_move_leaves_the_user_behind() {
     let mut settings = fresh_settings_with_second_cluster(URI_VARIABLE);
     settings.move_grace = std::time::Duration::ZERO;
     let store = MongoStore::open(&settings).await.expect("open");
@@ -183,4 +184,62 @@ async fn without_a_credentials_key_a_move_leaves_the_user_behind() {
     assert!(!can_write(&store, &moved, &user, secret.expose()).await, "no user on the new cluster");
     let user = store.set_database_user(&moved, &password(4)).await.expect("rotate there");
     assert!(can_write(&store, &moved, &user, password(4).expose()).await);
+}
+
+/// With a sealing key, a webhook's signing secret is stored sealed (never in clear), opens
+/// for deliveries, stays sealed when rotated, and an instance without the key cannot sign
+/// with it (an error, not an unsigned delivery).
+#[tokio::test]
+async fn webhook_signing_secrets_are_stored_sealed_with_a_sealing_key() {
+    use domain::{Endpoint, EndpointPolicy, EventFilter, OrganizationChanges, OrganizationName, Rename, WebhookId};
+    use domain::{WebhookSecret, WebhookUrl};
+    use ports::WebhookRepository;
+    use secrecy::ExposeSecret;
+
+    let settings = fresh_settings(URI_VARIABLE);
+    let plain = MongoStore::open(&settings).await.expect("open");
+    let vault = crypto_adapter::AeadVault::new(b"a sealing key of more than thirty-two bytes").expect("vault");
+    let store = plain.clone().with_vault(std::sync::Arc::new(vault));
+    let org = store.create(new_organization("Hooked", "h@hooked.test")).await.expect("create");
+    let endpoint = Endpoint {
+        id: WebhookId::new(),
+        organization_id: org.id,
+        url: WebhookUrl::parse("https://hooks.example.com/in", EndpointPolicy::default()).expect("url"),
+        events: EventFilter::parse(["*"]).expect("filter"),
+        created_at: org.created_at,
+    };
+    let first = WebhookSecret::from_entropy([3; domain::WEBHOOK_SECRET_BYTES]);
+    store.create_endpoint(&endpoint, &first).await.expect("register");
+    let raw = || async {
+        let webhooks = store.master().collection::<Document>("webhooks");
+        webhooks.find_one(doc! {"_id": endpoint.id.to_string()}).await.expect("read").expect("the endpoint")
+    };
+    let stored = raw().await;
+    assert!(stored.get("secret").is_none(), "no clear secret: {stored:?}");
+    assert!(stored.get_binary_generic("sealed_secret").is_ok(), "{stored:?}");
+    assert!(!format!("{stored:?}").contains(first.expose().expose_secret().trim_start_matches("whsec_")));
+
+    // A rename publishes an event; the delivery task carries the opened secret.
+    let name = OrganizationName::parse("Hooked Again").expect("name");
+    let rename = Rename::new(org.id, name, domain::CollectionNaming::Key);
+    let changes = OrganizationChanges { rename: Some(rename), email: None, password_hash: None, at: org.updated_at };
+    store.update(org.id, changes).await.expect("rename");
+    let lease = std::time::Duration::from_secs(30);
+    let now = chrono::Utc::now() + chrono::Duration::seconds(1);
+    // An instance without the key cannot sign: it says so instead.
+    let error = plain.next_delivery(now, lease).await.expect_err("no key").to_string();
+    assert!(error.contains("ORGSVC_SEALING_KEY"), "{error}");
+    let expired = now + chrono::Duration::seconds(60);
+    let task = store.next_delivery(expired, lease).await.expect("next").expect("a delivery");
+    assert_eq!(task.secret.expose().expose_secret(), first.expose().expose_secret());
+
+    let second = WebhookSecret::from_entropy([4; domain::WEBHOOK_SECRET_BYTES]);
+    assert!(store.rotate_endpoint_secret(org.id, endpoint.id, &second).await.expect("rotate"));
+    let stored = raw().await;
+    assert!(stored.get("secret").is_none() && stored.get_binary_generic("sealed_secret").is_ok(), "{stored:?}");
+    // A store without a vault keeps it in clear, and rotating there replaces the sealed one.
+    assert!(plain.rotate_endpoint_secret(org.id, endpoint.id, &first).await.expect("rotate"));
+    let stored = raw().await;
+    assert_eq!(stored.get_str("secret").expect("clear"), first.expose().expose_secret());
+    assert!(stored.get("sealed_secret").is_none(), "{stored:?}");
 }

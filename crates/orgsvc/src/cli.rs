@@ -425,7 +425,7 @@ async fn mongo_store(settings: &Settings) -> anyhow::Result<MongoStore> {
     }
     let store = MongoStore::connect(&settings.mongodb).await.context("connecting to MongoDB")?;
     // Moves run from the command line carry tenant users as the service's would.
-    Ok(match settings.credential_vault()? {
+    Ok(match settings.vault()? {
         Some(vault) => store.with_vault(vault),
         None => store,
     })

@@ -107,7 +107,7 @@ impl Application {
             }
             Storage::MongoDb => {
                 let mut store = MongoStore::open(&settings.mongodb).await.context("opening the MongoDB store")?;
-                if let Some(vault) = settings.credential_vault()? {
+                if let Some(vault) = settings.vault()? {
                     store = store.with_vault(vault);
                 }
                 let store = Arc::new(store);

@@ -1,16 +1,19 @@
-//! The credential vault port: seals the secrets the service must read back itself (a tenant
-//! database user's password, so that a move can recreate the user with the same password
-//! on another cluster) under a key only the service holds.
+//! The vault port: seals the secrets the service must read back itself (a tenant database
+//! user's password, so that a move can recreate the user with the same password on another
+//! cluster; a webhook's signing secret, needed to sign) under a key only the service holds.
 
-use domain::{DatabasePassword, DatabaseUser, SealedPassword};
+use domain::SealedSecret;
+use secrecy::SecretString;
 
-/// Seals and opens tenant users' passwords.
+/// Seals and opens secrets, each bound to what it belongs to.
 pub trait CredentialVault: Send + Sync {
-    /// Seals `password`, bound to `user`: it opens only for the same user, so a sealed
-    /// password copied onto another organization's record opens nowhere.
-    fn seal(&self, user: &DatabaseUser, password: &DatabasePassword) -> SealedPassword;
+    /// Seals `secret`, bound to `context` (what it belongs to, such as
+    /// [`DatabaseUser::sealing_context`](domain::DatabaseUser::sealing_context)): it opens
+    /// only with the same context, so a sealed secret copied onto another record opens
+    /// nowhere.
+    fn seal(&self, context: &str, secret: &str) -> SealedSecret;
 
-    /// Opens what [`seal`](Self::seal) sealed for `user`; `None` when it was sealed for
-    /// another user or under another key, or altered.
-    fn open(&self, user: &DatabaseUser, sealed: &SealedPassword) -> Option<DatabasePassword>;
+    /// Opens what [`seal`](Self::seal) sealed with `context`; `None` when it was sealed
+    /// with another context or under another key, or altered.
+    fn open(&self, context: &str, sealed: &SealedSecret) -> Option<SecretString>;
 }

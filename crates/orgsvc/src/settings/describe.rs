@@ -72,7 +72,7 @@ impl Settings {
             ("ORGSVC_PLACEMENT", self.placement.kind.as_str().to_owned()),
             ("ORGSVC_PLACEMENT_CLUSTER", self.placement.cluster.to_string()),
             ("ORGSVC_TENANT_CREDENTIALS", self.tenant_credentials.to_string()),
-            ("ORGSVC_TENANT_CREDENTIALS_KEY", redacted(self.tenant_credentials_key.is_some())),
+            ("ORGSVC_SEALING_KEY", redacted(self.sealing_key.is_some())),
             (
                 "ORGSVC_CLUSTERS",
                 self.mongodb

@@ -149,11 +149,13 @@ pub struct Settings {
     /// their own (`ORGSVC_TENANT_CREDENTIALS`); the service's MongoDB user then needs user
     /// administration rights.
     pub tenant_credentials: bool,
-    /// The key that seals tenant users' passwords in the master database, so that a move to
-    /// another cluster recreates the user there with the same password
-    /// (`ORGSVC_TENANT_CREDENTIALS_KEY`, at least 32 bytes; unset: the user stays behind and
-    /// the admin rotates after such a move).
-    pub tenant_credentials_key: Option<SecretString>,
+    /// The key that seals the secrets the service must read back itself
+    /// (`ORGSVC_SEALING_KEY`, at least 32 bytes, the same on every instance): tenant users'
+    /// passwords, so that a move to another cluster recreates the user there with the same
+    /// password, and webhook signing secrets, so that they are not kept in clear. Unset: no
+    /// password is kept (the user stays behind on such a move) and signing secrets are kept
+    /// in clear.
+    pub sealing_key: Option<SecretString>,
     /// Development or production (`ORGSVC_ENV`).
     pub environment: Environment,
     /// Log format (`ORGSVC_LOG_FORMAT`: `text` or `json`; JSON by default in production).
@@ -216,7 +218,7 @@ impl Default for Settings {
             collection_naming: CollectionNaming::Key,
             placement: domain::Placement::default(),
             tenant_credentials: false,
-            tenant_credentials_key: None,
+            sealing_key: None,
             environment: Environment::Development,
             log_format: LogFormat::Text,
             shutdown_grace: Duration::from_secs(30),
@@ -337,11 +339,11 @@ impl Settings {
         Ok(())
     }
 
-    /// The vault that seals tenant users' passwords, when a credentials key is set.
-    pub fn credential_vault(&self) -> anyhow::Result<Option<std::sync::Arc<dyn ports::CredentialVault>>> {
-        let Some(key) = &self.tenant_credentials_key else { return Ok(None) };
+    /// The vault that seals the secrets the service reads back, when a sealing key is set.
+    pub fn vault(&self) -> anyhow::Result<Option<std::sync::Arc<dyn ports::CredentialVault>>> {
+        let Some(key) = &self.sealing_key else { return Ok(None) };
         let vault = crypto_adapter::AeadVault::new(key.expose_secret().as_bytes())
-            .map_err(|e| anyhow::anyhow!("ORGSVC_TENANT_CREDENTIALS_KEY: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("ORGSVC_SEALING_KEY: {e}"))?;
         Ok(Some(std::sync::Arc::new(vault)))
     }
 

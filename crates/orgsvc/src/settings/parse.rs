@@ -170,18 +170,18 @@ impl Settings {
             }
             self.placement.cluster = name;
         }
-        if let Some(v) = get(&raw.tenant_credentials_key) {
+        if let Some(v) = get(&raw.sealing_key) {
             // Checked here, so that a short key is refused before anything starts; the
             // value itself is never quoted.
             if v.trim().len() < crypto_adapter::MIN_VAULT_KEY_BYTES {
                 bail!(
-                    "ORGSVC_TENANT_CREDENTIALS_KEY: must be at least {} bytes (got {}): generate one with \
+                    "ORGSVC_SEALING_KEY: must be at least {} bytes (got {}): generate one with \
                      `openssl rand -base64 48`",
                     crypto_adapter::MIN_VAULT_KEY_BYTES,
                     v.trim().len()
                 );
             }
-            self.tenant_credentials_key = Some(SecretString::from(v.trim().to_owned()));
+            self.sealing_key = Some(SecretString::from(v.trim().to_owned()));
         }
         if let Some(v) = get(&raw.tenant_credentials) {
             self.tenant_credentials = boolean("ORGSVC_TENANT_CREDENTIALS", &v)?;

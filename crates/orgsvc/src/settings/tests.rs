@@ -381,15 +381,15 @@ fn tracing_is_off_by_default_and_the_collector_is_a_plain_http_address() {
 
 #[test]
 fn the_credentials_key_is_long_enough_secret_and_makes_a_vault() {
-    assert!(from(&[]).expect("defaults").credential_vault().expect("no key").is_none());
-    let error = format!("{:#}", from(&[("ORGSVC_TENANT_CREDENTIALS_KEY", "short-and-secret")]).expect_err("short"));
-    assert!(error.contains("ORGSVC_TENANT_CREDENTIALS_KEY") && error.contains("at least 32 bytes"), "{error}");
+    assert!(from(&[]).expect("defaults").vault().expect("no key").is_none());
+    let error = format!("{:#}", from(&[("ORGSVC_SEALING_KEY", "short-and-secret")]).expect_err("short"));
+    assert!(error.contains("ORGSVC_SEALING_KEY") && error.contains("at least 32 bytes"), "{error}");
     assert!(!error.contains("short-and-secret"), "{error}");
-    let key = "a credentials key of more than thirty-two bytes";
-    let s = from(&[("ORGSVC_TENANT_CREDENTIALS_KEY", key)]).expect("settings");
-    assert!(s.credential_vault().expect("vault").is_some());
+    let key = "a sealing key of more than thirty-two bytes";
+    let s = from(&[("ORGSVC_SEALING_KEY", key)]).expect("settings");
+    assert!(s.vault().expect("vault").is_some());
     let described = s.describe();
-    let shown = described.iter().find(|(name, _)| *name == "ORGSVC_TENANT_CREDENTIALS_KEY").expect("described");
+    let shown = described.iter().find(|(name, _)| *name == "ORGSVC_SEALING_KEY").expect("described");
     assert_eq!(shown.1, REDACTED);
     assert!(!format!("{s:?}").contains(key), "Debug shows no key");
 }
