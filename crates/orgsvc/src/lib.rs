@@ -107,8 +107,13 @@ impl Application {
             }
             Storage::MongoDb => {
                 let mut store = MongoStore::open(&settings.mongodb).await.context("opening the MongoDB store")?;
-                if let Some(vault) = settings.vault()? {
-                    store = store.with_vault(vault);
+                match settings.vault()? {
+                    Some(vault) => store = store.with_vault(vault),
+                    None if settings.environment == Environment::Production => tracing::warn!(
+                        "ORGSVC_SEALING_KEY is not set: webhook signing secrets are stored in clear, and tenant \
+                         database users stay behind when their tenant moves to another cluster"
+                    ),
+                    None => {}
                 }
                 let store = Arc::new(store);
                 let reconciler = reconcile_now_and_then(Arc::clone(&store), settings.reconcile_interval).await?;
