@@ -37,7 +37,7 @@ pub use openapi::ApiDoc;
 pub use problem::{Problem, ProblemField};
 pub use ratelimit::{Limited, RateLimiter, RateLimits};
 pub use sender::{DELIVERY_TIMEOUT, HttpWebhookSender};
-pub use trace::{TraceHeaders, TracePropagation};
+pub use trace::{ServedRequest, TraceHeaders, TracePropagation};
 
 /// The largest request body accepted, in bytes; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::AppState;
 use crate::client::{REQUEST_ID_HEADER, RequestId, acceptable_request_id};
-use crate::trace::TraceHeaders;
+use crate::trace::{ServedRequest, TraceHeaders};
 
 tokio::task_local! {
     /// The id of the request this task is serving, for problem bodies.
@@ -101,20 +101,30 @@ where
     let method = req.method().as_str().to_owned();
     // The span names the request; its outcome is in the "request served" line, not
     // recorded on the span (each record re-encodes the span's fields).
-    let span = tracing::info_span!(
-        "request",
-        method = %method,
-        route = %route,
-        request_id = %id,
-        trace_id = tracing::field::Empty,
-    );
-    if let Some(trace) = state.as_ref().and_then(|state| state.trace.as_deref()) {
-        let header = |name: &str| req.headers().get(name).and_then(|value| value.to_str().ok());
-        let headers = TraceHeaders { traceparent: header("traceparent"), tracestate: header("tracestate") };
-        if let Some(trace_id) = trace.continue_trace(&span, headers) {
-            span.record("trace_id", trace_id);
+    let trace = state.as_ref().and_then(|state| state.trace.clone());
+    let span = match &trace {
+        // Traced, the span is named as OpenTelemetry's HTTP conventions say ("GET /org/get"):
+        // the `otel.` fields name and kind the exported span and stay out of log lines.
+        Some(trace) => {
+            let span = tracing::info_span!(
+                "request",
+                method = %method,
+                route = %route,
+                request_id = %id,
+                trace_id = tracing::field::Empty,
+                otel.name = %format_args!("{method} {route}"),
+                otel.kind = "server",
+            );
+            let header = |name: &str| req.headers().get(name).and_then(|value| value.to_str().ok());
+            let headers = TraceHeaders { traceparent: header("traceparent"), tracestate: header("tracestate") };
+            let served = ServedRequest { method: &method, route: &route };
+            if let Some(trace_id) = trace.continue_trace(&span, headers, served) {
+                span.record("trace_id", trace_id);
+            }
+            span
         }
-    }
+        None => tracing::info_span!("request", method = %method, route = %route, request_id = %id),
+    };
     if let Some(state) = &state {
         state.metrics.in_flight.inc();
     }
@@ -132,6 +142,9 @@ where
             m.in_flight.dec();
             m.requests.with_label_values(&[route.as_str(), method.as_str(), status_class(status)]).inc();
             m.latency.with_label_values(&[route.as_str(), method.as_str()]).observe(elapsed.as_secs_f64());
+        }
+        if let Some(trace) = &trace {
+            trace.answered(&span, status);
         }
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
         span.in_scope(|| tracing::info!(status, latency_ms, "request served"));

@@ -857,6 +857,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+fn int_attribute(span: &opentelemetry_proto::tonic::trace::v1::Span, key: &str) -> Option<i64> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    span.attributes.iter().find(|a| a.key == key).and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+        Value::IntValue(value) => Some(*value),
+        _ => None,
+    })
+}
+
 fn string_attribute(span: &opentelemetry_proto::tonic::trace::v1::Span, key: &str) -> Option<String> {
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
     span.attributes.iter().find(|a| a.key == key).and_then(|a| match a.value.as_ref()?.value.as_ref()? {
@@ -944,13 +952,25 @@ async fn one_traced_session(config: ConfigFile, port: u16, collector: &Collector
     let spans = collector.spans();
     let named = |name: &'static str| spans.iter().filter(move |(_, s)| s.name == name).map(|(_, s)| s);
 
-    // The request continues the caller's trace.
-    let request = named("request")
-        .find(|s| string_attribute(s, "request_id").as_deref() == Some("traced-create"))
-        .unwrap_or_else(|| panic!("no request span in {:#?}", spans.iter().map(|(_, s)| &s.name).collect::<Vec<_>>()));
+    // The request continues the caller's trace, named and described as OpenTelemetry's HTTP
+    // conventions say.
+    let of_request = |request_id: &str| {
+        spans
+            .iter()
+            .map(|(_, s)| s)
+            .find(|s| string_attribute(s, "request_id").as_deref() == Some(request_id))
+            .unwrap_or_else(|| {
+                panic!("no span of {request_id} in {:#?}", spans.iter().map(|(_, s)| &s.name).collect::<Vec<_>>())
+            })
+    };
+    let request = of_request("traced-create");
     assert_eq!(hex(&request.trace_id), TRACE);
     assert_eq!(hex(&request.parent_span_id), CALLER);
-    assert_eq!(string_attribute(request, "route").as_deref(), Some("/org/create"));
+    assert_eq!(request.name, "POST /org/create");
+    assert_eq!(request.kind, opentelemetry_proto::tonic::trace::v1::span::SpanKind::Server as i32);
+    assert_eq!(string_attribute(request, "http.route").as_deref(), Some("/org/create"));
+    assert_eq!(string_attribute(request, "http.request.method").as_deref(), Some("POST"));
+    assert_eq!(int_attribute(request, "http.response.status_code"), Some(201));
     assert!(spans.iter().all(|(service, _)| service == "orgsvc"), "the resource names the service");
     // Below it, the use case; below that, the password's hashing and the store's create.
     let child_of = |parent: &opentelemetry_proto::tonic::trace::v1::Span, name: &'static str| {
@@ -969,9 +989,8 @@ async fn one_traced_session(config: ConfigFile, port: u16, collector: &Collector
     }
 
     // A request without a traceparent gets a trace of its own, verification included.
-    let login = named("request")
-        .find(|s| string_attribute(s, "request_id").as_deref() == Some("traced-login"))
-        .expect("the login's span");
+    let login = of_request("traced-login");
+    assert_eq!(login.name, "POST /admin/login");
     assert!(login.parent_span_id.is_empty(), "a root span");
     assert_ne!(hex(&login.trace_id), TRACE);
     child_of(&child_of(login, "use_case.login"), "password_hash");
@@ -986,6 +1005,7 @@ async fn one_traced_session(config: ConfigFile, port: u16, collector: &Collector
     };
     assert_eq!(served("traced-create")["span"]["trace_id"], TRACE);
     assert_eq!(served("traced-login")["span"]["trace_id"], hex(&login.trace_id));
+    assert!(lines.iter().all(|l| l["span"].get("otel.name").is_none()), "span names stay out of the logs");
 
     // The delivery sends its trace along: the receiver's work would join it.
     let traceparent = delivered[0].header("traceparent").to_owned();

@@ -75,7 +75,8 @@ struct Fragments<'a> {
 
 impl Fragments<'_> {
     fn field(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
-        if self.result.is_err() {
+        // `otel.` fields are for the trace exporter (a span's name and kind), not the log.
+        if self.result.is_err() || field.name().starts_with("otel.") {
             return;
         }
         self.result = (|| {
@@ -190,7 +191,13 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             let outer = tracing::info_span!("outer", ignored = 1);
             let _outer = outer.enter();
-            let span = tracing::info_span!("request", route = "/org/get", request_id = %"id \"42\"", n = 7u64);
+            let span = tracing::info_span!(
+                "request",
+                route = "/org/get",
+                request_id = %"id \"42\"",
+                n = 7u64,
+                otel.name = "GET /org/get"
+            );
             span.in_scope(|| {
                 tracing::info!(status = 404u16, latency_ms = 1.5, ok = false, weird = f64::NAN, "request\tserved\u{1}");
             });
@@ -212,6 +219,7 @@ mod tests {
         assert_eq!(served["span"]["route"], "/org/get");
         assert_eq!(served["span"]["request_id"], "id \"42\"");
         assert_eq!(served["span"]["n"], 7);
+        assert!(served["span"].get("otel.name").is_none(), "for the exporter only: {served}");
         assert!(served["target"].as_str().is_some_and(|t| t.contains("json")));
         assert_eq!(lines[1]["error"], "a\\b\nc");
         assert_eq!(lines[1]["span"]["name"], "outer");

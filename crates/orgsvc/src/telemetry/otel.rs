@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use http_adapter::{TraceHeaders, TracePropagation};
+use http_adapter::{ServedRequest, TraceHeaders, TracePropagation};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{Status, TraceContextExt};
 use opentelemetry_http::{HttpClient, HttpError};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
@@ -118,14 +118,29 @@ impl Extractor for Incoming<'_> {
 }
 
 impl TracePropagation for OtelPropagation {
-    fn continue_trace(&self, span: &tracing::Span, headers: TraceHeaders<'_>) -> Option<String> {
+    fn continue_trace(
+        &self,
+        span: &tracing::Span,
+        headers: TraceHeaders<'_>,
+        request: ServedRequest<'_>,
+    ) -> Option<String> {
         if headers.traceparent.is_some() {
             // An invalid traceparent gives an empty context, and the span starts a trace.
             let _ = span.set_parent(self.propagator.extract(&Incoming(headers)));
         }
+        span.set_attribute("http.request.method", request.method.to_owned());
+        span.set_attribute("http.route", request.route.to_owned());
         let context = span.context();
         let span_context = context.span().span_context().clone();
         span_context.is_valid().then(|| span_context.trace_id().to_string())
+    }
+
+    fn answered(&self, span: &tracing::Span, status: u16) {
+        span.set_attribute("http.response.status_code", i64::from(status));
+        // A server span is in error for a 5xx only: a 4xx is the client's (the conventions).
+        if status >= 500 {
+            span.set_status(Status::error(""));
+        }
     }
 
     fn outgoing_headers(&self, span: &tracing::Span) -> Vec<(String, String)> {
