@@ -8,7 +8,7 @@
 use anyhow::anyhow;
 use domain::{DatabasePassword, DatabaseUser, Organization, SealedSecret, StoreError};
 use mongodb::bson::{self, Document, doc};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::MongoStore;
@@ -22,12 +22,6 @@ use crate::errors::{code, db, is_unreachable};
 pub(crate) struct TenantUserDoc {
     pub username: String,
     pub sealed: bson::Binary,
-}
-
-impl TenantUserDoc {
-    fn sealed(&self) -> SealedSecret {
-        SealedSecret::from_bytes(self.sealed.bytes.clone())
-    }
 }
 
 /// The role of an organization's user: read and write its own database, nothing else.
@@ -100,6 +94,19 @@ impl Cluster {
 }
 
 impl MongoStore {
+    /// `secret` sealed for `context` by the store's vault, as documents keep it; `None`
+    /// without a vault.
+    pub(crate) fn sealed(&self, context: &str, secret: &str) -> Option<bson::Binary> {
+        let sealed = self.vault.as_ref()?.seal(context, secret);
+        Some(bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: sealed.as_bytes().to_vec() })
+    }
+
+    /// What a document's sealed secret holds, opened for `context`; `None` without a vault,
+    /// or when it was sealed for another context or under another key.
+    pub(crate) fn opened(&self, context: &str, sealed: &bson::Binary) -> Option<SecretString> {
+        self.vault.as_ref()?.open(context, &SealedSecret::from_bytes(sealed.bytes.clone()))
+    }
+
     /// Creates or rotates the organization's database user (see the port).
     pub(crate) async fn set_user(
         &self,
@@ -110,16 +117,12 @@ impl MongoStore {
         let user = DatabaseUser::of(org.id);
         cluster.upsert_user(&user, password, tenant_role(&user)).await?;
         let id = org.id.to_string();
-        let recorded = match &self.vault {
+        let recorded = match self.sealed(&user.sealing_context(), password.expose()) {
             // The sealed password is recorded only where the user was set: a move that
             // switched the organization to another cluster meanwhile must not carry a
             // password its user there does not have.
-            Some(vault) => {
+            Some(sealed) => {
                 let (placement, cluster_field) = OrgDoc::placement_fields(&org.placement);
-                let sealed = bson::Binary {
-                    subtype: bson::spec::BinarySubtype::Generic,
-                    bytes: vault.seal(&user.sealing_context(), password.expose()).as_bytes().to_vec(),
-                };
                 let kept = TenantUserDoc { username: user.username.clone(), sealed };
                 let filter = doc! {
                     "_id": &id,
@@ -157,10 +160,12 @@ impl MongoStore {
         target: &Cluster,
         own_database: bool,
     ) -> anyhow::Result<Option<bson::Binary>> {
-        let (Some(vault), Some(kept), true) = (&self.vault, &org.tenant_user, own_database) else { return Ok(None) };
+        let Some(kept) = org.tenant_user.as_ref().filter(|_| own_database && self.vault.is_some()) else {
+            return Ok(None);
+        };
         let id = domain::OrgId::parse(&org.id).map_err(|e| anyhow!("organization id: {e}"))?;
         let user = DatabaseUser::of(id);
-        let opened = vault.open(&user.sealing_context(), &kept.sealed());
+        let opened = self.opened(&user.sealing_context(), &kept.sealed);
         let Some(password) = opened.and_then(|p| DatabasePassword::from_generated(p.expose_secret().to_owned()).ok())
         else {
             tracing::warn!(

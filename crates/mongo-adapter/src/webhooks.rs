@@ -218,12 +218,8 @@ impl MongoStore {
     /// else in clear (as `(clear, sealed)`).
     fn kept_secret(&self, id: WebhookId, secret: &WebhookSecret) -> (Option<String>, Option<bson::Binary>) {
         let clear = secret.expose().expose_secret();
-        match &self.vault {
-            Some(vault) => {
-                let sealed = vault.seal(&id.sealing_context(), clear);
-                let bytes = sealed.as_bytes().to_vec();
-                (None, Some(bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes }))
-            }
+        match self.sealed(&id.sealing_context(), clear) {
+            Some(sealed) => (None, Some(sealed)),
             None => (Some(clear.to_owned()), None),
         }
     }
@@ -235,9 +231,7 @@ impl MongoStore {
             (Some(clear), _) => clear.clone(),
             (None, Some(sealed)) => {
                 let id = WebhookId::parse(&endpoint.id).map_err(unknown)?;
-                let sealed = domain::SealedSecret::from_bytes(sealed.bytes.clone());
-                let opened = self.vault.as_ref().and_then(|vault| vault.open(&id.sealing_context(), &sealed));
-                let opened = opened.ok_or_else(|| {
+                let opened = self.opened(&id.sealing_context(), sealed).ok_or_else(|| {
                     StoreError::Unknown(anyhow::anyhow!(
                         "webhook {id}: its signing secret is sealed under a key this instance does not have \
                          (ORGSVC_SEALING_KEY)"
