@@ -171,16 +171,10 @@ impl Settings {
             self.placement.cluster = name;
         }
         if let Some(v) = get(&raw.sealing_key) {
-            // Checked here, so that a short key is refused before anything starts; the
-            // value itself is never quoted.
-            if v.trim().len() < crypto_adapter::MIN_VAULT_KEY_BYTES {
-                bail!(
-                    "ORGSVC_SEALING_KEY: must be at least {} bytes (got {}): generate one with \
-                     `openssl rand -base64 48`",
-                    crypto_adapter::MIN_VAULT_KEY_BYTES,
-                    v.trim().len()
-                );
-            }
+            // Refused here, by the vault's own rule, so that a bad key stops the service before
+            // anything starts; the value itself is never quoted.
+            crypto_adapter::AeadVault::new(v.trim().as_bytes())
+                .map_err(|e| anyhow::anyhow!("ORGSVC_SEALING_KEY: {e}: generate one with `openssl rand -base64 48`"))?;
             self.sealing_key = Some(SecretString::from(v.trim().to_owned()));
         }
         if let Some(v) = get(&raw.tenant_credentials) {
