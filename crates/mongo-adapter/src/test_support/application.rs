@@ -128,10 +128,53 @@ pub async fn write_until_stopped(
                 let current = store.find_by_id(org.id).await.expect("find").expect("the organization exists");
                 location = Location::of(&store, &current);
             }
+            // The connection broke (the test server stalled, say): the write may or may not
+            // have been applied, so the application reads which, as a real one would before
+            // trying again, rather than insert the same `_id` again and again.
+            Err(e) if outcome_unknown(&e) => match applied(&location, op, id, writes.model.get(&id).copied()).await {
+                Some(true) => match op {
+                    0 => {
+                        writes.model.insert(id, 0);
+                        next += 1;
+                    }
+                    1 => *writes.model.get_mut(&id).expect("modelled") += 1,
+                    _ => {
+                        writes.model.remove(&id);
+                    }
+                },
+                Some(false) => {}
+                None => writes.other_errors.push(format!("{e}, and its outcome could not be read")),
+            },
             Err(e) => writes.other_errors.push(format!("{e}")),
         }
     }
     writes
+}
+
+/// Whether a failed write may have been applied all the same: anything but an answer of the
+/// server (a write or command error).
+fn outcome_unknown(error: &mongodb::error::Error) -> bool {
+    use mongodb::error::ErrorKind;
+    !matches!(error.kind.as_ref(), ErrorKind::Write(_) | ErrorKind::Command(_))
+}
+
+/// Whether write `op` (0 insert, 1 increment from `before`, 2 delete) of document `id` was
+/// applied at `location`, read once the server answers again; `None` if it never does.
+async fn applied(location: &Location, op: u8, id: i64, before: Option<i64>) -> Option<bool> {
+    for _ in 0..40 {
+        match location.collection.find_one(location.filter(id)).await {
+            Ok(found) => {
+                let v = found.map(|d| d.get_i64("v").or_else(|_| d.get_i32("v").map(i64::from)).unwrap_or(-1));
+                return Some(match op {
+                    0 => v.is_some(),
+                    1 => v == before.map(|b| b + 1),
+                    _ => v.is_none(),
+                });
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+    None
 }
 
 /// Stores `documents` documents (`_id` 0.., `v` 0) for the organization; returns the model.
